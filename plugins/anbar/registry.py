@@ -150,7 +150,8 @@ class Dataset(BaseModel):
 
     @property
     def asset_uri(self) -> str:
-        return f"postgres://anbar/clean/{self.key}"
+        """URI of the Airflow Asset published when a submission of this dataset is accepted."""
+        return f"anbar://warehouse/clean/{self.key}"
 
 
 class SftpTransport(BaseModel):

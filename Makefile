@@ -1,0 +1,39 @@
+# anbar — the two commands are `make demo` and `make test`; everything else supports them.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.anbar-installed
+
+.PHONY: demo test stop install lint format dbt-parse clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@echo "[anbar] creating $(VENV) and installing the pinned dependencies (about a minute) ..."
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "anbar needs Python 3.11"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --progress-bar off -c constraints.txt -e '.[dev]'
+	@touch $@
+	@echo "[anbar] dependencies installed"
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/anbar demo up
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+stop:
+	@if [ -x $(BIN)/anbar ]; then $(BIN)/anbar demo down; else echo "[anbar] nothing to stop"; fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/sqlfluff lint dbt_project/models
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean: stop
+	rm -rf .anbar dbt_project/target dbt_project/logs

@@ -1,0 +1,59 @@
+with
+
+source as (
+
+    {{ latest_accepted('sso', 'insured_persons') }}
+
+),
+
+jalali_months as (
+
+    {{ jalali_months() }}
+
+),
+
+renamed as (
+
+    select
+        -- period
+        source._period as period,
+        jalali_months.period_start,
+        jalali_months.period_end,
+
+        -- person and workplace
+        {{ pseudonymise('source.national_id') }} as person_key,
+        source.workshop_code,
+
+        -- attributes
+        source.sex,
+        source.birth_date,
+        source.insurance_type,
+        source.employment_start,
+
+        -- measures
+        source.days_worked,
+        source.insured_wage as insured_wage_rials,
+
+        -- lineage
+        source._submission_id as submission_id,
+        source._version as submission_version,
+        source._file as source_file,
+        source._row_no as source_row_no
+
+    from source
+    left join jalali_months
+        on source._period = jalali_months.period
+
+),
+
+keyed as (
+
+    select
+        {{ surrogate_key(['renamed.period', 'renamed.person_key', 'renamed.workshop_code']) }} as insured_job_id,
+        renamed.*
+
+    from renamed
+
+)
+
+select * from keyed

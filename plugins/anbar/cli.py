@@ -1,0 +1,90 @@
+"""The ``anbar`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _demo(args) -> int:
+    from anbar.devenv import demo
+
+    if args.action == "up":
+        demo.up(n_periods=args.periods)
+    else:
+        demo.down()
+    return 0
+
+
+def _bootstrap(args) -> int:
+    from anbar import ddl, warehouse
+    from anbar.registry import load_registry
+
+    conn = warehouse.connect()
+    try:
+        ddl.bootstrap(conn, load_registry(args.registry))
+    finally:
+        conn.close()
+    print("warehouse schemas and tables are up to date")
+    return 0
+
+
+def _registry_check(args) -> int:
+    from anbar.registry import RegistryError, load_registry
+
+    try:
+        reg = load_registry(args.registry)
+    except RegistryError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    for org in reg.organisations.values():
+        print(f"{org.code}: {len(org.datasets)} dataset(s) over {org.transport.kind}, {org.calendar.value} calendar")
+    return 0
+
+
+def _dbt_sources(args) -> int:
+    from pathlib import Path
+
+    from anbar.dbt.sources import render_sources
+    from anbar.registry import load_registry
+    from anbar.settings import REPO_ROOT
+
+    path = Path(REPO_ROOT / "dbt_project" / "models" / "staging" / "_sources.yml")
+    text = render_sources(load_registry(args.registry))
+    if args.check:
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            print(f"{path} is out of date with the registry; run: anbar dbt-sources", file=sys.stderr)
+            return 1
+        print(f"{path} is up to date")
+        return 0
+    path.write_text(text, encoding="utf-8")
+    print(f"wrote {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="anbar", description="anbar: the ministry's microdata warehouse")
+    parser.add_argument("--registry", default=None, help="registry directory (default: registry/ of the repo)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="run the local demo stack")
+    p.add_argument("action", choices=["up", "down"])
+    p.add_argument("--periods", type=int, default=3, help="how many recent periods to ingest")
+    p.set_defaults(func=_demo)
+
+    p = sub.add_parser("bootstrap", help="create or update the warehouse tables from the registry")
+    p.set_defaults(func=_bootstrap)
+
+    p = sub.add_parser("registry-check", help="validate the registry files")
+    p.set_defaults(func=_registry_check)
+
+    p = sub.add_parser("dbt-sources", help="write dbt sources generated from the registry")
+    p.add_argument("--check", action="store_true", help="fail if the committed file is out of date")
+    p.set_defaults(func=_dbt_sources)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,48 @@
+"""Default arguments and callbacks shared by every anbar DAG (one place, by design)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from anbar import settings
+
+log = logging.getLogger(__name__)
+
+# A fixed date, not now(): DAG files do no work at parse time.
+START_DATE = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+
+
+def on_task_failure(context) -> None:
+    """Tell the warehouse team once per failed task instance (after its last retry)."""
+    from anbar import notify, warehouse
+
+    ti = context["ti"]
+    key = f"task-failed:{ti.dag_id}:{context['run_id']}:{ti.task_id}:{ti.map_index}"
+    exc = context.get("exception")
+    mail = notify.Mail(
+        dedup_key=key, kind="task_failed", recipients=settings.warehouse_team(),
+        subject=f"[anbar] task failed: {ti.dag_id}.{ti.task_id}[{ti.map_index}] {context['run_id']}",
+        html=(f"<p>Task <b>{ti.dag_id}.{ti.task_id}</b> (map index {ti.map_index}) of run "
+              f"<code>{context['run_id']}</code> failed after its retries.</p><pre>{exc!s}</pre>"
+              "<p>Triage: open the task log in the Airflow UI; the DAG's documentation lists the usual causes.</p>"),
+    )
+    try:
+        conn = warehouse.connect()
+        try:
+            notify.send(conn, mail)
+        finally:
+            conn.close()
+    except Exception:  # a failing alert must not hide the original failure
+        log.exception("could not send the failure alert %s", key)
+
+
+def default_args(owner: str = settings.OWNER) -> dict:
+    return {
+        "owner": owner,
+        "retries": 2,
+        "retry_delay": dt.timedelta(minutes=2),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": dt.timedelta(minutes=30),
+        "on_failure_callback": on_task_failure,
+    }

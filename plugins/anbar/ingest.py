@@ -1,0 +1,364 @@
+"""The ingest of one dataset for one period, step by step.
+
+Each step is one Airflow task (see anbar.ingest_dag) and is safe to rerun: it reads
+the submission's state from the ledger and does nothing that has already been done.
+Steps pass a small dict (``Step``) from one to the next; a delivery that has been
+decided (rejected, or a no-op re-delivery) flows through the remaining steps
+untouched, so the last step always reports and notifies.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from anbar import ddl, ledger, notify, settings, warehouse
+from anbar.exchange import MANIFEST_NAME, DeliveryRejected, parse_api_manifest, parse_manifest
+from anbar.hooks import SupplierApiHook, SupplierSftpHook
+from anbar.landing import LandedFile, LandingArchive, sha256_bytes
+from anbar.loader import FileToLoad, jsonl_to_csv_file, load_delivery
+from anbar.periods import Period
+from anbar.registry import Dataset, Organisation, Registry, load_registry
+
+log = logging.getLogger(__name__)
+
+SIZE_SLACK = 0  # a file larger than declared is rejected at once, before it fills the disk
+
+
+@dataclass
+class Step:
+    org: str
+    dataset: str
+    period: str
+    state: str  # waiting | missing | received | landed | loaded | accepted | rejected | noop
+    submission_id: int | None = None
+    version: int | None = None
+    reason: str | None = None
+    message: str | None = None
+    detail: dict = field(default_factory=dict)
+
+    @property
+    def decided(self) -> bool:
+        return self.state in ("missing", "rejected", "noop", "accepted")
+
+    def to_xcom(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_xcom(cls, data: dict) -> Step:
+        return cls(**data)
+
+
+def _resolve(registry: Registry, org_code: str, dataset: str, period: str) -> tuple[Organisation, Dataset, Period]:
+    org = registry.org(org_code)
+    return org, org.dataset(dataset), Period.parse(period, org.calendar)
+
+
+def source_for(org: Organisation) -> SupplierSftpHook | SupplierApiHook:
+    if org.transport.kind == "sftp":
+        return SupplierSftpHook(org.transport.conn_id, org.transport.outbox)
+    return SupplierApiHook(org.transport.conn_id)
+
+
+def deadline(org: Organisation, ds: Dataset, period: Period) -> dt.datetime:
+    """End of the last day a delivery may arrive (due date + grace), in the organisation's time zone."""
+    from zoneinfo import ZoneInfo
+
+    last_day = period.due_date(ds.due_day) + dt.timedelta(days=ds.grace_days)
+    return dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time(), tzinfo=ZoneInfo(org.timezone))
+
+
+# -- step 1: wait for the manifest ---------------------------------------------------------------------
+
+def probe(org_code: str, dataset: str, period: str, now: dt.datetime, registry: Registry | None = None) -> Step:
+    """Is the delivery there? ``waiting`` until the deadline passes, then ``missing``."""
+    registry = registry or load_registry()
+    org, ds, p = _resolve(registry, org_code, dataset, period)
+    source = source_for(org)
+    try:
+        manifest = source.read_manifest(ds.name, p.label)
+        if manifest is not None:
+            return Step(org.code, ds.name, p.label, "received")
+        if now < deadline(org, ds, p):
+            return Step(org.code, ds.name, p.label, "waiting")
+        detail = f"no manifest for {org.code}/{ds.name}/{p.label} by {deadline(org, ds, p).isoformat()}"
+        if isinstance(source, SupplierSftpHook):
+            names = source.list_period(ds.name, p.label)
+            if names:
+                detail += (f"; the period directory holds {', '.join(names[:10])} but no {MANIFEST_NAME} "
+                           "(the manifest must be written last, after the data files)")
+        return Step(org.code, ds.name, p.label, "missing", reason="missing", message=detail)
+    finally:
+        source.close()
+
+
+def record_missing(step: Step, registry: Registry | None = None) -> Step:
+    registry = registry or load_registry()
+    conn = warehouse.connect()
+    try:
+        ddl.bootstrap(conn, registry)
+        sub = ledger.record_missing(conn, org=step.org, dataset=step.dataset, period=step.period,
+                                    message=step.message or "no delivery")
+        step.submission_id, step.version = sub.submission_id, sub.version
+        return step
+    finally:
+        conn.close()
+
+
+# -- step 2: receive and land ---------------------------------------------------------------------------
+
+def receive(step: Step, run_id: str | None = None, registry: Registry | None = None,
+            archive: LandingArchive | None = None) -> Step:
+    """Fetch the manifest and files into the landing archive; verify bytes, hashes and names."""
+    if step.decided:
+        return step
+    registry = registry or load_registry()
+    archive = archive or LandingArchive(settings.landing_dir())
+    org, ds, p = _resolve(registry, step.org, step.dataset, step.period)
+    conn = warehouse.connect()
+    source = source_for(org)
+    try:
+        ddl.bootstrap(conn, registry)
+        if isinstance(source, SupplierSftpHook):
+            return _receive_sftp(conn, source, archive, org, ds, p, step, run_id)
+        return _receive_api(conn, source, archive, org, ds, p, step, run_id)
+    finally:
+        source.close()
+        conn.close()
+
+
+def _reject(conn, sub: ledger.Submission, step: Step, exc: DeliveryRejected, stage: str) -> Step:
+    rows = sub.rows_manifest
+    updated = ledger.update(conn, sub, stage, "rejected", reason=exc.reason, message=exc.message,
+                            rows_loaded=0, rows_rejected=rows)
+    log.warning("%s/%s/%s v%s rejected at %s: %s", step.org, step.dataset, step.period, updated.version, stage, exc)
+    step.state, step.reason, step.message = "rejected", exc.reason, exc.message
+    step.detail = {**step.detail, **exc.detail, "stage": stage}
+    return step
+
+
+def _lock(conn, submission_id: int) -> None:
+    """Serialise work on one submission (two runs of the same period may overlap); released on close."""
+    with conn.cursor() as cur:
+        cur.execute("select pg_advisory_lock(%s)", (submission_id,))
+    conn.commit()
+
+
+def _opened(conn, step: Step, **kwargs) -> tuple[ledger.Submission, bool]:
+    sub, created = ledger.open_submission(conn, org=step.org, dataset=step.dataset, period=step.period, **kwargs)
+    step.submission_id, step.version = sub.submission_id, sub.version
+    _lock(conn, sub.submission_id)
+    return ledger.get(conn, sub.submission_id), created
+
+
+def _continue_or_noop(sub: ledger.Submission, created: bool, step: Step) -> Step | None:
+    """A delivery seen before: a decided one is a no-op; an unfinished one resumes where it stopped."""
+    if created or sub.status == "received":
+        return None
+    if sub.status in ("accepted", "rejected"):
+        step.state = "noop"
+        step.message = f"identical to version {sub.version}, already {sub.status}; nothing to do"
+        return step
+    step.state = sub.status  # landed / loaded / validated: later steps pick it up from the ledger
+    return step
+
+
+def _receive_sftp(conn, source: SupplierSftpHook, archive: LandingArchive, org: Organisation, ds: Dataset,
+                  p: Period, step: Step, run_id: str | None) -> Step:
+    raw_manifest = source.read_manifest(ds.name, p.label)
+    if raw_manifest is None:
+        raise RuntimeError(f"the manifest of {org.code}/{ds.name}/{p.label} disappeared after it was seen")
+    delivery_sha = sha256_bytes(raw_manifest)
+    try:
+        manifest_json = json.loads(raw_manifest.decode("utf-8-sig"))
+        rows_manifest = sum(int(f["rows"]) for f in manifest_json["files"])
+    except Exception:  # an unreadable manifest is recorded first, then rejected by parse_manifest below
+        manifest_json = {"unparseable": raw_manifest[:2000].decode("utf-8", "replace")}
+        rows_manifest = None
+    sub, created = _opened(conn, step, transport="sftp", delivery_sha256=delivery_sha, manifest=manifest_json,
+                           rows_manifest=rows_manifest, run_id=run_id)
+    done = _continue_or_noop(sub, created, step)
+    if done:
+        return done
+    delivery_dir = archive.delivery_dir(org.code, ds.name, p.label, delivery_sha)
+    landed: list[LandedFile] = []
+    try:
+        manifest = parse_manifest(raw_manifest, org, ds, p)
+        listing = set(source.list_period(ds.name, p.label) or [])
+        unlisted = sorted(listing - {f.name for f in manifest.files} - {MANIFEST_NAME})
+        if unlisted:
+            ledger.log_event(conn, org.code, ds.name, p.label, "receive", "note", sub.submission_id,
+                             message="files not listed in the manifest were not downloaded", files=unlisted)
+            conn.commit()
+        for f in manifest.files:
+            def write(out, f=f):
+                source.stream_file(ds.name, p.label, f.name, out, max_bytes=f.bytes + SIZE_SLACK)
+
+            lf = archive.store_stream(f.name, write)
+            landed.append(lf)
+            if lf.bytes != f.bytes:
+                raise DeliveryRejected("size_mismatch", f"{f.name}: the manifest declares {f.bytes} bytes, "
+                                       f"{lf.bytes} were delivered (a truncated or still-growing file?)",
+                                       file=f.name, declared=f.bytes, found=lf.bytes)
+            if lf.sha256 != f.sha256:
+                raise DeliveryRejected("checksum_mismatch", f"{f.name}: sha256 is {lf.sha256}, the manifest "
+                                       f"declares {f.sha256}", file=f.name)
+    except DeliveryRejected as exc:
+        archive.record_delivery(org.code, ds.name, p.label, delivery_sha, raw_manifest, landed)
+        ledger.update(conn, sub, "land", sub.status, landing_path=str(delivery_dir))
+        return _reject(conn, sub, step, exc, "land")
+    archive.record_delivery(org.code, ds.name, p.label, delivery_sha, raw_manifest, landed)
+    ledger.update(conn, sub, "land", "landed", landing_path=str(delivery_dir), rows_manifest=manifest.rows)
+    step.state = "landed"
+    return step
+
+
+def _receive_api(conn, source: SupplierApiHook, archive: LandingArchive, org: Organisation, ds: Dataset,
+                 p: Period, step: Step, run_id: str | None) -> Step:
+    raw_manifest = source.read_manifest(ds.name, p.label)
+    if raw_manifest is None:
+        raise RuntimeError(f"the manifest of {org.code}/{ds.name}/{p.label} disappeared after it was seen")
+    records = archive.store_chunks(f"{ds.name}_{p.label}.jsonl", source.iter_jsonl(ds.name, p.label))
+    delivery_sha = sha256_bytes(raw_manifest + b"\n" + records.sha256.encode())
+    try:
+        manifest_json = json.loads(raw_manifest)
+        rows_manifest = int(manifest_json.get("rows"))
+    except Exception:
+        manifest_json, rows_manifest = {"unparseable": raw_manifest[:2000].decode("utf-8", "replace")}, None
+    sub, created = _opened(conn, step, transport="api", delivery_sha256=delivery_sha, manifest=manifest_json,
+                           rows_manifest=rows_manifest, run_id=run_id)
+    done = _continue_or_noop(sub, created, step)
+    if done:
+        return done
+    delivery_dir = archive.record_delivery(org.code, ds.name, p.label, delivery_sha, raw_manifest, [records])
+    try:
+        manifest = parse_api_manifest(raw_manifest, org, ds, p)
+    except DeliveryRejected as exc:
+        ledger.update(conn, sub, "land", sub.status, landing_path=str(delivery_dir))
+        return _reject(conn, sub, step, exc, "land")
+    ledger.update(conn, sub, "land", "landed", landing_path=str(delivery_dir), rows_manifest=manifest.rows)
+    step.state = "landed"
+    return step
+
+
+# -- step 3: load and convert ----------------------------------------------------------------------------
+
+def load(step: Step, registry: Registry | None = None, archive: LandingArchive | None = None) -> Step:
+    if step.decided:
+        return step
+    registry = registry or load_registry()
+    archive = archive or LandingArchive(settings.landing_dir())
+    org, ds, p = _resolve(registry, step.org, step.dataset, step.period)
+    conn = warehouse.connect()
+    try:
+        _lock(conn, step.submission_id)
+        sub = ledger.get(conn, step.submission_id)
+        if sub.status in ("loaded", "validated", "accepted"):
+            step.state = "loaded"
+            return step
+        delivery = Path(sub.landing_path)
+        listing = json.loads((delivery / "files.json").read_text())
+        try:
+            if org.transport.kind == "sftp":
+                manifest = parse_manifest((delivery / "manifest.json").read_bytes(), org, ds, p)
+                rows_by_name = {f.name: f.rows for f in manifest.files}
+                files = [FileToLoad(f["name"], archive.root / f["object"], rows_by_name[f["name"]]) for f in listing]
+                result = load_delivery(conn, org, ds, sub.submission_id, p.label, files, manifest.encoding,
+                                       manifest.delimiter)
+            else:
+                with tempfile.TemporaryDirectory(dir=archive.tmp) as tmp:
+                    csv_path = Path(tmp) / f"{ds.name}.csv"
+                    jsonl_to_csv_file(archive.root / listing[0]["object"], csv_path, ds)
+                    result = load_delivery(conn, org, ds, sub.submission_id, p.label,
+                                           [FileToLoad(listing[0]["name"], csv_path, None)], "utf-8", ",",
+                                           rows_declared_total=sub.rows_manifest)
+        except DeliveryRejected as exc:
+            return _reject(conn, sub, step, exc, "load")
+        ledger.update(conn, sub, "load", "loaded", rows_loaded=result.rows_loaded, rows_rejected=result.rows_rejected,
+                      message="; ".join(result.warnings) or None)
+        step.state = "loaded"
+        step.detail = {**step.detail, "rows_in": result.rows_in, "rows_loaded": result.rows_loaded,
+                       "rows_rejected": result.rows_rejected, "warnings": result.warnings}
+        return step
+    finally:
+        conn.close()
+
+
+# -- step 4: validate ------------------------------------------------------------------------------------
+
+def validate(step: Step, registry: Registry | None = None) -> Step:
+    if step.decided:
+        return step
+    from anbar.validation import validate_submission
+
+    registry = registry or load_registry()
+    org, ds, p = _resolve(registry, step.org, step.dataset, step.period)
+    conn = warehouse.connect()
+    try:
+        _lock(conn, step.submission_id)
+        sub = ledger.get(conn, step.submission_id)
+        if sub.status in ("accepted", "rejected"):
+            step.state = sub.status
+            return step
+        suite = settings.expectations_dir() / f"{ds.key}.json"
+        summary = validate_submission(warehouse.sqlalchemy_url(), ds, sub.submission_id, suite)
+        summary = summary if isinstance(summary, dict) else summary.to_dict()
+        if summary["success"]:
+            ledger.update(conn, sub, "validate", "validated", validation_summary=summary)
+            sub = ledger.get(conn, sub.submission_id)
+            ledger.update(conn, sub, "publish", "accepted")
+            step.state = "accepted"
+        else:
+            failed = [e for e in summary.get("expectations", []) if not e.get("success")
+                      and e.get("severity") == "blocking"]
+            names = ", ".join(f"{e.get('principle')}:{e.get('type')}({e.get('column') or ''})" for e in failed)
+            message = f"{len(failed)} blocking check(s) failed: {names}"
+            ledger.update(conn, sub, "validate", "rejected", reason="validation", message=message,
+                          validation_summary=summary, rows_loaded=0, rows_rejected=sub.rows_manifest)
+            step.state, step.reason, step.message = "rejected", "validation", message
+        step.detail = {**step.detail, "validation": {k: summary.get(k) for k in ("success", "by_principle")}}
+        return step
+    finally:
+        conn.close()
+
+
+# -- step 5: conclude: report, notify ------------------------------------------------------------------------
+
+def conclude(step: Step, registry: Registry | None = None, archive: LandingArchive | None = None) -> Step:
+    """Write the outcome beside the landed delivery and tell people about failures (once)."""
+    registry = registry or load_registry()
+    archive = archive or LandingArchive(settings.landing_dir())
+    org, ds, p = _resolve(registry, step.org, step.dataset, step.period)
+    if step.state == "noop":
+        return step
+    conn = warehouse.connect()
+    try:
+        if step.state == "missing":
+            notify.send(conn, notify.missing_mail(org, ds, p.label, step.message or ""))
+            return step
+        sub = ledger.get(conn, step.submission_id)
+        with conn.cursor() as cur:
+            cur.execute("select validation_summary from anbar.submissions where submission_id = %s",
+                        (sub.submission_id,))
+            (summary,) = cur.fetchone()
+        conn.commit()
+        if sub.landing_path:
+            archive.write_report(Path(sub.landing_path), {
+                "submission_id": sub.submission_id, "org": sub.org, "dataset": sub.dataset, "period": sub.period,
+                "version": sub.version, "status": sub.status, "reason": sub.reason, "message": sub.message,
+                "rows_manifest": sub.rows_manifest, "rows_loaded": sub.rows_loaded,
+                "rows_rejected": sub.rows_rejected, "validation": summary,
+            })
+        if sub.status == "rejected":
+            notify.send(conn, notify.rejection_mail(
+                org, ds, submission_id=sub.submission_id, period=sub.period, version=sub.version,
+                reason=sub.reason or "", message=sub.message or "", rows_manifest=sub.rows_manifest,
+                rows_loaded=sub.rows_loaded, rows_rejected=sub.rows_rejected, summary=summary))
+        step.state = sub.status
+        return step
+    finally:
+        conn.close()

@@ -1,0 +1,128 @@
+"""The landing archive: every delivered byte kept, immutable, addressed by sha256.
+
+    <root>/objects/<aa>/<sha256>                       file contents, read-only
+    <root>/deliveries/<org>/<dataset>/<period>/<delivery sha256>/
+        manifest.json                                  the manifest as delivered
+        files.json                                     delivered name -> sha256, bytes
+        report.json                                    outcome (written when decided)
+
+A delivery is identified by the sha256 of its manifest (SFTP) or of its landed
+records (API); landing the same bytes twice stores nothing new.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    name: str
+    sha256: str
+    bytes: int
+    path: Path
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class LandingArchive:
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+        self.objects = self.root / "objects"
+        self.tmp = self.root / "tmp"
+        for d in (self.objects, self.tmp, self.root / "deliveries"):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def object_path(self, sha256: str) -> Path:
+        return self.objects / sha256[:2] / sha256
+
+    def _commit(self, tmp_path: Path, digest: str) -> Path:
+        final = self.object_path(digest)
+        if final.exists():
+            tmp_path.unlink()
+        else:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp_path.chmod(0o444)
+            os.replace(tmp_path, final)
+        return final
+
+    def store_stream(self, name: str, write: Callable[[BinaryIO], None]) -> LandedFile:
+        """Store what ``write(fileobj)`` writes; hashing happens while the bytes flow."""
+        fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix="landing-")
+        tmp_path = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as raw:
+                hashing = _HashingWriter(raw)
+                write(hashing)
+                raw.flush()
+                os.fsync(raw.fileno())
+            return LandedFile(name, hashing.hexdigest(), hashing.size, self._commit(tmp_path, hashing.hexdigest()))
+        except BaseException:
+            tmp_path.unlink(missing_ok=True)
+            raise
+
+    def store_bytes(self, name: str, data: bytes) -> LandedFile:
+        return self.store_stream(name, lambda f: f.write(data))
+
+    def store_chunks(self, name: str, chunks: Iterable[bytes]) -> LandedFile:
+        def write(f: BinaryIO) -> None:
+            for chunk in chunks:
+                f.write(chunk)
+
+        return self.store_stream(name, write)
+
+    def delivery_dir(self, org: str, dataset: str, period: str, delivery_sha256: str) -> Path:
+        return self.root / "deliveries" / org / dataset / period / delivery_sha256
+
+    def record_delivery(self, org: str, dataset: str, period: str, delivery_sha256: str,
+                        manifest: bytes, files: list[LandedFile]) -> Path:
+        d = self.delivery_dir(org, dataset, period, delivery_sha256)
+        d.mkdir(parents=True, exist_ok=True)
+        _write_once(d / "manifest.json", manifest)
+        listing = [{"name": f.name, "sha256": f.sha256, "bytes": f.bytes,
+                    "object": str(f.path.relative_to(self.root))} for f in files]
+        _write_once(d / "files.json", json.dumps(listing, ensure_ascii=False, indent=2).encode())
+        return d
+
+    def write_report(self, delivery_dir: Path, report: dict) -> Path:
+        """The outcome beside the landed delivery (the one file that may be rewritten, by a rerun)."""
+        path = Path(delivery_dir) / "report.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(report, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+
+def _write_once(path: Path, data: bytes) -> None:
+    if path.exists():
+        return
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(data)
+    tmp.chmod(0o444)
+    os.replace(tmp, path)
+
+
+class _HashingWriter:
+    def __init__(self, raw: BinaryIO):
+        self._raw = raw
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self._hash.update(data)
+        self.size += len(data)
+        return self._raw.write(data)
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()

@@ -1,0 +1,29 @@
+"""Where anbar finds its things. Every setting has an environment variable."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+WAREHOUSE_CONN_ID = os.environ.get("ANBAR_WAREHOUSE_CONN_ID", "anbar_warehouse")
+SMTP_CONN_ID = os.environ.get("ANBAR_SMTP_CONN_ID", "anbar_smtp")
+OWNER = "anbar-data-engineering"
+
+
+def landing_dir() -> Path:
+    return Path(os.environ.get("ANBAR_LANDING_DIR", REPO_ROOT / ".anbar" / "landing"))
+
+
+def expectations_dir() -> Path:
+    return Path(os.environ.get("ANBAR_EXPECTATIONS_DIR", REPO_ROOT / "expectations"))
+
+
+def warehouse_team() -> list[str]:
+    value = os.environ.get("ANBAR_WAREHOUSE_TEAM", "warehouse-team@mcls.example.ir")
+    return [a.strip() for a in value.split(",") if a.strip()]
+
+
+def mail_from() -> str:
+    return os.environ.get("ANBAR_MAIL_FROM", "anbar@mcls.example.ir")

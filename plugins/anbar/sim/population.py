@@ -1,0 +1,497 @@
+"""One synthetic population behind every simulated supplier.
+
+Persons, workplaces, employment spells (who is insured where, from when to
+when) and vocational training courses are generated once per seed, as life
+histories over a fixed horizon, so that every supplier's monthly extract is a
+consistent view of the same people: a trainee whose course ended in October
+may be an insured employee at SSO in December.
+
+Randomness comes only from ``random.Random`` seeded with stable strings (and
+SHA-256 for hashing); Python's ``hash()`` is never used, so the same seed gives
+the same population in every process.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import hashlib
+import json
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import astuple, dataclass
+from functools import cached_property
+
+from anbar.ids import make_legal_entity_id, make_person_id
+from anbar.registry import Registry, load_registry
+
+# Ages are 16..75 on this day (1 Farvardin 1405).
+REFERENCE_DATE = dt.date(2026, 3, 21)
+# Life histories are simulated over this window; extracts outside it are empty.
+HORIZON_START = dt.date(2012, 1, 1)
+HORIZON_END = dt.date(2032, 12, 31)
+
+WORK_AGE = (18, 65)
+TRAINING_AGE = (16, 60)
+WAGE_RANGE = (100_000_000, 600_000_000)  # monthly, rials
+
+# Province weights (roughly proportional to population); codes missing here weigh 1.
+PROVINCE_WEIGHTS = {
+    "23": 13.3, "09": 6.4, "10": 5.1, "07": 4.9, "06": 4.7, "03": 3.9, "02": 3.3,
+    "04": 3.3, "08": 3.2, "11": 2.8, "30": 2.7, "01": 2.5, "05": 1.95, "22": 1.78,
+    "15": 1.76, "13": 1.74, "27": 1.87, "12": 1.6, "00": 1.4, "25": 1.29, "24": 1.27,
+    "26": 1.27, "18": 1.16, "21": 1.14, "19": 1.06, "14": 0.95, "29": 0.77,
+    "28": 0.86, "17": 0.71, "20": 0.7, "16": 0.58,
+}  # fmt: skip
+ISIC_WEIGHTS = {
+    "A": 4, "B": 1, "C": 22, "D": 1, "E": 1, "F": 12, "G": 18, "H": 7, "I": 5, "J": 3,
+    "K": 2, "L": 1, "M": 4, "N": 5, "O": 2, "P": 3, "Q": 4, "R": 1, "S": 3, "T": 0.5,
+    "U": 0.2,
+}  # fmt: skip
+INSURANCE_TYPE_WEIGHTS = {"1": 80, "2": 5, "3": 6, "4": 5, "5": 4}
+RESULT_WEIGHTS = {"P": 75, "F": 15, "A": 10}
+
+# ISCO-08 unit groups of typical technical and vocational courses, with hours.
+ISCO_COURSES: tuple[tuple[str, str, int], ...] = (
+    ("7212", "جوشکاری برق", 240),
+    ("7212", "جوشکاری با گاز محافظ", 180),
+    ("7411", "برق‌کار ساختمان", 300),
+    ("7412", "تعمیرکار موتورهای الکتریکی", 220),
+    ("7231", "مکانیک خودرو", 400),
+    ("7233", "تعمیرکار ماشین‌آلات کشاورزی", 260),
+    ("7126", "لوله‌کشی آب و گاز", 200),
+    ("7127", "تعمیرکار سیستم‌های تهویه", 240),
+    ("7522", "کابینت‌سازی", 320),
+    ("7115", "نجاری سفت‌کاری", 160),
+    ("7531", "خیاطی لباس زنانه", 350),
+    ("7318", "قالیبافی", 280),
+    ("5120", "آشپزی", 250),
+    ("5131", "پیشخدمت رستوران", 90),
+    ("5141", "آرایشگری", 420),
+    ("2512", "برنامه‌نویسی وب", 360),
+    ("3512", "پشتیبانی فناوری اطلاعات", 180),
+    ("3513", "شبکه‌های رایانه‌ای", 200),
+    ("4120", "منشی‌گری و امور اداری", 120),
+    ("4311", "حسابداری مالی", 240),
+    ("7223", "تراشکاری", 300),
+    ("7421", "تعمیرکار لوازم الکترونیکی", 280),
+    ("7422", "تعمیرکار تلفن همراه", 150),
+    ("6111", "کشت محصولات زراعی", 120),
+    ("6121", "پرورش دام", 110),
+    ("8322", "رانندگی پایه دو", 60),
+    ("8211", "مونتاژکار", 100),
+    ("3118", "نقشه‌کشی صنعتی", 220),
+    ("7112", "بنایی", 200),
+    ("7124", "عایق‌کاری ساختمان", 80),
+    ("7512", "شیرینی‌پزی", 210),
+    ("7516", "تولید محصولات لبنی", 90),
+    ("5321", "کمک بهیار", 400),
+    ("3434", "سرآشپز", 500),
+    ("7543", "کنترل کیفیت محصولات", 120),
+)
+
+_WORKSHOP_KINDS = (("شرکت", 55), ("کارگاه", 30), ("شرکت تعاونی", 8), ("مؤسسه", 7))
+_ACTIVITIES = {
+    "A": ("کشت و صنعت", "دامپروری", "مرغداری", "پرورش ماهی", "گلخانه‌ای"),
+    "B": ("معدنی", "استخراج سنگ آهک", "معادن شن و ماسه"),
+    "C": (
+        "صنایع غذایی", "تولیدی پوشاک", "صنایع فلزی", "قطعه‌سازی خودرو", "صنایع چوب",
+        "تولید ظروف پلاستیکی", "داروسازی", "کاشی و سرامیک", "نساجی", "کیف و کفش",
+    ),  # fmt: skip
+    "D": ("تولید برق", "نیروگاهی"),
+    "E": ("بازیافت پسماند", "خدمات آب و فاضلاب"),
+    "F": ("ساختمانی", "عمرانی", "پیمانکاری تأسیسات", "انبوه‌سازی"),
+    "G": ("بازرگانی", "پخش مواد غذایی", "لوازم خانگی", "تعمیرگاه خودرو", "فروشگاه زنجیره‌ای"),
+    "H": ("حمل و نقل", "باربری", "انبارداری", "پیک موتوری"),
+    "I": ("هتلداری", "رستوران", "تهیه غذای صنعتی"),
+    "J": ("نرم‌افزاری", "فناوری اطلاعات", "چاپ و نشر"),
+    "K": ("کارگزاری بیمه", "صرافی"),
+    "L": ("مشاور املاک",),
+    "M": ("مهندسی مشاور", "حسابرسی", "طراحی صنعتی", "آزمایشگاه کنترل کیفیت"),
+    "N": ("خدمات پشتیبانی", "خدمات نظافتی", "نگهبانی و حفاظت"),
+    "O": ("خدمات شهری",),
+    "P": ("آموزشگاه فنی", "آموزشگاه زبان", "پیش‌دبستانی"),
+    "Q": ("درمانگاه", "آزمایشگاه تشخیص طبی", "کلینیک دندانپزشکی", "خانه سالمندان"),
+    "R": ("باشگاه ورزشی", "مجموعه فرهنگی"),
+    "S": ("خشکشویی", "آرایشگاه", "خدمات فنی"),
+    "T": ("خدمات منزل",),
+    "U": ("دفتر نمایندگی",),
+}
+_BRANDS = (
+    "کیمیا", "یکتا", "نیک‌اندیش", "پیشگامان", "آریا", "سپید", "ایران‌مهر", "کوثر", "البرز",
+    "کاوه", "پارسیان", "کیان", "نوین", "یاس", "مهرگان", "سیمرغ", "زاگرس", "تکین", "پویا",
+    "امید", "سینا", "دماوند", "کارون", "پیروزی", "بهین", "آینده‌سازان", "شایان", "رایان",
+    "ستاره کویر", "هیرکان", "نیکان", "یاقوت", "کاشف", "کیهان", "پیمان", "رادین", "ارکان",
+)  # fmt: skip
+_SUFFIXES = (("", 60), ("(سهامی خاص)", 25), ("(مسئولیت محدود)", 15))
+
+
+def stable_random(*parts: object) -> random.Random:
+    """A ``random.Random`` seeded by a stable string built from ``parts``."""
+    return random.Random("|".join(["anbar.sim", *map(str, parts)]))
+
+
+def stable_unit(*parts: object) -> float:
+    """A number in [0, 1) that depends only on ``parts`` (SHA-256, never ``hash()``)."""
+    digest = hashlib.sha256("|".join(["anbar.sim", *map(str, parts)]).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def add_years(day: dt.date, years: int) -> dt.date:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year + years, day=28)
+
+
+def _weighted(rng: random.Random, weights: dict[str, float]) -> str:
+    keys = list(weights)
+    return rng.choices(keys, weights=[weights[k] for k in keys])[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    index: int
+    national_id: str
+    sex: str  # "1" male, "2" female
+    birth_date: dt.date
+    province: str
+
+
+@dataclass(frozen=True, slots=True)
+class Workplace:
+    index: int
+    workshop_code: str  # 10 digits
+    legal_id: str  # 11 digits, "" for sole proprietors
+    name: str
+    isic_section: str
+    province: str
+    registered_on: dt.date
+    weight: float  # relative size
+
+
+@dataclass(frozen=True, slots=True)
+class Employment:
+    person: int
+    workplace: int
+    start: dt.date
+    end: dt.date | None  # first day no longer employed; None = beyond the horizon
+    wage: int  # monthly insured wage in rials
+    insurance_type: str
+
+    def overlap_days(self, start: dt.date, end: dt.date) -> int:
+        """Days of employment within [start, end)."""
+        lo = max(self.start, start)
+        hi = min(self.end or end, end)
+        return max(0, (hi - lo).days)
+
+
+@dataclass(frozen=True, slots=True)
+class Course:
+    code: str
+    isco_code: str
+    title: str
+    hours: int
+
+
+@dataclass(frozen=True, slots=True)
+class Training:
+    person: int
+    course: Course
+    province: str
+    start: dt.date
+    end: dt.date  # last day of the course (inclusive)
+    result: str  # P passed, F failed, A absent
+
+
+def _courses() -> tuple[Course, ...]:
+    out = []
+    seq: dict[str, int] = {}
+    for isco, title, hours in ISCO_COURSES:
+        seq[isco] = seq.get(isco, 0) + 1
+        out.append(Course(f"{isco}-{20 + seq[isco]:02d}-{seq[isco]:03d}-1", isco, title, hours))
+    return tuple(out)
+
+
+COURSES = _courses()
+
+
+class Population:
+    """Persons, workplaces, employment spells and training courses for one seed."""
+
+    def __init__(
+        self,
+        seed: int,
+        persons: int = 4000,
+        workplaces: int = 300,
+        *,
+        registry: Registry | None = None,
+    ) -> None:
+        if persons < 1 or workplaces < 1:
+            raise ValueError("a population needs at least one person and one workplace")
+        self.seed = seed
+        registry = registry or _default_registry()
+        self.province_codes = tuple(sorted(registry.code_lists["province"].codes))
+        self.isic_sections = tuple(sorted(registry.code_lists["isic_section"].codes))
+        self.insurance_types = tuple(sorted(registry.code_lists["sso_insurance_type"].codes))
+        self._province_weights = {p: PROVINCE_WEIGHTS.get(p, 1.0) for p in self.province_codes}
+        self.persons: tuple[Person, ...] = self._make_persons(persons)
+        self.workplaces: tuple[Workplace, ...] = self._make_workplaces(workplaces)
+        self._index_workplaces()
+        employments: list[Employment] = []
+        trainings: list[Training] = []
+        for person in self.persons:
+            self._life(person, employments, trainings)
+        employments.sort(key=lambda e: (e.start, e.person, e.workplace))
+        trainings.sort(key=lambda t: (t.end, t.person, t.course.code))
+        self.employments: tuple[Employment, ...] = tuple(employments)
+        self.trainings: tuple[Training, ...] = tuple(trainings)
+        self._training_ends = [t.end for t in self.trainings]
+
+    @classmethod
+    def scaled(cls, seed: int, scale: float = 1.0, **kwargs: object) -> Population:
+        """4000 persons and 300 workplaces times ``scale``."""
+        return cls(seed, max(1, round(4000 * scale)), max(1, round(300 * scale)), **kwargs)
+
+    # -- generation -------------------------------------------------------------------------
+
+    def _make_persons(self, n: int) -> tuple[Person, ...]:
+        rng = stable_random(self.seed, "persons")
+        seen: set[str] = set()
+        out = []
+        span = (add_years(REFERENCE_DATE, -16) - add_years(REFERENCE_DATE, -76)).days
+        oldest = add_years(REFERENCE_DATE, -76) + dt.timedelta(days=1)
+        while len(out) < n:
+            # City prefix of the national ID: 001..008 (Tehran, leading zeros) for ~6%.
+            prefix = rng.randrange(1, 9) if rng.random() < 0.06 else rng.randrange(10, 1000)
+            national_id = make_person_id(prefix * 10**6 + rng.randrange(10**6))
+            if national_id in seen:
+                continue
+            seen.add(national_id)
+            out.append(
+                Person(
+                    index=len(out),
+                    national_id=national_id,
+                    sex="1" if rng.random() < 0.51 else "2",
+                    birth_date=oldest + dt.timedelta(days=rng.randrange(span)),
+                    province=_weighted(rng, self._province_weights),
+                )
+            )
+        return tuple(out)
+
+    def _make_workplaces(self, n: int) -> tuple[Workplace, ...]:
+        rng = stable_random(self.seed, "workplaces")
+        codes: set[str] = set()
+        legal_ids: set[str] = set()
+        kinds = dict(_WORKSHOP_KINDS)
+        suffixes = dict(_SUFFIXES)
+        isic = {s: ISIC_WEIGHTS.get(s, 1.0) for s in self.isic_sections}
+        out = []
+        while len(out) < n:
+            code = str(rng.randrange(10**9, 10**10))
+            if code in codes:
+                continue
+            codes.add(code)
+            legal_id = ""
+            if rng.random() >= 0.10:
+                while not legal_id or legal_id in legal_ids:
+                    legal_id = make_legal_entity_id(10_100_000_000 + rng.randrange(900_000_000))
+                legal_ids.add(legal_id)
+            section = _weighted(rng, isic)
+            kind = _weighted(rng, kinds)
+            activity = rng.choice(_ACTIVITIES.get(section, ("خدمات",)))
+            brand = rng.choice(_BRANDS)
+            suffix = _weighted(rng, suffixes) if kind.startswith("شرکت") else ""
+            name = " ".join(p for p in (kind, activity, brand, suffix) if p)
+            roll = rng.random()
+            if roll < 0.02:  # a few names that need CSV quoting
+                name = f'{kind} "{brand}", {activity}'
+            elif roll < 0.04:
+                name = f"{kind} {activity} {brand}; شعبه {rng.randrange(2, 9)}"
+            if rng.random() < 0.8:
+                registered = dt.date(1988, 1, 1) + dt.timedelta(days=rng.randrange(8400))
+            else:
+                registered = dt.date(2011, 1, 1) + dt.timedelta(days=rng.randrange(5500))
+            out.append(
+                Workplace(
+                    index=len(out),
+                    workshop_code=code,
+                    legal_id=legal_id,
+                    name=name,
+                    isic_section=section,
+                    province=_weighted(rng, self._province_weights),
+                    registered_on=registered,
+                    weight=round(rng.lognormvariate(0, 1.1), 4),
+                )
+            )
+        return tuple(out)
+
+    def _index_workplaces(self) -> None:
+        self._by_province: dict[str, tuple[list[Workplace], list[float]]] = {}
+        groups: dict[str, list[Workplace]] = {}
+        for w in self.workplaces:
+            groups.setdefault(w.province, []).append(w)
+        groups["*"] = list(self.workplaces)
+        for key, ws in groups.items():
+            cum, total = [], 0.0
+            for w in ws:
+                total += w.weight
+                cum.append(total)
+            self._by_province[key] = (ws, cum)
+        self._by_registration = sorted(self.workplaces, key=lambda w: (w.registered_on, w.index))
+
+    def _pick_workplace(
+        self, rng: random.Random, province: str, start: dt.date, exclude: set[int]
+    ) -> Workplace:
+        for _ in range(30):
+            key = province if province in self._by_province and rng.random() < 0.75 else "*"
+            ws, cum = self._by_province[key]
+            w = rng.choices(ws, cum_weights=cum)[0]
+            if w.registered_on <= start and w.index not in exclude:
+                return w
+        for w in self._by_registration:
+            if w.index not in exclude:
+                return w
+        return self._by_registration[0]
+
+    def _wage(self, rng: random.Random) -> int:
+        lo, hi = WAGE_RANGE
+        value = rng.lognormvariate(19.0, 0.45)  # median ~ 178 million rials
+        return int(min(hi, max(lo, value)) // 10_000 * 10_000)
+
+    def _insurance_type(self, rng: random.Random) -> str:
+        return _weighted(rng, {k: INSURANCE_TYPE_WEIGHTS.get(k, 1.0) for k in self.insurance_types})
+
+    def _course(
+        self, rng: random.Random, person: Person, start: dt.date, out: list[Training]
+    ) -> Training:
+        course = rng.choice(COURSES)
+        hours_per_week = rng.choice((12, 16, 20, 24, 30, 40))
+        days = max(5, round(course.hours / hours_per_week * 7))
+        province = person.province if rng.random() < 0.9 else rng.choice(self.province_codes)
+        training = Training(
+            person=person.index,
+            course=course,
+            province=province,
+            start=start,
+            end=start + dt.timedelta(days=days - 1),
+            result=_weighted(rng, RESULT_WEIGHTS),
+        )
+        out.append(training)
+        return training
+
+    def _life(self, p: Person, employments: list[Employment], trainings: list[Training]) -> None:
+        rng = stable_random(self.seed, "life", p.index)
+        # Courses taken independently of the work history (students, upskilling).
+        lo = max(HORIZON_START, add_years(p.birth_date, TRAINING_AGE[0]))
+        hi = min(HORIZON_END, add_years(p.birth_date, TRAINING_AGE[1]))
+        rate = 0.55 if p.birth_date > add_years(REFERENCE_DATE, -40) else 0.2  # per year
+        t = lo + dt.timedelta(days=int(rng.expovariate(rate / 365)))
+        while t < hi:
+            self._course(rng, p, t, trainings)
+            t += dt.timedelta(days=30 + int(rng.expovariate(rate / 365)))
+
+        in_labour_force = rng.random() < (0.82 if p.sex == "1" else 0.34)
+        work_from = max(HORIZON_START, add_years(p.birth_date, WORK_AGE[0]))
+        work_to = min(HORIZON_END, add_years(p.birth_date, WORK_AGE[1]))
+        if not in_labour_force or work_from >= work_to:
+            return
+        t = work_from
+        employed = rng.random() < 0.8
+        first = True
+        recent: list[Employment] = []
+        while t < work_to:
+            if employed:
+                start = t
+                if first and t == HORIZON_START:  # left-censored: started before the horizon
+                    seniority = (HORIZON_START - add_years(p.birth_date, WORK_AGE[0])).days
+                    start = t - dt.timedelta(days=rng.randrange(max(1, min(seniority, 5500))))
+                length = max(30, int(rng.expovariate(1 / 1500)))
+                end: dt.date | None = max(t + dt.timedelta(days=30), start + dt.timedelta(length))
+                if end >= work_to:
+                    end = None if work_to >= HORIZON_END else work_to
+                exclude = {e.workplace for e in recent if e.end is None or e.end > start - _GAP}
+                w = self._pick_workplace(rng, p.province, start, exclude)
+                job = Employment(
+                    p.index, w.index, start, end, self._wage(rng), self._insurance_type(rng)
+                )
+                employments.append(job)
+                recent = [job]
+                if rng.random() < 0.05 and end is not None and (end - start).days > 120:
+                    # A second, shorter job at another workplace at the same time.
+                    s2 = start + dt.timedelta(days=rng.randrange((end - start).days // 2))
+                    e2 = min(end, s2 + dt.timedelta(days=rng.randrange(60, 700)))
+                    w2 = self._pick_workplace(rng, p.province, s2, {w.index} | exclude)
+                    if w2.index != w.index:
+                        second = Employment(p.index, w2.index, s2, e2, self._wage(rng), "1")
+                        employments.append(second)
+                        recent.append(second)
+                if end is None:
+                    return
+                t = end
+            else:
+                gap = max(20, int(rng.expovariate(1 / 300)))
+                age = (t - p.birth_date).days / 365.25
+                if rng.random() < 0.5 and age < TRAINING_AGE[1]:
+                    c_start = t + dt.timedelta(days=rng.randrange(0, max(1, min(60, gap // 2))))
+                    training = self._course(rng, p, c_start, trainings)
+                    after = (training.end - t).days
+                    if training.result == "P" and rng.random() < 0.7:
+                        gap = after + rng.randrange(10, 150)  # hired after the course
+                    else:
+                        gap = max(gap, after + rng.randrange(20, 240))
+                t += dt.timedelta(days=gap)
+            employed = not employed
+            first = False
+
+    # -- queries ----------------------------------------------------------------------------
+
+    @cached_property
+    def person_by_id(self) -> dict[str, Person]:
+        return {p.national_id: p for p in self.persons}
+
+    def employments_between(self, start: dt.date, end: dt.date) -> list[Employment]:
+        """Employment spells with at least one day in [start, end)."""
+        return [e for e in self.employments if e.start < end and (e.end is None or e.end > start)]
+
+    def trainings_ending(self, start: dt.date, end: dt.date) -> list[Training]:
+        """Courses whose last day is in [start, end)."""
+        lo = bisect.bisect_left(self._training_ends, start)
+        hi = bisect.bisect_left(self._training_ends, end)
+        return list(self.trainings[lo:hi])
+
+    def fingerprint(self) -> str:
+        """SHA-256 over every generated record (equal fingerprints = identical populations)."""
+        h = hashlib.sha256()
+        for group in (self.persons, self.workplaces, self.employments, self.trainings):
+            for rec in group:
+                h.update(json.dumps(_plain(astuple(rec)), ensure_ascii=False).encode())
+                h.update(b"\n")
+        return h.hexdigest()
+
+
+_GAP = dt.timedelta(days=62)
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return [_plain(v) for v in value]
+    return value
+
+
+_REGISTRY: Registry | None = None
+
+
+def _default_registry() -> Registry:
+    global _REGISTRY
+    if _REGISTRY is None:
+        _REGISTRY = load_registry()
+    return _REGISTRY
+
+
+def iter_ids(population: Population) -> Iterable[str]:
+    """Every person and legal-entity identifier in the population (for checks)."""
+    yield from (p.national_id for p in population.persons)
+    yield from (w.legal_id for w in population.workplaces if w.legal_id)
