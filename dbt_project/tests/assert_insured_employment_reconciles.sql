@@ -24,11 +24,11 @@ mart_totals as (
 )
 
 select
-    coalesce(staging_totals.period, mart_totals.period) as period,
     staging_totals.insured_jobs as staging_jobs,
     mart_totals.insured_jobs as mart_jobs,
     staging_totals.total_insured_wage_rials as staging_wage,
-    mart_totals.total_insured_wage_rials as mart_wage
+    mart_totals.total_insured_wage_rials as mart_wage,
+    coalesce(staging_totals.period, mart_totals.period) as period
 from staging_totals
 full outer join mart_totals
     on staging_totals.period = mart_totals.period

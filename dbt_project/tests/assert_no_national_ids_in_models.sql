@@ -1,5 +1,10 @@
 -- No model of the warehouse exposes a national-ID column: persons are only
--- known by person_key from staging on.
+-- known by person_key from staging on. The refs make the test run after the models.
+-- depends_on: {{ ref('stg_sso__insured_persons') }}
+-- depends_on: {{ ref('stg_sso__workplaces') }}
+-- depends_on: {{ ref('stg_tvto__trainees') }}
+-- depends_on: {{ ref('int_persons') }}
+-- depends_on: {{ ref('fct_insured_employment_monthly') }}
 select
     table_schema,
     table_name,

@@ -67,11 +67,19 @@ class DecodingReader(io.RawIOBase):
         self._offset = 0
         self._pending = b""
         self._eof = False
+        self.error: DeliveryRejected | None = None  # psycopg2 hides exceptions raised inside read()
 
     def readable(self) -> bool:
         return True
 
     def _decode_chunk(self, chunk: bytes, final: bool) -> str:
+        try:
+            return self._checked_decode(chunk, final)
+        except DeliveryRejected as exc:
+            self.error = exc
+            raise
+
+    def _checked_decode(self, chunk: bytes, final: bool) -> str:
         try:
             text = self._decoder.decode(chunk, final)
         except UnicodeDecodeError as exc:
@@ -184,6 +192,10 @@ def copy_file(cur, ds: Dataset, submission_id: int, f: FileToLoad, encoding: str
             part, sql.SQL(", ").join(map(sql.Identifier, columns)), _copy_options(delimiter))
         try:
             cur.copy_expert(copy.as_string(cur), reader, size=CHUNK)
+        except psycopg2.errors.QueryCanceled:
+            if reader.error is not None:
+                raise reader.error from None
+            raise
         except (psycopg2.errors.BadCopyFileFormat, psycopg2.errors.CharacterNotInRepertoire) as exc:
             detail = (exc.diag.context or "").strip().splitlines()
             where = detail[0] if detail else ""

@@ -238,11 +238,17 @@ def generate_suite(dataset: Dataset, registry: Registry) -> dict[str, Any]:
     ds = dataset
     exps: list[dict[str, Any]] = []
     pk = list(ds.primary_key)
+    # GX's compound check wants two columns or more; one column has its own expectation.
+    unique_type, unique_kwargs = (
+        ("expect_column_values_to_be_unique", {"column": pk[0]})
+        if len(pk) == 1
+        else ("expect_compound_columns_to_be_unique", {"column_list": pk})
+    )
     exps.append(
         _exp(
             "primary_key_unique",
-            "expect_compound_columns_to_be_unique",
-            {"column_list": pk},
+            unique_type,
+            unique_kwargs,
             "quality",
             "blocking",
             f"کلید اصلی ({'، '.join(pk)}) یکتاست: هیچ دو ردیفی کلید یکسان ندارند",

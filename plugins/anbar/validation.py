@@ -209,7 +209,6 @@ def _run_gx(
                 "options": "-c search_path=clean",
                 "application_name": f"anbar-validate-{table}"[:63],
             },
-            "pool_pre_ping": False,
         },
     )
     try:

@@ -108,17 +108,17 @@ final as (
         persons.person_key,
         demographics.sex,
         demographics.birth_date,
-        sso_periods.person_key is not null as is_sso_insured,
-        tvto_periods.person_key is not null as is_tvto_trainee,
         sso_periods.sso_first_period,
         sso_periods.sso_last_period,
-        coalesce(sso_periods.sso_periods_seen, 0) as sso_periods_seen,
         tvto_periods.tvto_first_period,
         tvto_periods.tvto_last_period,
-        coalesce(tvto_periods.tvto_courses, 0) as tvto_courses,
         persons.first_seen_on,
         persons.last_seen_on,
-        persons.has_conflicting_demographics
+        persons.has_conflicting_demographics,
+        sso_periods.person_key is not null as is_sso_insured,
+        tvto_periods.person_key is not null as is_tvto_trainee,
+        coalesce(sso_periods.sso_periods_seen, 0) as sso_periods_seen,
+        coalesce(tvto_periods.tvto_courses, 0) as tvto_courses
 
     from persons
     inner join demographics

@@ -47,11 +47,11 @@ insured_jobs as (
         insured_persons.period,
         insured_persons.period_start,
         insured_persons.period_end,
-        coalesce(workplaces.province_code, 'unknown') as province_code,
         insured_persons.sex,
         insured_persons.person_key,
         insured_persons.insured_wage_rials,
-        insured_persons.days_worked
+        insured_persons.days_worked,
+        coalesce(workplaces.province_code, 'unknown') as province_code
     from insured_persons
     left join workplaces
         on

@@ -16,10 +16,9 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import hashlib
-import json
 import random
-from collections.abc import Iterable, Sequence
-from dataclasses import astuple, dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import cached_property
 
 from anbar.ids import make_legal_entity_id, make_person_id
@@ -144,9 +143,22 @@ def add_years(day: dt.date, years: int) -> dt.date:
         return day.replace(year=day.year + years, day=28)
 
 
-def _weighted(rng: random.Random, weights: dict[str, float]) -> str:
-    keys = list(weights)
-    return rng.choices(keys, weights=[weights[k] for k in keys])[0]
+class _Weighted:
+    """A weighted choice among string keys, with precomputed cumulative weights."""
+
+    def __init__(self, weights: dict[str, float]) -> None:
+        self.keys = list(weights)
+        self.cum: list[float] = []
+        total = 0.0
+        for k in self.keys:
+            total += weights[k]
+            self.cum.append(total)
+
+    def __call__(self, rng: random.Random) -> str:
+        return rng.choices(self.keys, cum_weights=self.cum)[0]
+
+
+_RESULTS = _Weighted(RESULT_WEIGHTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +246,10 @@ class Population:
         self.province_codes = tuple(sorted(registry.code_lists["province"].codes))
         self.isic_sections = tuple(sorted(registry.code_lists["isic_section"].codes))
         self.insurance_types = tuple(sorted(registry.code_lists["sso_insurance_type"].codes))
-        self._province_weights = {p: PROVINCE_WEIGHTS.get(p, 1.0) for p in self.province_codes}
+        self._province = _Weighted({p: PROVINCE_WEIGHTS.get(p, 1.0) for p in self.province_codes})
+        self._insurance = _Weighted(
+            {k: INSURANCE_TYPE_WEIGHTS.get(k, 1.0) for k in self.insurance_types}
+        )
         self.persons: tuple[Person, ...] = self._make_persons(persons)
         self.workplaces: tuple[Workplace, ...] = self._make_workplaces(workplaces)
         self._index_workplaces()
@@ -274,7 +289,7 @@ class Population:
                     national_id=national_id,
                     sex="1" if rng.random() < 0.51 else "2",
                     birth_date=oldest + dt.timedelta(days=rng.randrange(span)),
-                    province=_weighted(rng, self._province_weights),
+                    province=self._province(rng),
                 )
             )
         return tuple(out)
@@ -283,9 +298,9 @@ class Population:
         rng = stable_random(self.seed, "workplaces")
         codes: set[str] = set()
         legal_ids: set[str] = set()
-        kinds = dict(_WORKSHOP_KINDS)
-        suffixes = dict(_SUFFIXES)
-        isic = {s: ISIC_WEIGHTS.get(s, 1.0) for s in self.isic_sections}
+        kinds = _Weighted(dict(_WORKSHOP_KINDS))
+        suffixes = _Weighted(dict(_SUFFIXES))
+        isic = _Weighted({s: ISIC_WEIGHTS.get(s, 1.0) for s in self.isic_sections})
         out = []
         while len(out) < n:
             code = str(rng.randrange(10**9, 10**10))
@@ -297,11 +312,11 @@ class Population:
                 while not legal_id or legal_id in legal_ids:
                     legal_id = make_legal_entity_id(10_100_000_000 + rng.randrange(900_000_000))
                 legal_ids.add(legal_id)
-            section = _weighted(rng, isic)
-            kind = _weighted(rng, kinds)
+            section = isic(rng)
+            kind = kinds(rng)
             activity = rng.choice(_ACTIVITIES.get(section, ("خدمات",)))
             brand = rng.choice(_BRANDS)
-            suffix = _weighted(rng, suffixes) if kind.startswith("شرکت") else ""
+            suffix = suffixes(rng) if kind.startswith("شرکت") else ""
             name = " ".join(p for p in (kind, activity, brand, suffix) if p)
             roll = rng.random()
             if roll < 0.02:  # a few names that need CSV quoting
@@ -319,7 +334,7 @@ class Population:
                     legal_id=legal_id,
                     name=name,
                     isic_section=section,
-                    province=_weighted(rng, self._province_weights),
+                    province=self._province(rng),
                     registered_on=registered,
                     weight=round(rng.lognormvariate(0, 1.1), 4),
                 )
@@ -359,9 +374,6 @@ class Population:
         value = rng.lognormvariate(19.0, 0.45)  # median ~ 178 million rials
         return int(min(hi, max(lo, value)) // 10_000 * 10_000)
 
-    def _insurance_type(self, rng: random.Random) -> str:
-        return _weighted(rng, {k: INSURANCE_TYPE_WEIGHTS.get(k, 1.0) for k in self.insurance_types})
-
     def _course(
         self, rng: random.Random, person: Person, start: dt.date, out: list[Training]
     ) -> Training:
@@ -375,7 +387,7 @@ class Population:
             province=province,
             start=start,
             end=start + dt.timedelta(days=days - 1),
-            result=_weighted(rng, RESULT_WEIGHTS),
+            result=_RESULTS(rng),
         )
         out.append(training)
         return training
@@ -385,7 +397,7 @@ class Population:
         # Courses taken independently of the work history (students, upskilling).
         lo = max(HORIZON_START, add_years(p.birth_date, TRAINING_AGE[0]))
         hi = min(HORIZON_END, add_years(p.birth_date, TRAINING_AGE[1]))
-        rate = 0.55 if p.birth_date > add_years(REFERENCE_DATE, -40) else 0.2  # per year
+        rate = 0.9 if p.birth_date > add_years(REFERENCE_DATE, -40) else 0.3  # per year
         t = lo + dt.timedelta(days=int(rng.expovariate(rate / 365)))
         while t < hi:
             self._course(rng, p, t, trainings)
@@ -413,7 +425,7 @@ class Population:
                 exclude = {e.workplace for e in recent if e.end is None or e.end > start - _GAP}
                 w = self._pick_workplace(rng, p.province, start, exclude)
                 job = Employment(
-                    p.index, w.index, start, end, self._wage(rng), self._insurance_type(rng)
+                    p.index, w.index, start, end, self._wage(rng), self._insurance(rng)
                 )
                 employments.append(job)
                 recent = [job]
@@ -463,22 +475,14 @@ class Population:
     def fingerprint(self) -> str:
         """SHA-256 over every generated record (equal fingerprints = identical populations)."""
         h = hashlib.sha256()
-        for group in (self.persons, self.workplaces, self.employments, self.trainings):
-            for rec in group:
-                h.update(json.dumps(_plain(astuple(rec)), ensure_ascii=False).encode())
-                h.update(b"\n")
+        for group in (self.persons, self.workplaces, self.employments):
+            h.update("\n".join(map(repr, group)).encode())
+        h.update("\n".join(repr((t.person, t.course.code, t.province, t.start, t.end, t.result))
+                           for t in self.trainings).encode())
         return h.hexdigest()
 
 
 _GAP = dt.timedelta(days=62)
-
-
-def _plain(value: object) -> object:
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, Sequence) and not isinstance(value, str):
-        return [_plain(v) for v in value]
-    return value
 
 
 _REGISTRY: Registry | None = None

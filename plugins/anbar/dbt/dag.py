@@ -1,0 +1,141 @@
+"""The warehouse DAG: the dbt project rendered by astronomer-cosmos, one task group per model.
+
+It is scheduled on the registry datasets' Assets: the ingest DAG publishes a dataset's
+Asset when a delivery is accepted, and any of them triggers a rebuild. Parsing reads
+only the registry and ``dbt_project/target/manifest.json`` (``LoadMode.DBT_MANIFEST``):
+no dbt command, no database connection at parse time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import operator
+from pathlib import Path
+
+from anbar.dbt import MANIFEST_PATH, PROJECT_DIR, PROJECT_NAME, dbt_executable
+from anbar.registry import Registry
+
+DAG_ID = "anbar_warehouse"
+OWNER = "anbar-data-engineering"
+WAREHOUSE_CONN_ID = "anbar_warehouse"
+TARGET_SCHEMA = "analytics"
+ASSET_GROUP = "anbar-clean"  # the group the ingest DAGs give the same Assets
+START_DATE = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+
+DOC_MD = """
+# Warehouse build (dbt via Cosmos)
+
+Builds the `anbar` dbt project (`dbt_project/`) into PostgreSQL schemas `staging` (views),
+`intermediate` and `marts` (tables). Each dbt model is a task group: `run` then `test`.
+
+**Trigger**: any accepted delivery. The ingest DAG publishes the dataset's Asset
+(`anbar://warehouse/clean/<org>__<dataset>`) when a submission is accepted; this DAG is
+scheduled on all of them combined with `|`. A manual trigger rebuilds everything too.
+
+**Data read**: `clean.<org>__<dataset>`, restricted by the `latest_accepted` macro to the
+latest *accepted* version of each period in `anbar.submissions`; `anbar.jalali_calendar`;
+`ref.code_list_values`. National IDs are replaced by `person_key` (keyed SHA-256) in staging.
+
+## Triage: what to check when a task fails
+1. **Open the task log**: Cosmos logs the exact `dbt` command and dbt's own error.
+2. **Connection errors** (`could not connect`, `password authentication failed`): the Airflow
+   connection `anbar_warehouse` (host, port, login, password, schema = database name).
+3. **`ANBAR_PSEUDONYM_KEY is not set`**: the worker environment lacks the pseudonym key; the
+   prod target refuses to hash IDs with the development key. Never "fix" by changing the key:
+   a new key changes every `person_key`.
+4. **A `staging` model fails** (`relation "clean..." does not exist`, missing column): the
+   registry and `_sources.yml` disagree with the database; run the ingest bootstrap and
+   `python -m anbar.dbt sources --check`.
+5. **`not_null_..._period_start`** fails: `anbar.jalali_calendar` does not cover the period.
+6. **`unique_..._id`** fails in staging: two rows share a key inside one accepted delivery
+   (the validation step should have rejected it): find them with
+   `select <key cols>, count(*) ... group by ... having count(*) > 1` and open the submission.
+7. **`assert_insured_employment_reconciles`** fails: the mart lost or duplicated jobs; check
+   duplicate `workshop_code`s in the workplaces delivery of that period.
+8. **`in_code_list`** warnings: a code outside the registry code list; tell the supplier and
+   the registry owner.
+9. A task for a model that no longer exists, or a new model without a task: the manifest is
+   stale; run `python -m anbar.dbt parse` on deployment.
+
+Owner: anbar-data-engineering. Retries: 2 (connection blips); data errors fail again, so read
+the log before clearing.
+"""
+
+
+def dataset_assets(registry: Registry) -> list:
+    """One Asset per registry dataset: what the ingest DAGs publish on acceptance."""
+    from airflow.sdk import Asset
+
+    return [
+        Asset(name=ds.key, uri=ds.asset_uri, group=ASSET_GROUP)
+        for ds in sorted(registry.datasets, key=lambda d: d.key)
+    ]
+
+
+def warehouse_schedule(registry: Registry):
+    """Any of the datasets' Assets (``a | b | ...``)."""
+    assets = dataset_assets(registry)
+    if not assets:
+        raise ValueError("the registry has no datasets: nothing to schedule the warehouse on")
+    return functools.reduce(operator.or_, assets)
+
+
+def build_warehouse_dag(
+    registry: Registry,
+    *,
+    manifest_path: Path | str = MANIFEST_PATH,
+    project_dir: Path | str = PROJECT_DIR,
+    dag_id: str = DAG_ID,
+    target_name: str = "prod",
+):
+    """The Cosmos ``DbtDag`` of the warehouse, rendered from the dbt manifest."""
+    from cosmos import DbtDag, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+    from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
+    from cosmos.profiles import PostgresUserPasswordProfileMapping
+
+    manifest_path = Path(manifest_path)
+    if not manifest_path.exists():
+        raise FileNotFoundError(
+            f"{manifest_path} not found: the warehouse DAG renders from the dbt manifest. "
+            "Produce it with `python -m anbar.dbt parse` (no database needed)."
+        )
+
+    return DbtDag(
+        dag_id=dag_id,
+        description="Builds the dbt warehouse (staging, intermediate, marts) after any accepted delivery.",
+        doc_md=DOC_MD,
+        schedule=warehouse_schedule(registry),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,  # rebuilds are full: one at a time, later triggers queue
+        tags=["anbar", "warehouse", "dbt"],
+        default_args={
+            "owner": OWNER,
+            "retries": 2,
+            "retry_delay": dt.timedelta(minutes=2),
+        },
+        project_config=ProjectConfig(manifest_path=manifest_path, project_name=PROJECT_NAME),
+        render_config=RenderConfig(
+            load_method=LoadMode.DBT_MANIFEST,
+            test_behavior=TestBehavior.AFTER_EACH,
+            enable_owner_inheritance=False,
+            # Tests over several models (the reconciliation, the national-ID guard) run once, after
+            # all their parents, not inside the first parent's test task.
+            should_detach_multiple_parents_tests=True,
+        ),
+        execution_config=ExecutionConfig(
+            execution_mode=ExecutionMode.LOCAL,
+            invocation_mode=InvocationMode.SUBPROCESS,
+            dbt_executable_path=str(dbt_executable()),
+            dbt_project_path=Path(project_dir),
+        ),
+        profile_config=ProfileConfig(
+            profile_name=PROJECT_NAME,
+            target_name=target_name,
+            profile_mapping=PostgresUserPasswordProfileMapping(
+                conn_id=WAREHOUSE_CONN_ID, profile_args={"schema": TARGET_SCHEMA}
+            ),
+        ),
+        operator_args={"install_deps": False},
+    )

@@ -1,0 +1,70 @@
+"""The registry loads, and a broken file fails naming the file, the field and the reason."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import yaml
+
+from anbar.registry import RegistryError, default_root, load_registry
+
+
+def test_the_committed_registry_loads():
+    reg = load_registry()
+    assert {"sso", "tvto"} <= set(reg.organisations)
+    persons = reg.dataset("sso", "insured_persons")
+    assert persons.key == "sso__insured_persons"
+    assert persons.org == "sso"
+    assert reg.org("sso").transport.kind == "sftp" and reg.org("tvto").transport.kind == "api"
+    for ds in reg.datasets:
+        for col in ds.columns:
+            assert col.code_list is None or col.code_list in reg.code_lists
+
+
+@pytest.fixture
+def registry_copy(tmp_path):
+    dest = tmp_path / "registry"
+    shutil.copytree(default_root(), dest)
+    return dest
+
+
+def _edit(path, change):
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    change(data)
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+
+
+@pytest.mark.parametrize(("change", "field", "reason"), [
+    (lambda d: d["datasets"][0].update(primary_key=["nope"]), "datasets.0", "primary_key names unknown columns"),
+    (lambda d: d["datasets"][0]["columns"][0].update(type="float"), "datasets.0.columns.0.type", "Input should be"),
+    (lambda d: d.update(focal_points=["not-an-email"]), "focal_points", "not an email address"),
+    (lambda d: d["transport"].update(kind="ftp"), "transport", "does not match any of the expected tags"),
+    (lambda d: d["datasets"][0].update(due_day=0), "datasets.0.due_day", "greater than or equal to 1"),
+    (lambda d: d["datasets"][0]["columns"][1].update(surprise=1), "datasets.0.columns.1.surprise",
+     "Extra inputs are not permitted"),
+])
+def test_a_broken_file_names_file_field_and_reason(registry_copy, change, field, reason):
+    _edit(registry_copy / "sso.yml", change)
+    with pytest.raises(RegistryError) as err:
+        load_registry(registry_copy)
+    message = str(err.value)
+    assert "sso.yml" in message and field in message and reason in message
+
+
+def test_unknown_code_list_is_reported(registry_copy):
+    _edit(registry_copy / "sso.yml", lambda d: d["datasets"][0]["columns"][2].update(code_list="gender"))
+    with pytest.raises(RegistryError, match=r"sso\.yml: datasets\.insured_persons\.columns\.sex\.code_list"):
+        load_registry(registry_copy)
+
+
+def test_file_name_must_match_the_code(registry_copy):
+    (registry_copy / "sso.yml").rename(registry_copy / "social.yml")
+    with pytest.raises(RegistryError, match="does not match the file name"):
+        load_registry(registry_copy)
+
+
+def test_unreadable_yaml(registry_copy):
+    (registry_copy / "tvto.yml").write_text("code: [unclosed", encoding="utf-8")
+    with pytest.raises(RegistryError, match="tvto.yml: cannot read"):
+        load_registry(registry_copy)
