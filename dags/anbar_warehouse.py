@@ -1,4 +1,5 @@
-"""Airflow DAG `anbar_warehouse`: the dbt warehouse build (Cosmos), see anbar.dbt.dag."""
+"""Airflow DAG `anbar_warehouse` (airflow dags folder): the dbt warehouse build via Cosmos."""
+
 from anbar.dbt.dag import build_warehouse_dag
 from anbar.registry import load_registry
 

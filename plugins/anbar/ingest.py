@@ -362,3 +362,19 @@ def conclude(step: Step, registry: Registry | None = None, archive: LandingArchi
         return step
     finally:
         conn.close()
+
+
+def run_steps(org_code: str, dataset: str, period: str, *, now: dt.datetime | None = None, run_id: str | None = None,
+              registry: Registry | None = None) -> Step:
+    """All steps in order, outside Airflow (CLI ``anbar ingest``, tests). Waiting is not done here."""
+    registry = registry or load_registry()
+    step = probe(org_code, dataset, period, now=now or dt.datetime.now(dt.UTC), registry=registry)
+    if step.state == "waiting":
+        return step
+    if step.state == "missing":
+        step = record_missing(step, registry=registry)
+    else:
+        step = receive(step, run_id=run_id, registry=registry)
+        step = load(step, registry=registry)
+        step = validate(step, registry=registry)
+    return conclude(step, registry=registry)

@@ -15,6 +15,7 @@ import codecs
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,10 +198,11 @@ def copy_file(cur, ds: Dataset, submission_id: int, f: FileToLoad, encoding: str
                 raise reader.error from None
             raise
         except (psycopg2.errors.BadCopyFileFormat, psycopg2.errors.CharacterNotInRepertoire) as exc:
-            detail = (exc.diag.context or "").strip().splitlines()
-            where = detail[0] if detail else ""
-            raise DeliveryRejected("malformed_csv", f"{f.name}: {exc.diag.message_primary} ({where})",
-                                   file=f.name) from None
+            # COPY counts lines after the header it never saw: its line N is data row N, file line N + 1.
+            match = re.search(r"line (\d+)", exc.diag.context or "")
+            where = f" at data row {match.group(1)} (line {int(match.group(1)) + 1} of the file)" if match else ""
+            raise DeliveryRejected("malformed_csv", f"{f.name}: {exc.diag.message_primary}{where}",
+                                   file=f.name, row=int(match.group(1)) if match else None) from None
         rows = cur.rowcount
         cur.execute(sql.SQL("alter table {} alter column _row_no drop default, alter column _file drop default")
                     .format(part))

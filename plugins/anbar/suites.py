@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from string import Formatter
 from typing import TYPE_CHECKING, Any
 
 from anbar.registry import Column, ColumnType, Dataset, Identifier, Registry
@@ -48,7 +49,16 @@ ROW_QUERY_TYPE = "unexpected_rows_expectation"
 
 # Keys GX 1.x accepts at the top of a suite file and of an expectation.
 _SUITE_KEYS = {"name", "id", "expectations", "suite_parameters", "meta", "notes"}
-_EXPECTATION_KEYS = {"type", "kwargs", "meta", "id", "notes", "description", "severity", "rendered_content"}
+_EXPECTATION_KEYS = {
+    "type",
+    "kwargs",
+    "meta",
+    "id",
+    "notes",
+    "description",
+    "severity",
+    "rendered_content",
+}
 # kwargs naming one column / a list of columns.
 _COLUMN_KWARGS = ("column", "column_A", "column_B")
 _COLUMN_LIST_KWARGS = ("column_list", "column_set")
@@ -320,7 +330,7 @@ def write_suite(expectations_dir: Path | str, dataset: Dataset, registry: Regist
     return path
 
 
-# -- loading and checking a suite file ---------------------------------------------------------------
+# -- loading and checking a suite file -------------------------------------------------------------
 
 
 def expectation_columns(exp: dict[str, Any]) -> list[str]:
@@ -395,6 +405,19 @@ def _check_kwargs(where: str, exp_type: str, kwargs: dict[str, Any]) -> None:
         if not isinstance(query, str) or "{batch}" not in query:
             raise SuiteError(
                 f"{where}: kwargs.unexpected_rows_query must be a SQL text selecting from {{batch}}"
+            )
+        try:
+            fields = {f[1] for f in Formatter().parse(query) if f[1] is not None}
+        except ValueError as exc:
+            raise SuiteError(
+                f"{where}: kwargs.unexpected_rows_query has an unpaired brace ({exc}); "
+                "write a literal brace twice: {{ }}"
+            ) from None
+        if fields - {"batch"}:
+            raise SuiteError(
+                f"{where}: kwargs.unexpected_rows_query has placeholders other than {{batch}}: "
+                f"{', '.join('{' + f + '}' for f in sorted(fields - {'batch'}))}; "
+                "write a literal brace twice: {{ }}"
             )
     if "value_set" in kwargs and isinstance(kwargs["value_set"], list) and not kwargs["value_set"]:
         raise SuiteError(f"{where}: kwargs.value_set is empty")

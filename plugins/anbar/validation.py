@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 import uuid
 from contextlib import suppress
@@ -76,7 +77,7 @@ class ValidationRunError(RuntimeError):
     """The validation could not run (no partition table, no database...)."""
 
 
-# -- masking ------------------------------------------------------------------------------------------
+# -- masking ---------------------------------------------------------------------------------------
 
 
 def identifier_columns(dataset: Dataset) -> set[str]:
@@ -101,7 +102,7 @@ def partition_table(dataset: Dataset, submission_id: int) -> str:
     return f"{dataset.key}_s{int(submission_id)}"
 
 
-# -- running ------------------------------------------------------------------------------------------
+# -- running ---------------------------------------------------------------------------------------
 
 
 def validate_submission(
@@ -152,14 +153,28 @@ def validate_submission(
             elif row_count == 0:
                 outcome["unexpected_percent"] = 0.0
 
-    # In the order of the suite file.
-    ordered = [outcomes[i] for i in by_id]
-    by_principle: dict[str, PrincipleCounts] = {p: {"evaluated": 0, "failed": 0} for p in PRINCIPLES}
+    # In the order of the suite file; an expectation GX did not report counts as failed.
+    ordered = [outcomes.get(i) or _not_evaluated(by_id[i]) for i in by_id]
+    by_principle: dict[str, PrincipleCounts] = {
+        p: {"evaluated": 0, "failed": 0} for p in PRINCIPLES
+    }
     for o in ordered:
         by_principle[o["principle"]]["evaluated"] += 1
         by_principle[o["principle"]]["failed"] += 0 if o["success"] else 1
     blocking = sum(1 for o in ordered if not o["success"] and o["severity"] == "blocking")
     warnings = sum(1 for o in ordered if not o["success"] and o["severity"] == "warning")
+    duration = round(time.monotonic() - started, 3)
+    log.info(
+        "validated clean.%s with %s: %s rows, %d expectations, %d blocking failures, "
+        "%d warnings, %.1fs",
+        table,
+        suite_path.name,
+        row_count,
+        len(ordered),
+        blocking,
+        warnings,
+        duration,
+    )
     return ValidationResult(
         dataset=dataset.key,
         submission_id=int(submission_id),
@@ -173,7 +188,7 @@ def validate_submission(
         by_principle=by_principle,
         expectations=ordered,
         great_expectations_version=_gx_version(),
-        duration_seconds=round(time.monotonic() - started, 3),
+        duration_seconds=duration,
     )
 
 
@@ -202,14 +217,7 @@ def _run_gx(
     datasource = context.data_sources.add_postgres(
         name=name,
         connection_string=warehouse_url,
-        # The partition is found through search_path: TableAsset.schema_name is deprecated
-        # since GX 1.14 ("pass the schema in your datasource's connection configuration").
-        kwargs={
-            "connect_args": {
-                "options": "-c search_path=clean",
-                "application_name": f"anbar-validate-{table}"[:63],
-            },
-        },
+        kwargs={"connect_args": _connect_args(warehouse_url, table)},
     )
     try:
         try:
@@ -218,7 +226,7 @@ def _run_gx(
         except Exception as exc:
             raise ValidationRunError(
                 f"cannot validate clean.{table} (submission {submission_id} of {dataset.key}): "
-                f"{_first_line(exc)}"
+                f"{_scrub(_first_line(exc))}"
             ) from exc
         results: list[dict] = []
         runs = [
@@ -239,7 +247,9 @@ def _run_gx(
         for configs, result_format in runs:
             if not configs:
                 continue
-            suite = gx.ExpectationSuite(name=f"{dataset.key}-{uuid.uuid4().hex[:8]}", expectations=configs)
+            suite = gx.ExpectationSuite(
+                name=f"{dataset.key}-{uuid.uuid4().hex[:8]}", expectations=configs
+            )
             validation = batch.validate(suite, result_format=result_format)
             results.extend(r.to_json_dict() for r in validation.results)
         return results
@@ -247,6 +257,24 @@ def _run_gx(
         _dispose(datasource)
         with suppress(Exception):
             context.data_sources.delete(name)
+
+
+def _connect_args(warehouse_url: str, table: str) -> dict[str, str]:
+    """libpq settings for GX's connections.
+
+    The partition is found through ``search_path`` (clean first): ``TableAsset.schema_name``
+    is deprecated since GX 1.14 ("pass the schema in your datasource's connection
+    configuration"). Options already in the URL are kept.
+    """
+    from sqlalchemy.engine import make_url
+
+    options = make_url(warehouse_url).query.get("options") or ""
+    if not isinstance(options, str):  # given more than once in the URL
+        options = " ".join(options)
+    return {
+        "options": f"{options} -c search_path=clean,public".strip(),
+        "application_name": f"anbar-validate-{table}"[:63],
+    }
 
 
 def _dispose(datasource: Any) -> None:
@@ -269,6 +297,34 @@ def _first_line(exc: BaseException | str) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+_LONG_NUMBER = re.compile(r"[0-9]{8,}")
+
+
+def _scrub(message: str) -> str:
+    """Mask anything in a database message that could be an identifier."""
+    return _LONG_NUMBER.sub(lambda m: mask(m.group()), message)
+
+
+def _not_evaluated(config: dict) -> ExpectationOutcome:
+    meta = config.get("meta") or {}
+    columns = expectation_columns(config)
+    return ExpectationOutcome(
+        rule=meta.get("rule"),
+        type=config["type"],
+        column=", ".join(columns) or None,
+        columns=columns,
+        principle=meta["principle"],
+        severity=meta["severity"],
+        description={"fa": meta["description"]["fa"], "en": meta["description"]["en"]},
+        success=False,
+        unexpected_count=None,
+        unexpected_percent=None,
+        observed_value=None,
+        samples=[],
+        error="not evaluated: Great Expectations returned no result for this expectation",
+    )
+
+
 def _error(res: dict) -> str | None:
     info = res.get("exception_info") or {}
     if "raised_exception" in info:  # one exception for the expectation
@@ -279,7 +335,7 @@ def _error(res: dict) -> str | None:
         if i.get("raised_exception") or i.get("exception_message"):
             message = i.get("exception_message") or "exception"
             # psycopg2 messages carry the SQL after a newline: keep the first line.
-            return _first_line(message)
+            return _scrub(_first_line(message))
     return None
 
 
@@ -315,9 +371,7 @@ def _samples(config: dict, result: dict, columns: list[str], ids: set[str]) -> l
                 rows.append(dict(zip(columns, value, strict=True)))
             elif len(columns) == 1:
                 rows.append({columns[0]: value})
-    return [
-        {c: (mask(v) if c in ids else _jsonable(v)) for c, v in row.items()} for row in rows
-    ]
+    return [{c: (mask(v) if c in ids else _jsonable(v)) for c, v in row.items()} for row in rows]
 
 
 def _outcome(config: dict, res: dict, ids: set[str]) -> ExpectationOutcome:

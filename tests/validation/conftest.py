@@ -1,4 +1,4 @@
-"""Fixtures for the validation tests: a bootstrapped warehouse and clean partitions built to order."""
+"""Fixtures for validation tests: a bootstrapped warehouse, clean partitions built to order."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from anbar.ids import make_legal_entity_id, make_person_id
 from anbar.registry import ColumnType, Dataset, Identifier, Registry, load_registry
 

@@ -73,12 +73,25 @@ def dbt_env(
     return env
 
 
-def run_dbt(args: list[str], env: Mapping[str, str] | None = None, check: bool = True,
-            capture: bool = False) -> subprocess.CompletedProcess:
+def run_dbt(
+    args: list[str], env: Mapping[str, str] | None = None, check: bool = True, capture: bool = False
+) -> subprocess.CompletedProcess:
     """Run dbt against ``dbt_project/`` (its own profiles.yml) and return the process."""
-    cmd = [str(dbt_executable()), *args, "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR)]
-    proc = subprocess.run(cmd, env=dict(env if env is not None else dbt_env()), cwd=PROJECT_DIR,
-                          capture_output=capture, text=True)
+    cmd = [
+        str(dbt_executable()),
+        *args,
+        "--project-dir",
+        str(PROJECT_DIR),
+        "--profiles-dir",
+        str(PROJECT_DIR),
+    ]
+    proc = subprocess.run(
+        cmd,
+        env=dict(env if env is not None else dbt_env()),
+        cwd=PROJECT_DIR,
+        capture_output=capture,
+        text=True,
+    )
     if check and proc.returncode != 0:
         detail = f"\n{proc.stdout}\n{proc.stderr}" if capture else ""
         raise RuntimeError(f"{' '.join(cmd)} failed with exit code {proc.returncode}{detail}")
@@ -91,6 +104,8 @@ def dbt_parse(env: Mapping[str, str] | None = None) -> Path:
     Unset connection variables get placeholders: parsing reads no database.
     """
     env = dict(env if env is not None else os.environ)
+    # Parsing needs no pseudonym key; keep the secret out of every parse artifact.
+    env.pop("ANBAR_PSEUDONYM_KEY", None)
     for key, value in PROFILE_ENV_PLACEHOLDERS.items():
         env.setdefault(key, value)
     env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
@@ -103,7 +118,8 @@ def dbt_parse(env: Mapping[str, str] | None = None) -> Path:
 def _project_files() -> list[Path]:
     skip = {"target", "logs", "dbt_packages"}
     return [
-        p for p in PROJECT_DIR.rglob("*")
+        p
+        for p in PROJECT_DIR.rglob("*")
         if p.is_file() and not skip.intersection(p.relative_to(PROJECT_DIR).parts)
     ]
 

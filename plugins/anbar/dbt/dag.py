@@ -103,7 +103,7 @@ def build_warehouse_dag(
 
     return DbtDag(
         dag_id=dag_id,
-        description="Builds the dbt warehouse (staging, intermediate, marts) after any accepted delivery.",
+        description="Builds the dbt warehouse (staging, intermediate, marts) on new deliveries.",
         doc_md=DOC_MD,
         schedule=warehouse_schedule(registry),
         start_date=START_DATE,
@@ -118,6 +118,10 @@ def build_warehouse_dag(
         project_config=ProjectConfig(manifest_path=manifest_path, project_name=PROJECT_NAME),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
+            # Cosmos' own per-model Assets carry the warehouse host and port in their URI
+            # (postgres://host:port/db/schema/table), so they change between environments;
+            # they also cost an OpenLineage pass per task. Not emitted.
+            emit_datasets=False,
             test_behavior=TestBehavior.AFTER_EACH,
             enable_owner_inheritance=False,
             # Tests over several models (the reconciliation, the national-ID guard) run once, after

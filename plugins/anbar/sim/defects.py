@@ -184,10 +184,7 @@ def apply_row_defect(
 
 
 def _override_key(key: str | tuple[str, str, str]) -> tuple[str, str, str]:
-    if isinstance(key, str):
-        parts = key.split("/")
-    else:
-        parts = list(key)
+    parts = key.split("/") if isinstance(key, str) else list(key)
     if len(parts) != 3 or not all(parts):
         raise ValueError(f"override key must be org/dataset/period, got {key!r}")
     return (parts[0], parts[1], parts[2])
@@ -215,10 +212,12 @@ class SimConfig:
                 raise ValueError(f"unknown defect {defect!r}; known: {', '.join(DEFECTS)}")
             normalised[_override_key(key)] = defect
         object.__setattr__(self, "overrides", normalised)
+        if self.registry_root is not None:
+            object.__setattr__(self, "registry_root", Path(self.registry_root).resolve())
 
     @cached_property
     def registry(self) -> Registry:
-        return load_registry(self.registry_root)
+        return _registry(self.registry_root)
 
     def population(self) -> Population:
         """The population of this seed (built once per process and size)."""
@@ -246,8 +245,14 @@ class SimConfig:
 
 
 @lru_cache(maxsize=8)
+def _registry(root: Path | None) -> Registry:
+    """The registry at ``root`` (default: the project's), loaded once per process."""
+    return load_registry(root)
+
+
+@lru_cache(maxsize=8)
 def _population(seed: int, persons: int, workplaces: int, root: Path | None) -> Population:
-    return Population(seed, persons, workplaces, registry=load_registry(root))
+    return Population(seed, persons, workplaces, registry=_registry(root))
 
 
 def expected_defect(

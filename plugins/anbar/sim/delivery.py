@@ -3,7 +3,7 @@
 ::
 
     <root>/<org>/<outbox>/<dataset>/<period>/
-        <dataset>_<period>_part1.csv      one or more CSV files, header row each
+        <dataset>_<period>_part-001.csv   one or more CSV files, header row each
         ...
         manifest.json                     written last
 
@@ -143,7 +143,7 @@ def write_sftp_delivery(
     payloads: dict[str, bytes] = {}
     for i, chunk in enumerate(_split(rows, files), start=1):
         data = csv_bytes(columns, chunk, delimiter=delimiter, codec=codec)
-        file_name = f"{name}_{period_label}_part{i}.csv"
+        file_name = f"{name}_{period_label}_part-{i:03d}.csv"
         entry = {
             "name": file_name,
             "bytes": len(data),
@@ -157,7 +157,8 @@ def write_sftp_delivery(
         raise ValueError(f"wrong_encoding needs non-ASCII text; {org}/{name} rows are pure ASCII")
     if defect == "checksum_mismatch":
         first = entries[0]
-        first["sha256"] = hashlib.sha256(b"not the delivered bytes|" + payloads[first["name"]]).hexdigest()
+        wrong = hashlib.sha256(b"not the delivered bytes|" + payloads[first["name"]])
+        first["sha256"] = wrong.hexdigest()
     if defect == "truncated_file":
         last = entries[-1]["name"]
         data = payloads[last]
@@ -274,6 +275,8 @@ def publish_sftp_periods(
                     outbox=organisation.transport.outbox,
                 )
                 published.append(
-                    Delivery(org, ds.name, period, "sftp", defect, len(rows), variant.name, str(path))
+                    Delivery(
+                        org, ds.name, period, "sftp", defect, len(rows), variant.name, str(path)
+                    )
                 )
     return published

@@ -94,9 +94,17 @@ _ACTIVITIES = {
     "A": ("کشت و صنعت", "دامپروری", "مرغداری", "پرورش ماهی", "گلخانه‌ای"),
     "B": ("معدنی", "استخراج سنگ آهک", "معادن شن و ماسه"),
     "C": (
-        "صنایع غذایی", "تولیدی پوشاک", "صنایع فلزی", "قطعه‌سازی خودرو", "صنایع چوب",
-        "تولید ظروف پلاستیکی", "داروسازی", "کاشی و سرامیک", "نساجی", "کیف و کفش",
-    ),  # fmt: skip
+        "صنایع غذایی",
+        "تولیدی پوشاک",
+        "صنایع فلزی",
+        "قطعه‌سازی خودرو",
+        "صنایع چوب",
+        "تولید ظروف پلاستیکی",
+        "داروسازی",
+        "کاشی و سرامیک",
+        "نساجی",
+        "کیف و کفش",
+    ),
     "D": ("تولید برق", "نیروگاهی"),
     "E": ("بازیافت پسماند", "خدمات آب و فاضلاب"),
     "F": ("ساختمانی", "عمرانی", "پیمانکاری تأسیسات", "انبوه‌سازی"),
@@ -310,7 +318,7 @@ class Population:
             legal_id = ""
             if rng.random() >= 0.10:
                 while not legal_id or legal_id in legal_ids:
-                    legal_id = make_legal_entity_id(10_100_000_000 + rng.randrange(900_000_000))
+                    legal_id = make_legal_entity_id(1_000_000_000 + rng.randrange(100_000_000))
                 legal_ids.add(legal_id)
             section = isic(rng)
             kind = kinds(rng)
@@ -477,8 +485,12 @@ class Population:
         h = hashlib.sha256()
         for group in (self.persons, self.workplaces, self.employments):
             h.update("\n".join(map(repr, group)).encode())
-        h.update("\n".join(repr((t.person, t.course.code, t.province, t.start, t.end, t.result))
-                           for t in self.trainings).encode())
+        h.update(
+            "\n".join(
+                repr((t.person, t.course.code, t.province, t.start, t.end, t.result))
+                for t in self.trainings
+            ).encode()
+        )
         return h.hexdigest()
 
 

@@ -1,0 +1,56 @@
+"""DAG integrity: every DAG file imports, and every DAG has an owner, tags and triage docs."""
+
+from __future__ import annotations
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+
+from anbar.registry import load_registry
+from anbar.settings import REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def dagbag() -> DagBag:
+    return DagBag(str(REPO_ROOT / "dags"))
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+
+
+def test_one_ingest_dag_per_registry_organisation(dagbag):
+    expected = {f"anbar_ingest__{code}" for code in load_registry().organisations}
+    assert expected <= set(dagbag.dags)
+
+
+def test_every_dag_has_owner_tags_and_doc(dagbag):
+    assert dagbag.dags
+    for dag_id, dag in dagbag.dags.items():
+        assert dag.tags, f"{dag_id} has no tags"
+        assert dag.doc_md and "triage" in dag.doc_md.lower(), f"{dag_id} has no doc_md with triage notes"
+        for task in dag.tasks:
+            assert task.owner and task.owner != "airflow", f"{dag_id}.{task.task_id} has no owner"
+
+
+def test_ingest_dags_map_over_the_registry_datasets_with_readable_labels(dagbag):
+    registry = load_registry()
+    for code, org in registry.organisations.items():
+        dag = dagbag.dags[f"anbar_ingest__{code}"]
+        group = dag.task_group_dict["dataset"]
+        assert group._expand_input.value == {"dataset": [d.name for d in org.datasets]}
+        for task in dag.tasks:
+            assert task.map_index_template == "{{ anbar_map_label }}"
+
+
+def test_jalali_suppliers_run_on_jalali_months(dagbag):
+    from anbar.timetables import JalaliMonthlyTimetable
+
+    registry = load_registry()
+    for code, org in registry.organisations.items():
+        timetable = dagbag.dags[f"anbar_ingest__{code}"].timetable
+        assert isinstance(timetable, JalaliMonthlyTimetable) == (org.calendar.value == "jalali")
+
+
+def test_sensor_does_not_hold_a_worker_slot(dagbag):
+    sensor = dagbag.dags["anbar_ingest__sso"].get_task("dataset.wait_for_delivery")
+    assert sensor.mode == "reschedule"

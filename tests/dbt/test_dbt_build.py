@@ -1,0 +1,207 @@
+"""(b) ``dbt build`` against a real PostgreSQL 18 with superseded, rejected and in-flight
+deliveries in the ledger: the warehouse uses only the latest accepted version per period."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from decimal import Decimal
+
+import psycopg2
+import pytest
+from anbar.dbt import PROJECT_DIR, run_dbt
+from anbar_dbt_testdata import PSEUDONYM_KEY, _person, person_key
+
+pytestmark = pytest.mark.integration
+
+SCHEMAS = ("staging", "intermediate", "marts")
+
+
+@pytest.fixture(scope="module")
+def built(warehouse, wh_env, dbt_artifacts):
+    started = time.monotonic()
+    proc = run_dbt(
+        ["build", "--target-path", str(dbt_artifacts), "--log-path", str(dbt_artifacts / "logs")],
+        env=wh_env,
+        check=False,
+        capture=True,
+    )
+    print(f"\n[timing] dbt build in {time.monotonic() - started:.1f}s")
+    assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-4000:]
+    assert "ERROR=0" in proc.stdout and "WARN=0" in proc.stdout, proc.stdout[-3000:]
+    return warehouse
+
+
+@pytest.fixture()
+def cur(local_pg, built):
+    conn = psycopg2.connect(local_pg.dsn("wh"))
+    try:
+        with conn.cursor() as c:
+            yield c
+    finally:
+        conn.close()
+
+
+def _dicts(cur, query, params=None) -> list[dict]:
+    cur.execute(query, params)
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def test_mart_equals_python_computation(built, cur):
+    expected = built.expected_mart()
+    rows = _dicts(cur, "select * from marts.fct_insured_employment_monthly")
+    got = {(r["period"], r["province_code"], r["sex"]): r for r in rows}
+    assert set(got) == set(expected)
+    for key, want in expected.items():
+        row = got[key]
+        for col, value in want.items():
+            assert row[col] == value, f"{key} {col}: {row[col]} != {value}"
+        assert row["is_small_cell"] == (want["insured_persons"] < 5)
+    # The workshop missing from the 1405-07 workplaces delivery is reported, not dropped.
+    assert any(k[0] == "1405-07" and k[1] == "unknown" for k in got)
+    tehran = got[("1405-06", "23", "1")]
+    assert (tehran["province_name_en"], tehran["sex_label_en"]) == ("Tehran", "Male")
+
+
+def test_superseded_rejected_and_inflight_versions_are_not_used(built, cur):
+    used = {d.period: d for d in built.used("sso", "insured_persons")}
+    assert used["1405-07"].version == 2
+    cur.execute(
+        "select period, array_agg(distinct submission_version), sum(insured_wage_rials), count(*)"
+        " from staging.stg_sso__insured_persons group by period order by period"
+    )
+    rows = {r[0]: r[1:] for r in cur.fetchall()}
+    for period, d in used.items():
+        versions, wage, n = rows[period]
+        assert versions == [d.version]
+        assert (int(wage), n) == (sum(r["insured_wage"] for r in d.rows), len(d.rows))
+    cur.execute(
+        "select period, sum(total_insured_wage_rials)"
+        " from marts.fct_insured_employment_monthly group by period"
+    )
+    wages = dict(cur.fetchall())
+    superseded = next(d for d in built.deliveries if d.period == "1405-07" and d.version == 1)
+    assert wages["1405-07"] == sum(r["insured_wage"] for r in used["1405-07"].rows)
+    assert wages["1405-07"] != sum(r["insured_wage"] for r in superseded.rows)
+
+
+def test_average_wage_equals_python(built, cur):
+    used = built.used("sso", "insured_persons")
+    cur.execute(
+        "select period, sum(total_insured_wage_rials) / sum(insured_jobs)"
+        " from marts.fct_insured_employment_monthly group by period"
+    )
+    overall = dict(cur.fetchall())
+    for d in used:
+        py = Decimal(sum(r["insured_wage"] for r in d.rows)) / Decimal(len(d.rows))
+        assert abs(overall[d.period] - py) < Decimal("0.000001")
+
+
+def test_int_persons(built, cur):
+    expected = built.expected_persons()
+    rows = {r["person_key"]: r for r in _dicts(cur, "select * from intermediate.int_persons")}
+    assert set(rows) == set(expected)
+    for key, want in expected.items():
+        row = rows[key]
+        assert row["is_sso_insured"] == bool(want["sso"])
+        assert row["is_tvto_trainee"] == bool(want["tvto"])
+        assert row["sso_first_period"] == (min(want["sso"]) if want["sso"] else None)
+        assert row["sso_last_period"] == (max(want["sso"]) if want["sso"] else None)
+        assert row["tvto_first_period"] == (min(want["tvto"]) if want["tvto"] else None)
+    # Persons only in superseded (45), rejected (40-42, 46, 47) or in-flight (43) deliveries.
+    for i in (40, 41, 42, 43, 45, 46, 47):
+        assert person_key(_person(i)) not in rows, i
+    # Person 25 is insured (sex from SSO wins) and a trainee whose TVTO record disagrees.
+    p25 = rows[person_key(_person(25))]
+    assert p25["is_sso_insured"] and p25["is_tvto_trainee"] and p25["has_conflicting_demographics"]
+    assert p25["sex"] == ("1" if 25 % 3 else "2")
+    assert (
+        sum(r["is_sso_insured"] and r["is_tvto_trainee"] for r in rows.values()) == 11
+    )  # persons 20..30
+
+
+def test_period_bounds(built, cur):
+    cur.execute(
+        "select distinct period, period_start, period_end from staging.stg_sso__insured_persons"
+    )
+    assert sorted(cur.fetchall()) == [
+        ("1405-06", dt.date(2026, 8, 23), dt.date(2026, 9, 23)),
+        ("1405-07", dt.date(2026, 9, 23), dt.date(2026, 10, 23)),
+    ]
+    cur.execute("select distinct period, period_start, period_end from staging.stg_tvto__trainees")
+    assert cur.fetchall() == [("2026-09", dt.date(2026, 9, 1), dt.date(2026, 10, 1))]
+
+
+def test_person_key_is_the_keyed_sha256(built, cur):
+    cur.execute("select person_key from staging.stg_tvto__trainees")
+    keys = {r[0] for r in cur.fetchall()}
+    tvto = built.used("tvto", "trainees")[0]
+    assert keys == {person_key(r["national_id"]) for r in tvto.rows}
+
+
+def test_no_national_id_anywhere_in_the_models(built, cur):
+    cur.execute(
+        "select table_schema, table_name, column_name from information_schema.columns"
+        " where table_schema = any(%s) and column_name ilike %s",
+        (list(SCHEMAS), "%national%"),
+    )
+    assert cur.fetchall() == []
+    ids = built.all_national_ids()
+    cur.execute(
+        "select table_schema, table_name from information_schema.tables"
+        " where table_schema = any(%s)",
+        (list(SCHEMAS),),
+    )
+    relations = cur.fetchall()
+    assert len(relations) == 6
+    for schema, table in relations:
+        cur.execute(f'select row_to_json(t)::text from "{schema}"."{table}" as t')
+        for (text,) in cur.fetchall():
+            values = set(json.loads(text).values())
+            assert not values & ids, f"{schema}.{table} holds a national ID"
+
+
+def test_pseudonym_key_is_not_kept_in_the_catalog(built, cur):
+    cur.execute(
+        "select schemaname, viewname from pg_views where definition like %s",
+        (f"%{PSEUDONYM_KEY}%",),
+    )
+    assert cur.fetchall() == []
+
+
+def test_documented_columns_are_the_built_columns(built, cur, dbt_artifacts):
+    manifest = json.loads((dbt_artifacts / "manifest.json").read_text(encoding="utf-8"))
+    for node in manifest["nodes"].values():
+        if node["resource_type"] != "model":
+            continue
+        cur.execute(
+            "select column_name from information_schema.columns"
+            " where table_schema = %s and table_name = %s order by ordinal_position",
+            (node["schema"], node["name"]),
+        )
+        built_cols = [r[0] for r in cur.fetchall()]
+        assert sorted(built_cols) == sorted(node["columns"]), node["name"]
+
+
+def test_prod_target_refuses_to_run_without_the_key(built, wh_env, dbt_artifacts):
+    env = {k: v for k, v in wh_env.items() if k != "ANBAR_PSEUDONYM_KEY"}
+    env["ANBAR_WH_TARGET"] = "prod"
+    proc = run_dbt(
+        [
+            "compile",
+            "--select",
+            "stg_tvto__trainees",
+            "--target-path",
+            str(dbt_artifacts / "prod"),
+            "--log-path",
+            str(dbt_artifacts / "logs"),
+        ],
+        env=env,
+        check=False,
+        capture=True,
+    )
+    assert proc.returncode != 0
+    assert "ANBAR_PSEUDONYM_KEY is not set" in proc.stdout + proc.stderr
+    assert PROJECT_DIR.is_dir()

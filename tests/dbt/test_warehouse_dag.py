@@ -1,0 +1,107 @@
+"""(c) The Cosmos warehouse DAG: imports cleanly, has the expected tasks, is scheduled on
+the registry datasets' Assets, and does no work (no dbt, no database) at parse time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import subprocess
+
+import pytest
+from anbar.dbt import REPO_ROOT, dbt_executable
+from anbar_dbt_testdata import EXPECTED_TASKS
+
+
+@pytest.fixture(scope="module")
+def dag(dbt_manifest, registry):
+    from anbar.dbt.dag import build_warehouse_dag
+
+    return build_warehouse_dag(registry)
+
+
+def test_dag_file_imports_without_errors(dbt_manifest, tmp_path):
+    from airflow.dag_processing.dagbag import DagBag
+
+    shutil.copy(REPO_ROOT / "dags" / "anbar_warehouse.py", tmp_path / "anbar_warehouse.py")
+    bag = DagBag(dag_folder=tmp_path, safe_mode=True)
+    assert bag.import_errors == {}
+    assert list(bag.dag_ids) == ["anbar_warehouse"]
+    assert "airflow" in (REPO_ROOT / "dags" / "anbar_warehouse.py").read_text()
+
+
+def test_expected_tasks(dag):
+    assert set(dag.task_dict) == EXPECTED_TASKS
+    assert dag.task_dict["int_persons.run"].upstream_task_ids == {
+        "stg_sso__insured_persons.test",
+        "stg_tvto__trainees.test",
+    }
+    assert dag.task_dict["fct_insured_employment_monthly.run"].upstream_task_ids == {
+        "stg_sso__insured_persons.test",
+        "stg_sso__workplaces.test",
+        "stg_ref__code_list_values.test",
+    }
+    assert dag.task_dict["assert_insured_employment_reconciles_test"].upstream_task_ids == {
+        "stg_sso__insured_persons.test",
+        "fct_insured_employment_monthly.test",
+    }
+    # the first parent's test task must not run the cross-model reconciliation early
+    assert (
+        "assert_insured_employment_reconciles"
+        in dag.task_dict["stg_sso__insured_persons.test"].exclude
+    )
+
+
+def test_scheduled_on_the_registry_assets(dag, registry):
+    from airflow.sdk import Asset
+    from airflow.sdk.definitions.asset import AssetAny
+
+    condition = dag.timetable.asset_condition
+    assert isinstance(condition, AssetAny)
+    assert {(a.name, a.uri) for a in condition.objects} == {
+        (ds.key, ds.asset_uri) for ds in registry.datasets
+    }
+    assert all(isinstance(a, Asset) for a in condition.objects)
+    assert ("sso__insured_persons", "anbar://warehouse/clean/sso__insured_persons") in {
+        (a.name, a.uri) for a in condition.objects
+    }
+
+
+def test_dag_metadata(dag):
+    assert dag.dag_id == "anbar_warehouse"
+    assert dag.owner == "anbar-data-engineering"
+    assert {"anbar", "warehouse", "dbt"} <= set(dag.tags)
+    assert dag.default_args["retries"] == 2
+    assert dag.max_active_runs == 1
+    assert not dag.catchup
+    assert "Triage" in dag.doc_md and "anbar_warehouse" in dag.doc_md
+    task = dag.task_dict["stg_sso__insured_persons.run"]
+    assert task.owner == "anbar-data-engineering"
+    assert task.retries == 2 and task.retry_delay == dt.timedelta(minutes=2)
+
+
+def test_tasks_run_the_venv_dbt_on_the_warehouse_connection(dag):
+    task = dag.task_dict["fct_insured_employment_monthly.run"]
+    assert str(task.dbt_executable_path) == str(dbt_executable())
+    profile = task.profile_config
+    assert (profile.profile_name, profile.target_name) == ("anbar", "prod")
+    assert profile.profile_mapping.conn_id == "anbar_warehouse"
+    assert profile.profile_mapping.profile_args == {"schema": "analytics"}
+
+
+def test_parse_runs_no_dbt_and_opens_no_connection(dbt_manifest, registry, monkeypatch):
+    import psycopg2
+    from anbar.dbt.dag import build_warehouse_dag
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError(f"work at DAG parse time: {args[:1]}")
+
+    monkeypatch.setattr(subprocess, "Popen", forbidden)
+    monkeypatch.setattr(psycopg2, "connect", forbidden)
+    build_warehouse_dag(registry, dag_id="anbar_warehouse_parse_check")
+
+
+def test_missing_manifest_is_a_clear_error(registry, tmp_path):
+    from anbar.dbt.dag import build_warehouse_dag
+
+    with pytest.raises(FileNotFoundError, match=r"python -m anbar\.dbt parse"):
+        build_warehouse_dag(registry, manifest_path=tmp_path / "manifest.json")

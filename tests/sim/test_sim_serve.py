@@ -1,0 +1,167 @@
+"""``python -m anbar.sim serve`` as a subprocess, used through the Airflow connections it writes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+from anbar.sim.defects import expected_defect
+from anbar.sim.serve import start_simulators
+
+from .conftest import PERSONS, SEED, WORKPLACES
+from .helpers import SSO_PERIODS, TVTO_PERIODS, inspect_delivery
+from .test_sim_delivery import DETECTED_AS
+
+OVERRIDES = {"sso/workplaces/1405-06": "missing_column", "sso/insured_persons/1405-06": None}
+SHARE = 0.5
+
+
+def _start(state: Path):
+    return start_simulators(
+        state,
+        seed=SEED,
+        persons=PERSONS,
+        workplaces=WORKPLACES,
+        defect_share=SHARE,
+        periods={"sso": SSO_PERIODS, "tvto": TVTO_PERIODS},
+        overrides=OVERRIDES,
+    )
+
+
+def _outbox(state: Path) -> dict[str, str]:
+    root = state / "sftp"
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def sims(tmp_path_factory):
+    state = tmp_path_factory.mktemp("sim-state")
+    handle = _start(state)
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture
+def airflow_connections(sims, monkeypatch):
+    for key, value in sims.airflow_env().items():
+        monkeypatch.setenv(key, value)
+    return sims.connections
+
+
+def test_state_files_and_connection_format(sims):
+    state = sims.state_dir
+    ready = json.loads((state / "ready").read_text())
+    assert ready["pid"] == sims.pid and set(ready["ports"]) == {"sftp", "api", "smtp"}
+    conns = json.loads((state / "connections.json").read_text())
+    assert conns == sims.connections
+    assert set(conns) == {"anbar_sftp_sso", "anbar_api_tvto", "anbar_smtp"}
+
+    sftp = conns["anbar_sftp_sso"]
+    assert (sftp["conn_type"], sftp["host"], sftp["login"]) == ("sftp", "127.0.0.1", "sso")
+    assert sftp["port"] == ready["ports"]["sftp"]
+    host_pub = (state / "keys" / "ssh_host_ed25519_key.pub").read_text().split()
+    assert sftp["extra"]["host_key"] == f"{host_pub[0]} {host_pub[1]}"
+    assert sftp["extra"]["host_key"].startswith("ssh-ed25519 ")
+    assert sftp["extra"]["private_key"] == sims.client_key_path.read_text()
+    assert sftp["extra"]["no_host_key_check"] is False
+    assert "key_file" not in sftp["extra"], "SSHHook refuses key_file together with private_key"
+
+    api = conns["anbar_api_tvto"]
+    assert (api["conn_type"], api["schema"], api["port"]) == ("http", "http", ready["ports"]["api"])
+    assert api["extra"] == {"Authorization": f"Bearer {api['password']}"}
+
+    smtp = conns["anbar_smtp"]
+    assert smtp["conn_type"] == "smtp" and smtp["port"] == ready["ports"]["smtp"]
+    assert smtp["extra"]["disable_tls"] is True and smtp["extra"]["disable_ssl"] is True
+
+    env_lines = (state / "connections.env").read_text().splitlines()
+    parsed = dict(shlex.split(line)[0].split("=", 1) for line in env_lines)
+    assert parsed == sims.airflow_env()
+    assert json.loads(parsed["AIRFLOW_CONN_ANBAR_SFTP_SSO"]) == sftp
+
+
+def test_published_defects_are_the_expected_ones(sims):
+    deliveries = sims.deliveries()
+    assert len(deliveries) == 2 * len(SSO_PERIODS) + len(TVTO_PERIODS)
+    for d in deliveries:
+        want = expected_defect(
+            d["org"], d["dataset"], d["period"], seed=SEED, defect_share=SHARE, overrides=OVERRIDES
+        )
+        assert d["defect"] == want == sims.expected_defect(d["org"], d["dataset"], d["period"])
+    by_key = {(d["org"], d["dataset"], d["period"]): d for d in deliveries}
+    assert by_key["sso", "workplaces", "1405-06"]["defect"] == "missing_column"
+    assert by_key["sso", "insured_persons", "1405-06"]["defect"] is None
+    assert any(d["defect"] for d in deliveries if (d["org"], d["period"]) != ("sso", "1405-06"))
+
+
+def test_pull_every_sftp_delivery_through_sftphook(sims, airflow_connections, registry, tmp_path):
+    from airflow.providers.sftp.hooks.sftp import SFTPHook
+
+    hook = SFTPHook(ssh_conn_id="anbar_sftp_sso", conn_retry_attempts=1)
+    assert hook.host_key is not None
+    for d in sims.deliveries():
+        if d["org"] != "sso":
+            continue
+        remote = f"outbox/{d['dataset']}/{d['period']}"
+        local = tmp_path / d["dataset"] / d["period"]
+        local.mkdir(parents=True)
+        for name in hook.list_directory(remote):
+            hook.retrieve_file(f"{remote}/{name}", str(local / name))
+        problems = inspect_delivery(local, registry.dataset("sso", d["dataset"]), registry)
+        if d["defect"] is None:
+            assert problems == set(), d
+        else:
+            assert DETECTED_AS[d["defect"]] <= problems, (d, problems)
+    hook.close_conn()
+
+
+def test_api_through_airflow_httphook(sims, airflow_connections):
+    from airflow.providers.http.hooks.http import HttpHook
+
+    hook = HttpHook(method="GET", http_conn_id="anbar_api_tvto")
+    response = hook.run("/v1/extracts/trainees/2026-10/manifest")  # token from the extras
+    manifest = response.json()
+    assert (manifest["org"], manifest["period"], manifest["page_size"]) == ("tvto", "2026-10", 500)
+    page = hook.run("/v1/extracts/trainees/2026-10").json()
+    rows = next(
+        d["rows"] for d in sims.deliveries() if (d["org"], d["period"]) == ("tvto", "2026-10")
+    )
+    assert len(page["records"]) == min(rows, 500)
+    unpublished = hook.run("/v1/extracts/trainees/2026-11/manifest", extra_options={"check_response": False})
+    assert unpublished.status_code == 404
+
+
+def test_mail_through_airflow_smtphook(sims, airflow_connections):
+    from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+    with SmtpHook(smtp_conn_id="anbar_smtp") as hook:
+        hook.send_email_smtp(
+            to="data-desk@sso.example.ir",
+            subject="anbar: delivery rejected",
+            html_content="<p>missing_column</p>",
+        )
+    files = list(sims.maildir.glob("*.eml"))
+    assert len(files) == 1 and "delivery_rejected" in files[0].name
+
+
+def test_sigterm_stops_cleanly_and_a_restart_keeps_keys_and_bytes(sims):
+    state = sims.state_dir
+    before = dict(sims.connections)
+    outbox = _outbox(state)
+    assert sims.stop() == 0
+    assert not (state / "ready").exists()
+    again = _start(state)
+    try:
+        after = again.connections
+        assert after["anbar_sftp_sso"]["extra"] == before["anbar_sftp_sso"]["extra"]
+        assert after["anbar_api_tvto"]["password"] == before["anbar_api_tvto"]["password"]
+        assert _outbox(state) == outbox, "byte-identical deliveries"
+    finally:
+        assert again.stop() == 0

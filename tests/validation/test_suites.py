@@ -1,0 +1,284 @@
+"""Suite files: the committed ones load and cover the registry; broken ones fail clearly."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+
+import great_expectations as gx
+import pytest
+from anbar.suites import (
+    PRINCIPLES,
+    SEVERITIES,
+    SuiteError,
+    check_all,
+    generate_suite,
+    load_suite,
+    read_suite,
+    suite_path,
+    write_suite,
+)
+from great_expectations.expectations import UnexpectedRowsExpectation
+
+from .conftest import EXPECTATIONS
+
+
+def test_every_registry_dataset_has_a_committed_suite_that_loads(registry):
+    assert check_all(EXPECTATIONS, registry) == []
+    for ds in registry.datasets:
+        path = suite_path(EXPECTATIONS, ds)
+        suite = load_suite(path, ds)
+        assert suite.name == ds.key
+        assert len(suite.expectations) == len(json.loads(path.read_text())["expectations"])
+        for exp in suite.expectations:
+            assert exp.meta["principle"] in PRINCIPLES
+            assert exp.meta["severity"] in SEVERITIES
+            assert exp.meta["description"]["fa"] and exp.meta["description"]["en"]
+
+
+def test_no_committed_suite_without_a_dataset(registry):
+    keys = {ds.key for ds in registry.datasets}
+    assert {p.stem for p in EXPECTATIONS.glob("*.json")} == keys
+
+
+def test_gx_reads_the_committed_files_natively(registry):
+    # GX's own constructor drops (and only logs) an expectation it cannot build: equal
+    # counts mean GX 1.x accepts every expectation in the files as they are.
+    for ds in registry.datasets:
+        data = json.loads(suite_path(EXPECTATIONS, ds).read_text(encoding="utf-8"))
+        suite = gx.ExpectationSuite(**data)
+        assert len(suite.expectations) == len(data["expectations"])
+
+
+def test_drafted_suite_covers_the_registry_rules(registry):
+    ds = registry.dataset("sso", "insured_persons")
+    data = generate_suite(ds, registry)
+    by_rule = {e["meta"]["rule"]: e for e in data["expectations"]}
+    assert by_rule["primary_key_unique"]["kwargs"] == {
+        "column_list": ["national_id", "workshop_code"]
+    }
+    for col in ds.columns:
+        assert (f"not_null.{col.name}" in by_rule) == col.required
+    assert by_rule["code_list.insurance_type"]["kwargs"]["value_set"] == ["1", "2", "3", "4", "5"]
+    assert by_rule["code_list.insurance_type"]["meta"]["principle"] == "system"
+    assert by_rule["range.days_worked"]["kwargs"] == {
+        "column": "days_worked",
+        "min_value": 0,
+        "max_value": 31,
+    }
+    assert by_rule["range.insured_wage"]["kwargs"] == {"column": "insured_wage", "min_value": 0}
+    check = by_rule["check_digit.national_id"]
+    assert check["type"] == "unexpected_rows_expectation"
+    assert "anbar.is_valid_person_id(national_id)" in check["kwargs"]["unexpected_rows_query"]
+    assert by_rule["order.employment_start_after_birth_date"]["meta"]["principle"] == "consistency"
+    assert by_rule["plausible_age.employment_start"]["meta"]["severity"] == "warning"
+    tvto = {
+        e["meta"]["rule"]: e
+        for e in generate_suite(registry.dataset("tvto", "trainees"), registry)["expectations"]
+    }
+    assert tvto["order.course_end_after_course_start"]["kwargs"]["column_A"] == "course_end"
+    workplaces = generate_suite(registry.dataset("sso", "workplaces"), registry)["expectations"]
+    legal = next(e for e in workplaces if e["meta"]["rule"] == "check_digit.legal_id")
+    assert "anbar.is_valid_legal_entity_id(legal_id)" in legal["kwargs"]["unexpected_rows_query"]
+
+
+def test_drafted_suites_load_and_are_only_written_once(registry, tmp_path):
+    for ds in registry.datasets:
+        path = write_suite(tmp_path, ds, registry)
+        load_suite(path, ds)
+        with pytest.raises(FileExistsError):
+            write_suite(tmp_path, ds, registry)
+    assert check_all(tmp_path, registry) == []
+
+
+def test_row_query_checks_become_gx_unexpected_rows_expectations(registry):
+    ds = registry.dataset("tvto", "trainees")
+    suite = load_suite(suite_path(EXPECTATIONS, ds), ds)
+    row_checks = [e for e in suite.expectations if isinstance(e, UnexpectedRowsExpectation)]
+    assert row_checks
+    assert all("{batch}" in e.unexpected_rows_query for e in row_checks)
+    # anbar's severity is mirrored into GX's own field
+    assert {e.severity.value for e in suite.expectations} <= {"critical", "warning"}
+
+
+# -- the loader refuses broken files ------------------------------------------------------------
+
+
+@pytest.fixture
+def tvto_suite(registry):
+    ds = registry.dataset("tvto", "trainees")
+    return ds, generate_suite(ds, registry)
+
+
+def _rule(data: dict, rule: str) -> dict:
+    return next(e for e in data["expectations"] if e["meta"].get("rule") == rule)
+
+
+@pytest.mark.parametrize(
+    ("edit", "reason"),
+    [
+        (
+            lambda d: _rule(d, "not_null.sex")["meta"].update(principle="accuracy"),
+            "unknown principle 'accuracy'",
+        ),
+        (
+            lambda d: _rule(d, "not_null.sex")["meta"].update(severity="fatal"),
+            "unknown severity 'fatal'",
+        ),
+        (lambda d: _rule(d, "not_null.sex")["meta"].pop("principle"), "unknown principle None"),
+        (lambda d: _rule(d, "not_null.sex").pop("meta"), "meta is missing"),
+        (lambda d: _rule(d, "not_null.sex")["meta"]["description"].pop("fa"), "'fa' and 'en'"),
+        (
+            lambda d: _rule(d, "not_null.sex")["kwargs"].update(column="gender"),
+            "column 'gender' is not a column",
+        ),
+        (
+            lambda d: _rule(d, "primary_key_unique")["kwargs"].update(
+                column_list=["national_id", "course"]
+            ),
+            "column 'course' is not a column",
+        ),
+        (
+            lambda d: _rule(d, "check_digit.national_id")["meta"].update(columns=["nid"]),
+            "column 'nid' is not a column",
+        ),
+        (
+            lambda d: _rule(d, "check_digit.national_id")["meta"].pop("columns"),
+            "meta.columns is required",
+        ),
+        (
+            lambda d: _rule(d, "code_list.province")["kwargs"].update(value_set="23"),
+            "bad kwargs: value_set: value is not a valid list",
+        ),
+        (
+            lambda d: _rule(d, "code_list.province")["kwargs"].update(valueset=["23"]),
+            "valueset: extra fields not permitted",
+        ),
+        (
+            lambda d: _rule(d, "range.hours")["kwargs"].update(min_value=3000),
+            "min_value 3000 is greater than max_value 2000",
+        ),
+        (lambda d: _rule(d, "range.hours")["kwargs"].update(mostly=2), "mostly"),
+        (
+            lambda d: _rule(d, "order.course_end_after_course_start")["kwargs"].update(
+                or_equal="yes"
+            ),
+            "kwargs.or_equal must be true or false",
+        ),
+        (
+            lambda d: _rule(d, "not_null.sex").update(type="expect_column_to_be_nice"),
+            "unknown expectation type",
+        ),
+        (
+            lambda d: _rule(d, "check_digit.national_id")["kwargs"].update(
+                unexpected_rows_query="select * from clean.tvto__trainees where true"
+            ),
+            "selecting from {batch}",
+        ),
+        (
+            lambda d: _rule(d, "check_digit.national_id")["kwargs"].update(
+                unexpected_rows_query="select * from {batch} where national_id ~ '^[0-9]{10}$'"
+            ),
+            "placeholders other than {batch}: {10}",
+        ),
+        (
+            lambda d: _rule(d, "check_digit.national_id")["kwargs"].update(
+                unexpected_rows_query="select * from {batch} where national_id ~ '^[0-9]{10'"
+            ),
+            "unpaired brace",
+        ),
+        (
+            lambda d: _rule(d, "not_null.sex")["meta"].update(rule="not_null.result"),
+            "repeats expectations",
+        ),
+        (lambda d: d.update(name="tvto__courses"), "is not the dataset 'tvto__trainees'"),
+        (lambda d: d.update(expectations=[]), "non-empty list"),
+        (lambda d: d.update(checkpoints=[]), "unknown top-level keys: checkpoints"),
+    ],
+)
+def test_loader_rejects(tvto_suite, write_suite_file, edit, reason):
+    ds, data = tvto_suite
+    data = copy.deepcopy(data)
+    edit(data)
+    path = write_suite_file(data, ds.key)
+    with pytest.raises(SuiteError) as err:
+        load_suite(path, ds)
+    message = str(err.value)
+    assert str(path) in message
+    assert reason in message
+
+
+def test_loader_names_the_expectation_in_the_message(tvto_suite, write_suite_file):
+    ds, data = tvto_suite
+    index = next(
+        i for i, e in enumerate(data["expectations"]) if e["meta"]["rule"] == "range.hours"
+    )
+    data["expectations"][index]["meta"]["principle"] = "beauty"
+    path = write_suite_file(data, ds.key)
+    with pytest.raises(
+        SuiteError, match=rf"expectations\[{index}\] \(expect_column_values_to_be_between\)"
+    ):
+        load_suite(path, ds)
+
+
+def test_loader_rejects_unreadable_files(tvto_suite, tmp_path):
+    ds, _ = tvto_suite
+    path = tmp_path / "tvto__trainees.json"
+    path.write_text("{not json", encoding="utf-8")
+    with pytest.raises(SuiteError, match=r"tvto__trainees.json: cannot read"):
+        load_suite(path, ds)
+    with pytest.raises(SuiteError, match=r"suite file not found"):
+        load_suite(tmp_path / "nothing.json", ds)
+
+
+def test_statisticians_may_edit_and_add_checks(tvto_suite, write_suite_file):
+    ds, data = tvto_suite
+    data["expectations"].append(
+        {
+            "type": "expect_column_values_to_match_regex",
+            "kwargs": {"column": "isco_code", "regex": "^[0-9]{4}$"},
+            "meta": {
+                "principle": "system",
+                "severity": "warning",
+                "description": {"fa": "کد ISCO چهار رقمی است", "en": "ISCO code has four digits"},
+            },
+        }
+    )
+    _rule(data, "range.hours")["meta"]["severity"] = "warning"
+    path = write_suite_file(data, ds.key)
+    suite = load_suite(path, ds)
+    assert suite.expectations[-1].severity.value == "warning"
+    assert len(suite.expectations) == len(data["expectations"])
+
+
+# -- check_all -------------------------------------------------------------------------------------
+
+
+def test_check_all_reports_missing_orphan_broken_and_stale(registry, tmp_path):
+    for p in EXPECTATIONS.glob("*.json"):
+        shutil.copy(p, tmp_path / p.name)
+    (tmp_path / "sso__workplaces.json").unlink()
+    (tmp_path / "swo__beneficiaries.json").write_text("{}", encoding="utf-8")
+    tvto = json.loads((tmp_path / "tvto__trainees.json").read_text(encoding="utf-8"))
+    province = _rule(tvto, "code_list.province")
+    province["kwargs"]["value_set"] = [*province["kwargs"]["value_set"][1:], "31"]
+    (tmp_path / "tvto__trainees.json").write_text(json.dumps(tvto), encoding="utf-8")
+    insured = json.loads((tmp_path / "sso__insured_persons.json").read_text(encoding="utf-8"))
+    _rule(insured, "not_null.sex")["meta"]["principle"] = "timeliness"
+    (tmp_path / "sso__insured_persons.json").write_text(json.dumps(insured), encoding="utf-8")
+
+    problems = check_all(tmp_path, registry)
+    text = "\n".join(problems)
+    assert len(problems) == 5, text
+    assert "sso__workplaces.json: missing" in text
+    assert "swo__beneficiaries.json: no dataset 'swo__beneficiaries' in the registry" in text
+    assert "sso__insured_persons.json" in text and "unknown principle 'timeliness'" in text
+    assert "codes not in code list 'province': 31" in text
+    assert "missing from value_set: 00" in text
+
+
+def test_read_suite_returns_the_checked_file(registry):
+    ds = registry.dataset("sso", "workplaces")
+    data = read_suite(suite_path(EXPECTATIONS, ds), ds)
+    assert data["name"] == "sso__workplaces"
