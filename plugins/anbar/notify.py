@@ -92,6 +92,15 @@ class Mail:
     submission_id: int | None = None
 
 
+def _sample_text(sample: dict | str) -> str:
+    """One offending row as 'file:row col=value' (identifiers arrive masked by the validator)."""
+    if not isinstance(sample, dict):
+        return str(sample)
+    where = f"{sample.get('_file', '')}:{sample.get('_row_no', '')}"
+    values = " ".join(f"{k}={v}" for k, v in sample.items() if not k.startswith("_"))
+    return f"{where} {values}".strip()
+
+
 def _failures(summary: dict | None) -> list[dict]:
     out = []
     for e in (summary or {}).get("expectations", []):
@@ -104,7 +113,7 @@ def _failures(summary: dict | None) -> list[dict]:
             "description_en": desc.get("en", e.get("type", "")),
             "description_fa": desc.get("fa", ""),
             "unexpected_count": e.get("unexpected_count"),
-            "sample": [str(s) for s in (e.get("sample") or [])][:5],
+            "sample": [_sample_text(s) for s in (e.get("samples") or [])][:5],
         })
     return out
 

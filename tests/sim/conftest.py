@@ -10,9 +10,7 @@ from anbar.sim._loop import LoopThread
 from anbar.sim.defects import SimConfig
 from anbar.sim.population import Population
 
-SEED = 20260
-PERSONS = 900
-WORKPLACES = 80
+from .helpers import PERSONS, SEED, WORKPLACES
 
 
 @pytest.fixture(scope="session")

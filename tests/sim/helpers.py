@@ -21,8 +21,27 @@ SAFE_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.csv$")
 CODECS = {"utf-8": "utf-8", "utf-8-sig": "utf-8-sig", "windows-1256": "cp1256"}
 _DIGITS = str.maketrans("۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩", "0123456789" * 2)
 
+# The test population: small, so the suite stays fast.
+SEED = 20260
+PERSONS = 900
+WORKPLACES = 80
+
 SSO_PERIODS = ["1405-05", "1405-06", "1405-07"]
 TVTO_PERIODS = ["2026-08", "2026-09", "2026-10"]
+
+# What a receiving system must find for each defect (at least these problems).
+DETECTED_AS = {
+    "missing_manifest": {"missing_manifest"},
+    "checksum_mismatch": {"checksum_mismatch"},
+    "truncated_file": {"size_mismatch", "checksum_mismatch"},
+    "wrong_encoding": {"encoding_error"},
+    "missing_column": {"missing_column"},
+    "hostile_file_name": {"unsafe_file_name"},
+    "row_count_mismatch": {"row_count_mismatch"},
+    "duplicate_keys": {"duplicate_keys"},
+    "invalid_national_ids": {"invalid_national_ids"},
+    "unknown_codes": {"unknown_codes"},
+}
 
 
 def inspect_delivery(path: Path, dataset, registry: Registry) -> set[str]:

@@ -18,21 +18,7 @@ from anbar.sim.defects import (
 from anbar.sim.delivery import publish_sftp_periods, write_sftp_delivery
 from anbar.sim.extracts import VARIANTS, extract_rows
 
-from .helpers import SSO_PERIODS, inspect_delivery
-
-# What a receiving system must find for each defect (at least these problems).
-DETECTED_AS = {
-    "missing_manifest": {"missing_manifest"},
-    "checksum_mismatch": {"checksum_mismatch"},
-    "truncated_file": {"size_mismatch", "checksum_mismatch"},
-    "wrong_encoding": {"encoding_error"},
-    "missing_column": {"missing_column"},
-    "hostile_file_name": {"unsafe_file_name"},
-    "row_count_mismatch": {"row_count_mismatch"},
-    "duplicate_keys": {"duplicate_keys"},
-    "invalid_national_ids": {"invalid_national_ids"},
-    "unknown_codes": {"unknown_codes"},
-}
+from .helpers import DETECTED_AS, SSO_PERIODS, inspect_delivery
 
 
 def _tree(root: Path) -> dict[str, bytes]:

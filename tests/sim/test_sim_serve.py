@@ -11,9 +11,15 @@ import pytest
 from anbar.sim.defects import expected_defect
 from anbar.sim.serve import start_simulators
 
-from .conftest import PERSONS, SEED, WORKPLACES
-from .helpers import SSO_PERIODS, TVTO_PERIODS, inspect_delivery
-from .test_sim_delivery import DETECTED_AS
+from .helpers import (
+    DETECTED_AS,
+    PERSONS,
+    SEED,
+    SSO_PERIODS,
+    TVTO_PERIODS,
+    WORKPLACES,
+    inspect_delivery,
+)
 
 OVERRIDES = {"sso/workplaces/1405-06": "missing_column", "sso/insured_persons/1405-06": None}
 SHARE = 0.5
@@ -134,7 +140,9 @@ def test_api_through_airflow_httphook(sims, airflow_connections):
         d["rows"] for d in sims.deliveries() if (d["org"], d["period"]) == ("tvto", "2026-10")
     )
     assert len(page["records"]) == min(rows, 500)
-    unpublished = hook.run("/v1/extracts/trainees/2026-11/manifest", extra_options={"check_response": False})
+    unpublished = hook.run(
+        "/v1/extracts/trainees/2026-11/manifest", extra_options={"check_response": False}
+    )
     assert unpublished.status_code == 404
 
 
@@ -165,3 +173,52 @@ def test_sigterm_stops_cleanly_and_a_restart_keeps_keys_and_bytes(sims):
         assert _outbox(state) == outbox, "byte-identical deliveries"
     finally:
         assert again.stop() == 0
+
+
+def test_in_process_simulators(tmp_path, config):
+    import httpx
+    from anbar.sim.serve import run_simulators_in_thread
+
+    with run_simulators_in_thread(
+        tmp_path, config, {"sso": ["1405-06"], "tvto": ["2026-09"]}, api_page_size=7
+    ) as handle:
+        assert (tmp_path / "ready").exists()
+        assert set(handle.ports) == {"sftp", "api", "smtp"}
+        api = handle.connections["anbar_api_tvto"]
+        response = httpx.get(
+            f"http://127.0.0.1:{handle.ports['api']}/v1/extracts/trainees/2026-09/manifest",
+            headers=api["extra"],
+            trust_env=False,
+        )
+        assert response.json()["page_size"] == 7
+        assert (tmp_path / "sftp/sso/outbox/workplaces/1405-06/manifest.json").exists()
+        assert not (tmp_path / "sftp/sso/outbox/workplaces/1405-05").exists()
+    assert not (tmp_path / "ready").exists()
+
+
+def test_cli_plan_and_publish(tmp_path, capsys):
+    from anbar.sim.__main__ import main
+
+    args = ["--seed", "5", "--persons", "300", "--workplaces", "30", "--defect-share", "0"]
+    args += ["--periods", "sso=1405-06", "--override", "sso/workplaces/1405-06=checksum_mismatch"]
+    assert main(["plan", *args]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert [(d["dataset"], d["defect"]) for d in plan] == [
+        ("insured_persons", None),
+        ("workplaces", "checksum_mismatch"),
+    ]
+    assert main(["publish", "--out", str(tmp_path), *args]) == 0
+    published = json.loads(capsys.readouterr().out)
+    assert [d["defect"] for d in published] == [None, "checksum_mismatch"]
+    assert (tmp_path / "sso/outbox/insured_persons/1405-06/manifest.json").exists()
+    with pytest.raises(SystemExit):
+        main(["plan", "--override", "sso/workplaces/1405-06=gremlins"])
+
+
+def test_package_exports_resolve():
+    import anbar.sim
+
+    for name in anbar.sim.__all__:
+        assert getattr(anbar.sim, name) is not None, name
+    with pytest.raises(AttributeError):
+        anbar.sim.nothing_here  # noqa: B018

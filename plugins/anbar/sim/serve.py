@@ -440,6 +440,7 @@ def start_simulators(
     overrides: Mapping[tuple[str, str, str] | str, str | None] | None = None,
     persons: int = 4000,
     workplaces: int = 300,
+    scale: float = 1.0,
     sftp_port: int = 0,
     api_port: int = 0,
     smtp_port: int = 0,
@@ -451,14 +452,15 @@ def start_simulators(
     """Start ``python -m anbar.sim serve`` and wait until it is ready.
 
     Ports 0 mean "any free port"; the real ones are in ``handle.ports`` and
-    ``handle.connections``. The process log goes to ``<state_dir>/sim.log``.
+    ``handle.connections``. ``scale`` multiplies ``persons`` and ``workplaces``.
+    The process log goes to ``<state_dir>/sim.log``.
     """
     state_dir = Path(state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     config = SimConfig(
         seed=seed,
-        persons=persons,
-        workplaces=workplaces,
+        persons=max(1, round(persons * scale)),
+        workplaces=max(1, round(workplaces * scale)),
         defect_share=defect_share,
         overrides=overrides or {},
         registry_root=Path(registry_root) if registry_root else None,
