@@ -77,3 +77,40 @@ def airflow_db(pg):
     subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], check=True,
                    capture_output=True, env=dict(os.environ))
     return PG.url("airflow")
+
+
+# Deliveries the simulators serve to the integration and end-to-end tests: each defective one
+# is pinned to its own period so a test can name it.
+SIM_PERIODS = {
+    "sso": ["1404-01", "1404-02", "1404-03", "1404-04", "1404-05", "1404-06", "1404-07", "1404-08"],
+    "tvto": ["2025-09", "2025-10", "2025-11"],
+}
+SIM_DEFECTS = {
+    "sso/workplaces/1404-01": "missing_manifest",
+    "sso/workplaces/1404-02": "checksum_mismatch",
+    "sso/workplaces/1404-03": "truncated_file",
+    "sso/workplaces/1404-04": "wrong_encoding",
+    "sso/workplaces/1404-05": "missing_column",
+    "sso/workplaces/1404-06": "hostile_file_name",
+    "sso/insured_persons/1404-08": "invalid_national_ids",
+    "tvto/trainees/2025-10": "row_count_mismatch",
+    "tvto/trainees/2025-11": "duplicate_keys",
+}
+
+
+@pytest.fixture(scope="session")
+def simulators(pg):
+    """Real SFTP, HTTP API and SMTP servers on 127.0.0.1, with their Airflow connections in the environment."""
+    from anbar.sim import SimConfig, run_simulators_in_thread
+
+    config = SimConfig(seed=7, defect_share=0.0, overrides=SIM_DEFECTS)
+    handle = run_simulators_in_thread(STATE / "suppliers", config, SIM_PERIODS)
+    saved = {k: os.environ.get(k) for k in handle.airflow_env()}
+    os.environ.update(handle.airflow_env())
+    yield handle
+    handle.stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

@@ -212,3 +212,29 @@ def test_airflow_loads_our_private_keys(tmp_path, kind, cls):
     assert type(key).__name__ == cls
     assert key.get_base64() == pair.host_key.split()[1]
     assert Path(pair.public_path).read_text().startswith(pair.host_key)
+
+
+def test_async_hook_pins_the_host_key_too(sftp, monkeypatch, tmp_path):
+    """SFTPHookAsync (deferrable sensors) reads the same extras, through asyncssh."""
+    import asyncio
+
+    import asyncssh
+    from airflow.providers.sftp.hooks.sftp import SFTPHookAsync
+
+    impostor = ensure_keypair(tmp_path / "impostor", "ed25519")
+    for conn_id, host_key in (("sim_async_ok", sftp["host"]), ("sim_async_bad", impostor)):
+        _connection(
+            monkeypatch,
+            conn_id,
+            sftp["server"].port,
+            host_key=host_key.host_key,
+            private_key=sftp["client"].private_openssh,
+        )
+
+    async def listing(conn_id):
+        return await SFTPHookAsync(sftp_conn_id=conn_id).list_directory("/outbox/workplaces")
+
+    names = asyncio.run(listing("sim_async_ok"))
+    assert set(SSO_PERIODS) <= set(names)
+    with pytest.raises(asyncssh.HostKeyNotVerifiable):
+        asyncio.run(listing("sim_async_bad"))

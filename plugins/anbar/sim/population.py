@@ -17,7 +17,6 @@ import bisect
 import datetime as dt
 import hashlib
 import random
-from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -505,9 +504,3 @@ def _default_registry() -> Registry:
     if _REGISTRY is None:
         _REGISTRY = load_registry()
     return _REGISTRY
-
-
-def iter_ids(population: Population) -> Iterable[str]:
-    """Every person and legal-entity identifier in the population (for checks)."""
-    yield from (p.national_id for p in population.persons)
-    yield from (w.legal_id for w in population.workplaces if w.legal_id)

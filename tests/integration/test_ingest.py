@@ -1,0 +1,138 @@
+"""The ingest steps against real servers: SFTP and HTTP suppliers, PostgreSQL, SMTP.
+
+Each bad delivery must end in a clear ledger status and message, with nothing half-loaded
+and the landed files kept; each good one must balance: rows in = rows loaded + rows rejected.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import json
+from email import policy
+from pathlib import Path
+
+import pytest
+
+from anbar import ingest
+
+pytestmark = pytest.mark.integration
+
+
+def _ledger(conn, org, dataset, period):
+    with conn.cursor() as cur:
+        cur.execute("select submission_id, version, status, reason, message, rows_manifest, rows_loaded, "
+                    "rows_rejected, landing_path from anbar.submissions where org = %s and dataset = %s "
+                    "and period = %s order by version", (org, dataset, period))
+        cols = [d.name for d in cur.description]
+        rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+    conn.commit()
+    return rows
+
+
+def _count(conn, sql, *args):
+    with conn.cursor() as cur:
+        cur.execute(sql, args)
+        (n,) = cur.fetchone()
+    conn.commit()
+    return n
+
+
+def _mails(simulators, needle):
+    found = []
+    for path in sorted(Path(simulators.maildir).glob("*.eml")):
+        msg = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+        if needle in str(msg["subject"]):
+            found.append(msg)
+    return found
+
+
+def test_good_sftp_delivery_is_accepted_and_balances(fresh_warehouse, simulators):
+    conn = fresh_warehouse
+    step = ingest.run_steps("sso", "insured_persons", "1404-07")
+    assert step.state == "accepted", step
+    [sub] = _ledger(conn, "sso", "insured_persons", "1404-07")
+    assert sub["status"] == "accepted" and sub["version"] == 1
+    assert sub["rows_manifest"] == sub["rows_loaded"] + sub["rows_rejected"] > 0
+    assert _count(conn, "select count(*) from clean.sso__insured_persons where _submission_id = %s",
+                  sub["submission_id"]) == sub["rows_loaded"]
+    # The landed delivery: manifest, file list and outcome report, files read-only.
+    landing = Path(sub["landing_path"])
+    report = json.loads((landing / "report.json").read_text())
+    assert report["status"] == "accepted"
+    for f in json.loads((landing / "files.json").read_text()):
+        obj = landing.parents[4] / f["object"]
+        assert obj.exists() and not obj.stat().st_mode & 0o222
+
+
+def test_redelivery_of_the_same_bytes_is_a_noop(fresh_warehouse, simulators):
+    conn = fresh_warehouse
+    first = ingest.run_steps("sso", "workplaces", "1404-07")
+    again = ingest.run_steps("sso", "workplaces", "1404-07")
+    assert first.state == "accepted" and again.state == "noop"
+    assert len(_ledger(conn, "sso", "workplaces", "1404-07")) == 1
+
+
+def test_api_delivery_is_accepted(fresh_warehouse, simulators):
+    conn = fresh_warehouse
+    step = ingest.run_steps("tvto", "trainees", "2025-09")
+    assert step.state == "accepted", step
+    [sub] = _ledger(conn, "tvto", "trainees", "2025-09")
+    assert sub["rows_manifest"] == sub["rows_loaded"] + sub["rows_rejected"] > 0
+
+
+@pytest.mark.parametrize(("org", "dataset", "period", "status", "reason", "words"), [
+    ("sso", "workplaces", "1404-02", "rejected", "checksum_mismatch", "sha256"),
+    ("sso", "workplaces", "1404-03", "rejected", "size_mismatch", "bytes"),
+    ("sso", "workplaces", "1404-04", "rejected", "encoding_error", "utf-8"),
+    ("sso", "workplaces", "1404-05", "rejected", "missing_column", "required columns missing"),
+    ("sso", "workplaces", "1404-06", "rejected", "unsafe_file_name", "../"),
+    ("sso", "insured_persons", "1404-08", "rejected", "validation", "quality"),
+    ("tvto", "trainees", "2025-10", "rejected", "row_count_mismatch", "declares"),
+    ("tvto", "trainees", "2025-11", "rejected", "validation", "quality"),
+])
+def test_bad_deliveries_end_rejected_with_a_reason_and_nothing_loaded(fresh_warehouse, simulators, org, dataset,
+                                                                      period, status, reason, words):
+    conn = fresh_warehouse
+    step = ingest.run_steps(org, dataset, period)
+    assert step.state == status
+    [sub] = _ledger(conn, org, dataset, period)
+    assert (sub["status"], sub["reason"]) == (status, reason)
+    assert words in sub["message"]
+    # Nothing reaches the warehouse: the ledger shows every row rejected, and staging only reads
+    # accepted submissions.
+    assert sub["rows_loaded"] == 0 and sub["rows_rejected"] == sub["rows_manifest"]
+    # The landed delivery is kept, with the outcome beside it.
+    landing = Path(sub["landing_path"])
+    assert (landing / "manifest.json").exists()
+    assert json.loads((landing / "report.json").read_text())["reason"] == reason
+    # The supplier and the warehouse team were told, once.
+    mails = _mails(simulators, f"REJECTED {org}/{dataset} {period} v{sub['version']}")
+    assert len(mails) >= 1
+    assert any(a for a in mails[-1]["to"].addresses if a.addr_spec.endswith(".example.ir"))
+    html = mails[-1].get_body(("html",)).get_content()
+    assert reason in html and 'dir="rtl"' in html
+
+
+def test_missing_manifest_is_recorded_missing_after_the_deadline(fresh_warehouse, simulators):
+    conn = fresh_warehouse
+    early = ingest.run_steps("sso", "workplaces", "1404-01", now=dt.datetime(2025, 4, 21, tzinfo=dt.UTC))
+    assert early.state == "waiting"
+    assert _ledger(conn, "sso", "workplaces", "1404-01") == []
+    late = ingest.run_steps("sso", "workplaces", "1404-01")
+    assert late.state == "missing"
+    [sub] = _ledger(conn, "sso", "workplaces", "1404-01")
+    assert (sub["status"], sub["version"]) == ("missing", 0)
+    assert "manifest.json" in sub["message"] and ".csv" in sub["message"]
+    assert _mails(simulators, "MISSING sso/workplaces 1404-01")
+
+
+def test_rows_that_cannot_be_converted_are_kept_as_rejects(fresh_warehouse, simulators, tmp_path):
+    """A good delivery still balances when some rows are rejected by conversion."""
+    conn = fresh_warehouse
+    step = ingest.run_steps("sso", "insured_persons", "1404-06")
+    [sub] = _ledger(conn, "sso", "insured_persons", "1404-06")
+    assert step.state == "accepted"
+    rejected = _count(conn, "select count(*) from raw.rejected_rows where submission_id = %s", sub["submission_id"])
+    assert rejected == sub["rows_rejected"]
+    assert sub["rows_manifest"] == sub["rows_loaded"] + rejected
