@@ -49,7 +49,11 @@ def pg() -> LocalPostgres:
     PG.create_database("warehouse")
     PG.create_database("airflow")
     yield PG
-    PG.stop("immediate")
+    if "airflow.settings" in sys.modules:  # close Airflow's pooled connections before the server goes
+        from airflow import settings as airflow_settings
+
+        airflow_settings.dispose_orm()
+    PG.stop("fast")
     if not os.environ.get("ANBAR_TEST_STATE"):
         shutil.rmtree(STATE, ignore_errors=True)
 
@@ -65,6 +69,9 @@ def fresh_warehouse(pg, monkeypatch):
     name = f"wh_{uuid.uuid4().hex[:10]}"
     pg.create_database(name)
     monkeypatch.setenv("ANBAR_WAREHOUSE_URL", pg.url(name))
+    monkeypatch.setenv("AIRFLOW_CONN_ANBAR_WAREHOUSE", json.dumps({
+        "conn_type": "postgres", "host": "127.0.0.1", "port": pg.port, "login": "anbar_admin",
+        "password": pg.password, "schema": name}))
     conn = psycopg2.connect(pg.dsn(name))
     ddl.bootstrap(conn, load_registry())
     yield conn

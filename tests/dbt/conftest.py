@@ -23,14 +23,10 @@ from anbar_dbt_testdata import PSEUDONYM_KEY, make_warehouse
 # fixtures
 # --------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def local_pg(tmp_path_factory):
-    from anbar.devenv.postgres import LocalPostgres
-
-    started = time.monotonic()
-    pg = LocalPostgres(tmp_path_factory.mktemp("dbt-pg") / "pg").start()
-    print(f"\n[timing] PostgreSQL up in {time.monotonic() - started:.1f}s")
-    yield pg
-    pg.stop()
+def local_pg(pg):
+    """The session's PostgreSQL 18 (``pg`` of tests/conftest.py); these tests use databases
+    of their own in it: dbt_wh, dbt_wh_dag and dbt_airflow."""
+    return pg
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +39,7 @@ def registry():
 @pytest.fixture(scope="session")
 def warehouse(local_pg, registry):
     """The ``wh`` database bootstrapped and loaded with the synthetic deliveries."""
-    return make_warehouse(local_pg, registry, "wh")
+    return make_warehouse(local_pg, registry, "dbt_wh")
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +52,7 @@ def wh_env(local_pg):
         port=local_pg.port,
         user="anbar_admin",
         password=local_pg.password,
-        dbname="wh",
+        dbname="dbt_wh",
         target="dev",
         pseudonym_key=PSEUDONYM_KEY,
     )

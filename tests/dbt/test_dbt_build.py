@@ -35,7 +35,7 @@ def built(warehouse, wh_env, dbt_artifacts):
 
 @pytest.fixture()
 def cur(local_pg, built):
-    conn = psycopg2.connect(local_pg.dsn("wh"))
+    conn = psycopg2.connect(local_pg.dsn("dbt_wh"))
     try:
         with conn.cursor() as c:
             yield c

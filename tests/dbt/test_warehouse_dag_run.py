@@ -24,6 +24,8 @@ from anbar_dbt_testdata import EXPECTED_TASKS, PSEUDONYM_KEY, make_warehouse
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 DAG_ID = "anbar_warehouse"
+WAREHOUSE_DB = "dbt_wh_dag"
+AIRFLOW_DB = "dbt_airflow"  # a metadata database of its own, apart from the session's
 
 
 def _airflow_env(pg, home: Path, dags: Path, dbname: str) -> dict[str, str]:
@@ -34,7 +36,7 @@ def _airflow_env(pg, home: Path, dags: Path, dbname: str) -> dict[str, str]:
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg.url("airflow"),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg.url(AIRFLOW_DB),
             "AIRFLOW_CONN_ANBAR_WAREHOUSE": json.dumps(
                 {
                     "conn_type": "postgres",
@@ -68,20 +70,20 @@ def _airflow(args: list[str], env: dict[str, str], log: Path, timeout: float) ->
 
 @pytest.fixture(scope="module")
 def dag_run(local_pg, registry, dbt_manifest, tmp_path_factory):
-    synthetic = make_warehouse(local_pg, registry, "wh_dag")
-    local_pg.create_database("airflow")
+    synthetic = make_warehouse(local_pg, registry, WAREHOUSE_DB)
+    local_pg.create_database(AIRFLOW_DB)
     tmp = tmp_path_factory.mktemp("airflow")
     dags = tmp / "dags"
     dags.mkdir()
     shutil.copy(REPO_ROOT / "dags" / "anbar_warehouse.py", dags / "anbar_warehouse.py")
-    env = _airflow_env(local_pg, tmp / "home", dags, "wh_dag")
+    env = _airflow_env(local_pg, tmp / "home", dags, WAREHOUSE_DB)
 
     migrate = _airflow(["db", "migrate"], env, tmp / "migrate.log", timeout=300)
     print(f"\n[timing] airflow db migrate in {migrate:.1f}s")
     run = _airflow(["dags", "test", DAG_ID], env, tmp / "dags_test.log", timeout=600)
     print(f"[timing] airflow dags test {DAG_ID} in {run:.1f}s (log: {tmp / 'dags_test.log'})")
 
-    conn = psycopg2.connect(local_pg.dsn("airflow"))
+    conn = psycopg2.connect(local_pg.dsn(AIRFLOW_DB))
     try:
         with conn.cursor() as cur:
             cur.execute("select run_id, state from dag_run where dag_id = %s", (DAG_ID,))
@@ -102,7 +104,7 @@ def test_dag_run_succeeds(dag_run):
 
 def test_dag_run_built_the_mart(dag_run, local_pg):
     expected = dag_run["synthetic"].expected_mart()
-    conn = psycopg2.connect(local_pg.dsn("wh_dag"))
+    conn = psycopg2.connect(local_pg.dsn(WAREHOUSE_DB))
     try:
         with conn.cursor() as cur:
             cur.execute(

@@ -26,8 +26,9 @@ START_DATE = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 DOC_MD = """
 # Warehouse build (dbt via Cosmos)
 
-Builds the `anbar` dbt project (`dbt_project/`) into PostgreSQL schemas `staging` (views),
-`intermediate` and `marts` (tables). Each dbt model is a task group: `run` then `test`.
+Builds the `anbar` dbt project (`dbt_project/`) into PostgreSQL schemas `staging`,
+`intermediate` and `marts`. Each dbt model is a task group: `<model>.run` then `<model>.test`;
+tests over several models (`assert_*_test`) run once, after all their models.
 
 **Trigger**: any accepted delivery. The ingest DAG publishes the dataset's Asset
 (`anbar://warehouse/clean/<org>__<dataset>`) when a submission is accepted; this DAG is
