@@ -8,20 +8,19 @@ no dbt command, no database connection at parse time.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import operator
 from pathlib import Path
 
+from anbar import settings
+from anbar.dag_defaults import START_DATE, default_args
 from anbar.dbt import MANIFEST_PATH, PROJECT_DIR, PROJECT_NAME, dbt_executable
 from anbar.registry import Registry
 
 DAG_ID = "anbar_warehouse"
-OWNER = "anbar-data-engineering"
-WAREHOUSE_CONN_ID = "anbar_warehouse"
+WAREHOUSE_CONN_ID = settings.WAREHOUSE_CONN_ID  # "anbar_warehouse"
 TARGET_SCHEMA = "analytics"
 ASSET_GROUP = "anbar-clean"  # the group the ingest DAGs give the same Assets
-START_DATE = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 
 DOC_MD = """
 # Warehouse build (dbt via Cosmos)
@@ -59,8 +58,8 @@ latest *accepted* version of each period in `anbar.submissions`; `anbar.jalali_c
 9. A task for a model that no longer exists, or a new model without a task: the manifest is
    stale; run `python -m anbar.dbt parse` on deployment.
 
-Owner: anbar-data-engineering. Retries: 2 (connection blips); data errors fail again, so read
-the log before clearing.
+Owner: anbar-data-engineering. Retries: 2 with backoff (connection blips), then a mail to the
+warehouse team; data errors fail again, so read the log before clearing.
 """
 
 
@@ -111,11 +110,8 @@ def build_warehouse_dag(
         catchup=False,
         max_active_runs=1,  # rebuilds are full: one at a time, later triggers queue
         tags=["anbar", "warehouse", "dbt"],
-        default_args={
-            "owner": OWNER,
-            "retries": 2,
-            "retry_delay": dt.timedelta(minutes=2),
-        },
+        # owner anbar-data-engineering, retries with backoff, a mail to the team on failure
+        default_args=default_args(),
         project_config=ProjectConfig(manifest_path=manifest_path, project_name=PROJECT_NAME),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
