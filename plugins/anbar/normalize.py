@@ -31,9 +31,7 @@ BENGALI_DIGITS = "".join(chr(c) for c in range(0x09E6, 0x09F0))
 ASCII_DIGITS = "0123456789"
 
 DIGIT_MAP: dict[str, str] = {
-    d: ASCII_DIGITS[i]
-    for digits in (PERSIAN_DIGITS, ARABIC_INDIC_DIGITS, BENGALI_DIGITS)
-    for i, d in enumerate(digits)
+    d: ASCII_DIGITS[i] for digits in (PERSIAN_DIGITS, ARABIC_INDIC_DIGITS, BENGALI_DIGITS) for i, d in enumerate(digits)
 }
 
 PERSIAN_YEH = "\u06cc"

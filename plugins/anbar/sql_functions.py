@@ -12,16 +12,23 @@ the calendar is loaded once):
 ``anbar.gregorian_to_date(text) -> date``       ``2025-10-23``, ``2025/10/23``, ``2025-10-3``
 
 They give the same results as the Python in :mod:`anbar.normalize` and :mod:`anbar.ids`
-(the ``translate()`` strings are generated from the Python tables; an integration test
-runs both over the same inputs). Differences by design: SQL functions are STRICT, so
-NULL gives NULL where Python's ``is_valid_*`` give False; an impossible date gives NULL
-in both.
+(the character tables in the SQL are generated from the Python ones; an integration test
+runs both over the same inputs). One difference by design: NULL gives NULL in SQL where
+Python's ``is_valid_*`` give False (a missing value is a completeness problem, not an
+invalid one). Impossible dates give NULL in both, never an error.
 
-``normalize_*`` and ``is_valid_*`` are plain-expression SQL functions that the planner
-inlines into the calling query (no per-row function call). The two date functions look
-up the calendar table or call ``pg_input_is_valid`` and are not inlined; they are
-IMMUTABLE in practice (the calendar never changes; only ISO year-first input is accepted,
-which does not depend on ``DateStyle``).
+Speed: every function is a single SQL expression that the planner inlines into the
+calling query (IMMUTABLE, not STRICT — a STRICT function whose body has CASE/AND is not
+inlined — and only immutable functions inside). Each starts with a cheap test for the
+common case (e.g. "no character that needs the big ``translate()``") because
+``translate()`` costs time proportional to input length x mapping length.
+``jalali_to_date`` does not query the calendar table per row (a per-row lookup costs a
+function call and an index probe, about 10x the whole expression); it computes the date
+from an array of the Gregorian dates of 1 Farvardin of each year, generated from the same
+``jdatetime`` source as the table, and a test checks it against every row of the table.
+``gregorian_to_date`` validates year/month/day arithmetically before ``make_date`` rather
+than with ``pg_input_is_valid`` + ``::date``, which are only STABLE (they depend on
+``DateStyle``) and would stop an IMMUTABLE function from being inlined.
 """
 
 from __future__ import annotations
@@ -32,7 +39,15 @@ import io
 import jdatetime
 
 from anbar.ids import LEGAL_ENTITY_WEIGHTS
-from anbar.normalize import DIGIT_MAP, JALALI_YEARS, REMOVED, TEXT_MAP, WHITESPACE, ZWNJ
+from anbar.normalize import (
+    DIGIT_MAP,
+    JALALI_YEARS,
+    LETTER_MAP,
+    REMOVED,
+    TEXT_MAP,
+    WHITESPACE,
+    ZWNJ,
+)
 
 SCHEMA = "anbar"
 _LOCK_KEY = "anbar.sql_functions"
@@ -46,27 +61,49 @@ def sql_unicode_literal(chars: str) -> str:
     return f"U&'{body}'"
 
 
+_U = sql_unicode_literal
 # translate(): characters of ``from`` beyond the length of ``to`` are deleted.
-_DIGITS_FROM = sql_unicode_literal("".join(DIGIT_MAP))
-_DIGITS_TO = sql_unicode_literal("".join(DIGIT_MAP.values()))
-_TEXT_FROM = sql_unicode_literal("".join(TEXT_MAP) + REMOVED)
-_TEXT_TO = sql_unicode_literal("".join(TEXT_MAP.values()))
-_WHITESPACE = sql_unicode_literal(WHITESPACE)  # what Python's str.strip() removes
-_ZWNJ = sql_unicode_literal(ZWNJ)
-_SPACE_RUN = sql_unicode_literal(f"[ {ZWNJ}]* [ {ZWNJ}]*")
-_ZWNJ_RUN = sql_unicode_literal(f"{ZWNJ}+")
-_DATE_PATTERN = "'^([0-9]{4})([/-])([0-9]{1,2})\\2([0-9]{1,2})$'"
+_DIGITS_FROM = _U("".join(DIGIT_MAP))
+_DIGITS_TO = _U("".join(DIGIT_MAP.values()))
+_DIGIT_CLASS = _U("[" + "".join(DIGIT_MAP) + "]")
+_TEXT_FROM = _U("".join(TEXT_MAP) + REMOVED)
+_TEXT_TO = _U("".join(TEXT_MAP.values()))
+_LETTERS_FROM = _U("".join(LETTER_MAP))
+_LETTERS_TO = _U("".join(LETTER_MAP.values()))
+# Characters only the full translate() handles: other digits, whitespace but ' ', invisibles.
+_SPECIAL_CLASS = _U("[" + "".join(DIGIT_MAP) + WHITESPACE.replace(" ", "") + REMOVED + "]")
+_WHITESPACE = _U(WHITESPACE)  # what Python's str.strip() removes
+_ZWNJ = _U(ZWNJ)
+_TRIMMED = _U(" " + ZWNJ)
+_SPACE_RUN = _U(f"[ {ZWNJ}]* [ {ZWNJ}]*")
+_ZWNJ_RUN = _U(f"{ZWNJ}+")
+# The date forms: YYYY/M/D or YYYY-M-D, one or two digits for month and day.
+_DATE_FORMS = "'^[0-9]{4}(/[0-9]{1,2}/[0-9]{1,2}|-[0-9]{1,2}-[0-9]{1,2})$'"
+# The usual, zero-padded form, whose parts are at fixed positions.
+_DATE_PADDED = "'^[0-9]{4}(/[0-9]{2}/|-[0-9]{2}-)[0-9]{2}$'"
+_PADDED_PARTS = "left($1, 4)::int, substr($1, 6, 2)::int, substr($1, 9, 2)::int"
+
+
+def _tidy_spaces(expr: str) -> str:
+    """SQL for normalize.py's ``_spaces`` applied to ``expr``."""
+    return (
+        f"btrim(regexp_replace(regexp_replace({expr}, {_SPACE_RUN}, ' ', 'g'), {_ZWNJ_RUN}, {_ZWNJ}, 'g'), {_TRIMMED})"
+    )
+
+
+def _digit(p: str, position: int) -> str:
+    return f"(ascii(substr({p}, {position}, 1)) - 48)"
 
 
 def _person_sum(p: str) -> str:
-    return " + ".join(f"substr({p}, {i + 1}, 1)::int * {10 - i}" for i in range(9))
+    return " + ".join(f"{_digit(p, i + 1)} * {10 - i}" for i in range(9))
 
 
 def _legal_entity_sum(p: str) -> str:
     # sum((digit[i] + d) * w[i % 5]) = sum(digit[i] * w[i % 5]) + d * sum(w[i % 5]), d = digit[9] + 2
     weights = [LEGAL_ENTITY_WEIGHTS[i % 5] for i in range(10)]
-    terms = [f"substr({p}, {i + 1}, 1)::int * {w}" for i, w in enumerate(weights)]
-    return " + ".join(terms) + f" + (substr({p}, 10, 1)::int + 2) * {sum(weights)}"
+    terms = [f"{_digit(p, i + 1)} * {w}" for i, w in enumerate(weights)]
+    return " + ".join(terms) + f" + ({_digit(p, 10)} + 2) * {sum(weights)}"
 
 
 # Expected check digit indexed by the remainder (r + 1 in SQL's 1-based substr):
@@ -74,39 +111,71 @@ def _legal_entity_sum(p: str) -> str:
 _PERSON_CHECK = "'" + "".join(str(r if r < 2 else 11 - r) for r in range(11)) + "'"
 _LEGAL_CHECK = "'" + "".join(str(r % 10) for r in range(11)) + "'"
 
+
+def _nowruz_array() -> str:
+    """``'{...}'::date[]``: 1 Farvardin of each calendar year and of the year after the last."""
+    days = (jdatetime.date(y, 1, 1).togregorian().isoformat() for y in range(JALALI_YEARS.start, JALALI_YEARS.stop + 1))
+    return "'{" + ",".join(days) + "}'::date[]"
+
+
+def _date_parts(t: str) -> tuple[str, str, str]:
+    """Year, month, day (int) of a string already known to match ``_DATE_FORMS``."""
+    sep = f"substr({t}, 5, 1)"
+    return (
+        f"left({t}, 4)::int",
+        f"split_part(substr({t}, 6), {sep}, 1)::int",
+        f"split_part(substr({t}, 6), {sep}, 2)::int",
+    )
+
+
+def _parsed(fn: str, t: str) -> str:
+    y, m, d = _date_parts(t)
+    return f"case when {t} ~ {_DATE_FORMS} then {SCHEMA}.{fn}({y}, {m}, {d}) end"
+
+
+_CLEAN_DATE = f"btrim({SCHEMA}.normalize_digits($1), {_WHITESPACE})"
+_NOWRUZ = _nowruz_array()
+_FIRST_YEAR = JALALI_YEARS.start
+
 FUNCTIONS_DDL = f"""
 create schema if not exists {SCHEMA};
 
 create or replace function {SCHEMA}.normalize_digits(text) returns text
-language sql immutable strict parallel safe as $$
-    select translate($1, {_DIGITS_FROM}, {_DIGITS_TO})
+language sql immutable parallel safe as $$
+    select case when $1 ~ {_DIGIT_CLASS} then translate($1, {_DIGITS_FROM}, {_DIGITS_TO}) else $1 end
 $$;
 comment on function {SCHEMA}.normalize_digits(text) is
     'Persian, Arabic-Indic and Bengali digits to ASCII (anbar.normalize.normalize_digits).';
 
 create or replace function {SCHEMA}.normalize_text(text) returns text
-language sql immutable strict parallel safe as $$
-    select btrim(
-        regexp_replace(
-            regexp_replace(translate($1, {_TEXT_FROM}, {_TEXT_TO}), {_SPACE_RUN}, ' ', 'g'),
-            {_ZWNJ_RUN}, {_ZWNJ}, 'g'),
-        {sql_unicode_literal(" " + ZWNJ)})
+language sql immutable parallel safe as $$
+    select case
+        when $1 ~ {_SPECIAL_CLASS}
+            then {_tidy_spaces(f"translate($1, {_TEXT_FROM}, {_TEXT_TO})")}
+        when strpos($1, '  ') > 0 or strpos($1, {_ZWNJ}) > 0
+            then {_tidy_spaces(f"translate($1, {_LETTERS_FROM}, {_LETTERS_TO})")}
+        else btrim(translate($1, {_LETTERS_FROM}, {_LETTERS_TO}), ' ')
+    end
 $$;
 comment on function {SCHEMA}.normalize_text(text) is
     'Digits, Arabic letter forms, invisible characters and spaces (anbar.normalize.normalize_text).';
 
 create or replace function {SCHEMA}._person_id_ok(p text) returns boolean
 language sql immutable parallel safe as $$
-    select $1 !~ '^(.)\\1{{9}}$'
+    select $1 <> repeat(left($1, 1), 10)
        and substr({_PERSON_CHECK}, ({_person_sum("$1")}) % 11 + 1, 1) = substr($1, 10, 1)
 $$;
 
 create or replace function {SCHEMA}.is_valid_person_id(text) returns boolean
 language sql immutable parallel safe as $$
-    select case when $1 is null then null
-                when btrim($1, {_WHITESPACE}) ~ '^[0-9]{{1,10}}$'
-                then {SCHEMA}._person_id_ok(lpad(btrim($1, {_WHITESPACE}), 10, '0'))
-                else false end
+    select case
+        when $1 is null then null
+        when $1 ~ '^[0-9]{{10}}$' then {SCHEMA}._person_id_ok($1)
+        when $1 ~ '^[0-9]{{1,9}}$' then {SCHEMA}._person_id_ok(lpad($1, 10, '0'))
+        when btrim($1, {_WHITESPACE}) ~ '^[0-9]{{1,10}}$'
+            then {SCHEMA}._person_id_ok(lpad(btrim($1, {_WHITESPACE}), 10, '0'))
+        else false
+    end
 $$;
 comment on function {SCHEMA}.is_valid_person_id(text) is
     'National ID of a person: 10 digits (shorter all-digit input left-padded), check digit, '
@@ -120,10 +189,13 @@ $$;
 
 create or replace function {SCHEMA}.is_valid_legal_entity_id(text) returns boolean
 language sql immutable parallel safe as $$
-    select case when $1 is null then null
-                when btrim($1, {_WHITESPACE}) ~ '^[0-9]{{11}}$'
-                then {SCHEMA}._legal_entity_id_ok(btrim($1, {_WHITESPACE}))
-                else false end
+    select case
+        when $1 is null then null
+        when $1 ~ '^[0-9]{{11}}$' then {SCHEMA}._legal_entity_id_ok($1)
+        when btrim($1, {_WHITESPACE}) ~ '^[0-9]{{11}}$'
+            then {SCHEMA}._legal_entity_id_ok(btrim($1, {_WHITESPACE}))
+        else false
+    end
 $$;
 comment on function {SCHEMA}.is_valid_legal_entity_id(text) is
     'National ID of a legal entity: 11 digits, check digit, digits 4-9 not all zero '
@@ -141,24 +213,56 @@ comment on table {SCHEMA}.jalali_calendar is
     'jalali is YYYY/MM/DD zero-padded. Loaded from jdatetime by anbar.sql_functions.install.';
 grant select on {SCHEMA}.jalali_calendar to public;
 
+create or replace function {SCHEMA}.jalali_ymd_to_date(y integer, m integer, d integer)
+returns date language sql immutable parallel safe as $$
+    -- An out-of-range subscript gives NULL, so a bad month gives NULL too.
+    select case
+        when $1 between {JALALI_YEARS.start} and {JALALI_YEARS.stop - 1}
+         and $3 >= 1
+         and $3 <= ('{{31,31,31,31,31,31,30,30,30,30,30,29}}'::int[])[$2]
+                   + case when $2 = 12 then ({_NOWRUZ})[$1 - {_FIRST_YEAR - 2}]
+                                            - ({_NOWRUZ})[$1 - {_FIRST_YEAR - 1}] - 365
+                          else 0 end
+        then ({_NOWRUZ})[$1 - {_FIRST_YEAR - 1}]
+             + ('{{0,31,62,93,124,155,186,216,246,276,306,336}}'::int[])[$2] + $3 - 1
+    end
+$$;
+comment on function {SCHEMA}.jalali_ymd_to_date(integer, integer, integer) is
+    'Jalali year, month, day to a date; NULL if impossible or outside anbar.jalali_calendar.';
+
 create or replace function {SCHEMA}.jalali_to_date(text) returns date
-language sql immutable strict parallel safe as $$
-    select c.gregorian
-    from regexp_match(btrim({SCHEMA}.normalize_digits($1), {_WHITESPACE}), {_DATE_PATTERN}) m
-    join {SCHEMA}.jalali_calendar c
-      on c.jalali = m[1] || '/' || lpad(m[3], 2, '0') || '/' || lpad(m[4], 2, '0')
+language sql immutable parallel safe as $$
+    select case
+        when $1 ~ {_DATE_PADDED} then {SCHEMA}.jalali_ymd_to_date({_PADDED_PARTS})
+        when $1 ~ {_DATE_FORMS} then {SCHEMA}.jalali_ymd_to_date({", ".join(_date_parts("$1"))})
+        else {_parsed("jalali_ymd_to_date", _CLEAN_DATE)}
+    end
 $$;
 comment on function {SCHEMA}.jalali_to_date(text) is
     'Jalali YYYY/MM/DD, YYYY-MM-DD or YYYY/M/D (any digits) to a date; NULL if impossible '
-    'or outside the calendar table.';
+    'or outside anbar.jalali_calendar (which it agrees with day by day).';
+
+create or replace function {SCHEMA}.gregorian_ymd_to_date(y integer, m integer, d integer)
+returns date language sql immutable parallel safe as $$
+    select case
+        when $1 between 1 and 9999
+         and $3 >= 1
+         and $3 <= ('{{31,28,31,30,31,30,31,31,30,31,30,31}}'::int[])[$2]
+                   + case when $2 = 2 and ($1 % 4 = 0 and $1 % 100 <> 0 or $1 % 400 = 0) then 1
+                          else 0 end
+        then make_date($1, $2, $3)
+    end
+$$;
+comment on function {SCHEMA}.gregorian_ymd_to_date(integer, integer, integer) is
+    'Gregorian year, month, day to a date; NULL instead of an error if impossible.';
 
 create or replace function {SCHEMA}.gregorian_to_date(text) returns date
-language sql immutable strict parallel safe as $$
-    select case when pg_input_is_valid(d, 'date') then d::date end
-    from (
-        select m[1] || '-' || lpad(m[3], 2, '0') || '-' || lpad(m[4], 2, '0') as d
-        from regexp_match(btrim({SCHEMA}.normalize_digits($1), {_WHITESPACE}), {_DATE_PATTERN}) m
-    ) iso
+language sql immutable parallel safe as $$
+    select case
+        when $1 ~ {_DATE_PADDED} then {SCHEMA}.gregorian_ymd_to_date({_PADDED_PARTS})
+        when $1 ~ {_DATE_FORMS} then {SCHEMA}.gregorian_ymd_to_date({", ".join(_date_parts("$1"))})
+        else {_parsed("gregorian_ymd_to_date", _CLEAN_DATE)}
+    end
 $$;
 comment on function {SCHEMA}.gregorian_to_date(text) is
     'Gregorian YYYY-MM-DD, YYYY/MM/DD or YYYY-M-D (any digits) to a date; NULL instead of an error.';
@@ -195,8 +299,7 @@ def _fill_calendar(cur) -> bool:
     text, _, _, _ = calendar_rows()
     cur.execute(f"truncate {SCHEMA}.jalali_calendar")
     cur.copy_expert(
-        f"copy {SCHEMA}.jalali_calendar (jalali, jalali_year, jalali_month, jalali_day, gregorian) "
-        "from stdin",
+        f"copy {SCHEMA}.jalali_calendar (jalali, jalali_year, jalali_month, jalali_day, gregorian) from stdin",
         io.StringIO(text),
     )
     cur.execute(f"analyze {SCHEMA}.jalali_calendar")

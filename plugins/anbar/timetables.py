@@ -26,11 +26,19 @@ Airflow 3.3 facts this module relies on (checked against the installed code):
   (``airflow backfill create``) walk ``next_dagrun_info`` over the requested range
   on the serialized DAG and only create runs whose interval has ended:
   ``backfill__<interval end>``.
-- Manual runs and ``dag.test(logical_date=X)`` take their data interval from
-  :meth:`JalaliMonthlyTimetable.infer_manual_data_interval`, i.e. the last
-  complete month ending at or before the trigger time (``dag.test``: ``X``),
-  while ``logical_date`` stays ``X``. Hence: derive the period from
-  ``data_interval_start`` (:func:`period_label_for`), never from ``logical_date``.
+  ``--from-date``/``--to-date`` without an offset are read in ``[core] default_timezone``
+  (UTC by default) and the first run is the first month *starting* at or after
+  ``--from-date``: for Aban 1404 pass ``--from-date 2025-10-23T00:00:00+03:30`` (or
+  ``2025-10-22``), not ``2025-10-23``.
+- ``dag.test(logical_date=X)`` takes its data interval from
+  :meth:`JalaliMonthlyTimetable.infer_manual_data_interval` (the last complete month
+  ending at or before ``X``) while ``logical_date`` stays ``X``: to test Aban 1404 pass
+  ``logical_date=data_interval_for(Period.parse("1404-08", "jalali")).end``.
+  ``airflow dags trigger`` *with* a logical date infers the interval from the trigger
+  time, not from the logical date; *without* one (the Airflow 3 default) the run has no
+  data interval at all. Hence: take the period from ``data_interval_start``
+  (:func:`period_label_for`), never from ``logical_date``, and let manual runs name it
+  (:func:`resolve_run_period` reads ``conf["period"]`` first).
 """
 
 from __future__ import annotations
@@ -46,9 +54,8 @@ from anbar.periods import Period
 from anbar.registry import Calendar
 
 if TYPE_CHECKING:
-    from pendulum import DateTime
-
     from airflow.timetables.base import TimeRestriction
+    from pendulum import DateTime
 
 TEHRAN = "Asia/Tehran"
 UTC = pendulum.UTC

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 from pathlib import Path
 
 import pendulum
@@ -217,13 +216,11 @@ def test_manual_run_gets_the_last_complete_month(timetable):
     # exactly at a month boundary: the month that has just ended
     assert timetable.infer_manual_data_interval(run_after=utc(2025, 11, 21, 20, 30)) == aban
     # one second before it, Aban is not over yet
-    assert timetable.infer_manual_data_interval(
-        run_after=utc(2025, 11, 21, 20, 29, 59)
-    ) == timetable.interval_for(1404, 7)
-    # Farvardin runs look back across the year end
-    assert timetable.infer_manual_data_interval(run_after=utc(2025, 4, 1)) == timetable.interval_for(
-        1403, 12
+    assert timetable.infer_manual_data_interval(run_after=utc(2025, 11, 21, 20, 29, 59)) == timetable.interval_for(
+        1404, 7
     )
+    # Farvardin runs look back across the year end
+    assert timetable.infer_manual_data_interval(run_after=utc(2025, 4, 1)) == timetable.interval_for(1403, 12)
 
 
 def test_naive_datetimes_are_refused(timetable):
@@ -243,9 +240,7 @@ def test_period_label_for_data_interval_start():
 def test_data_interval_for_a_period():
     aban = Period.parse("1404-08", "jalali")
     assert data_interval_for(aban) == JalaliMonthlyTimetable().interval_for(1404, 8)
-    assert data_interval_for(Period.parse("2025-12", "gregorian")) == DataInterval(
-        utc(2025, 12, 1), utc(2026, 1, 1)
-    )
+    assert data_interval_for(Period.parse("2025-12", "gregorian")) == DataInterval(utc(2025, 12, 1), utc(2026, 1, 1))
 
 
 def test_resolve_run_period():
@@ -286,19 +281,11 @@ def test_timetable_for_calendar():
 
 
 @pytest.fixture
-def registered_plugin(tmp_path, monkeypatch):
-    """Load plugins/anbar_plugin.py the way Airflow does, from a plugins folder.
-
-    Only the plugin file is copied: Airflow executes *every* ``.py`` file under the
-    plugins folder as a top-level module, so the folder must not expose package
-    internals to it (see ``test_plugins_folder_exposes_only_the_plugin_file``).
-    """
+def registered_plugin(monkeypatch):
+    """Load the repository's plugins folder the way Airflow's processes do."""
     from airflow import plugins_manager, settings
 
-    folder = tmp_path / "plugins"
-    folder.mkdir()
-    shutil.copy(PLUGINS / "anbar_plugin.py", folder / "anbar_plugin.py")
-    monkeypatch.setattr(settings, "PLUGINS_FOLDER", str(folder))
+    monkeypatch.setattr(settings, "PLUGINS_FOLDER", str(PLUGINS))
     monkeypatch.setenv("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     caches = [plugins_manager._get_plugins, plugins_manager.get_timetables_plugins]
     for cached in caches:
@@ -358,14 +345,19 @@ def test_unregistered_timetable_does_not_serialize(monkeypatch):
         DagSerialization.to_dict(dag)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plugins/.airflowignore must exclude anbar/ and anbar.egg-info/: Airflow's plugin loader "
-    "executes every .py under the plugins folder as a top-level module (anbar/dbt/__main__.py runs "
-    "as __main__ inside every Airflow process). Remove this marker once the file exists.",
-)
 def test_plugins_folder_exposes_only_the_plugin_file():
+    # Airflow executes every .py under the plugins folder as a top-level module (the
+    # package's dbt/__main__.py would run as __main__ in every Airflow process), so
+    # plugins/.airflowignore must hide the anbar package from the plugin loader.
     from airflow._shared.module_loading import find_path_from_directory
 
     found = sorted(Path(p).relative_to(PLUGINS).as_posix() for p in find_path_from_directory(PLUGINS, ".airflowignore"))
     assert [p for p in found if p.endswith(".py")] == ["anbar_plugin.py"]
+
+
+def test_scheduled_run_id_names_the_interval_end(timetable):
+    from airflow.utils.types import DagRunType
+
+    aban = timetable.interval_for(1404, 8)
+    run_id = timetable.generate_run_id(run_type=DagRunType.SCHEDULED, run_after=aban.end, data_interval=aban)
+    assert run_id == "scheduled__2025-11-21T20:30:00+00:00"
