@@ -26,21 +26,30 @@ from anbar.devenv.postgres import LocalPostgres  # noqa: E402
 PG = LocalPostgres(STATE / "pg")
 PG.init()  # fixes the password, so URLs can be written into the environment now
 
-os.environ.update({
-    "AIRFLOW_HOME": str(STATE / "airflow"),
-    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": PG.url("airflow"),
-    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-    "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-    "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
-    "GX_ANALYTICS_ENABLED": "False",
-    "ANBAR_LANDING_DIR": str(STATE / "landing"),
-    "ANBAR_WAREHOUSE_URL": PG.url("warehouse"),
-    "ANBAR_PSEUDONYM_KEY": "test-only-pseudonym-key",
-    "AIRFLOW_CONN_ANBAR_WAREHOUSE": json.dumps({
-        "conn_type": "postgres", "host": "127.0.0.1", "port": PG.port, "login": "anbar_admin",
-        "password": PG.password, "schema": "warehouse"}),
-})
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(STATE / "airflow"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": PG.url("airflow"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+        "GX_ANALYTICS_ENABLED": "False",
+        "ANBAR_LANDING_DIR": str(STATE / "landing"),
+        "ANBAR_WAREHOUSE_URL": PG.url("warehouse"),
+        "ANBAR_PSEUDONYM_KEY": "test-only-pseudonym-key",
+        "AIRFLOW_CONN_ANBAR_WAREHOUSE": json.dumps(
+            {
+                "conn_type": "postgres",
+                "host": "127.0.0.1",
+                "port": PG.port,
+                "login": "anbar_admin",
+                "password": PG.password,
+                "schema": "warehouse",
+            }
+        ),
+    }
+)
 
 
 @pytest.fixture(scope="session")
@@ -69,9 +78,19 @@ def fresh_warehouse(pg, monkeypatch):
     name = f"wh_{uuid.uuid4().hex[:10]}"
     pg.create_database(name)
     monkeypatch.setenv("ANBAR_WAREHOUSE_URL", pg.url(name))
-    monkeypatch.setenv("AIRFLOW_CONN_ANBAR_WAREHOUSE", json.dumps({
-        "conn_type": "postgres", "host": "127.0.0.1", "port": pg.port, "login": "anbar_admin",
-        "password": pg.password, "schema": name}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ANBAR_WAREHOUSE",
+        json.dumps(
+            {
+                "conn_type": "postgres",
+                "host": "127.0.0.1",
+                "port": pg.port,
+                "login": "anbar_admin",
+                "password": pg.password,
+                "schema": name,
+            }
+        ),
+    )
     conn = psycopg2.connect(pg.dsn(name))
     ddl.bootstrap(conn, load_registry())
     yield conn
@@ -81,8 +100,12 @@ def fresh_warehouse(pg, monkeypatch):
 @pytest.fixture(scope="session")
 def airflow_db(pg):
     """The Airflow metadata database, migrated once per session."""
-    subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], check=True,
-                   capture_output=True, env=dict(os.environ))
+    subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+        check=True,
+        capture_output=True,
+        env=dict(os.environ),
+    )
     return PG.url("airflow")
 
 

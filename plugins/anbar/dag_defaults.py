@@ -21,11 +21,15 @@ def on_task_failure(context) -> None:
     key = f"task-failed:{ti.dag_id}:{context['run_id']}:{ti.task_id}:{ti.map_index}"
     exc = context.get("exception")
     mail = notify.Mail(
-        dedup_key=key, kind="task_failed", recipients=settings.warehouse_team(),
+        dedup_key=key,
+        kind="task_failed",
+        recipients=settings.warehouse_team(),
         subject=f"[anbar] task failed: {ti.dag_id}.{ti.task_id}[{ti.map_index}] {context['run_id']}",
-        html=(f"<p>Task <b>{ti.dag_id}.{ti.task_id}</b> (map index {ti.map_index}) of run "
-              f"<code>{context['run_id']}</code> failed after its retries.</p><pre>{exc!s}</pre>"
-              "<p>Triage: open the task log in the Airflow UI; the DAG's documentation lists the usual causes.</p>"),
+        html=(
+            f"<p>Task <b>{ti.dag_id}.{ti.task_id}</b> (map index {ti.map_index}) of run "
+            f"<code>{context['run_id']}</code> failed after its retries.</p><pre>{exc!s}</pre>"
+            "<p>Triage: open the task log in the Airflow UI; the DAG's documentation lists the usual causes.</p>"
+        ),
     )
     try:
         conn = warehouse.connect()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from anbar.periods import Period
@@ -80,8 +81,9 @@ def _validation_message(err: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in err.errors())
 
 
-def _check_identity(org: Organisation, ds: Dataset, period: Period, got_org: str, got_ds: str,
-                    got_period: str, schema_version: int) -> None:
+def _check_identity(
+    org: Organisation, ds: Dataset, period: Period, got_org: str, got_ds: str, got_period: str, schema_version: int
+) -> None:
     where = f"{org.code}/{ds.name}/{period.label}"
     if (got_org, got_ds, got_period) != (org.code, ds.name, period.label):
         raise DeliveryRejected(

@@ -66,8 +66,9 @@ class SupplierSftpHook:
             try:
                 fh = sftp.open(path, "rb")
             except FileNotFoundError:
-                raise DeliveryRejected("missing_file", f"{name} is listed in the manifest but not delivered",
-                                       file=name) from None
+                raise DeliveryRejected(
+                    "missing_file", f"{name} is listed in the manifest but not delivered", file=name
+                ) from None
             with fh:
                 fh.prefetch()
                 copied = 0
@@ -77,8 +78,9 @@ class SupplierSftpHook:
                         break
                     copied += len(chunk)
                     if copied > max_bytes:
-                        raise DeliveryRejected("size_mismatch", f"{name} is larger than the manifest declares",
-                                               file=name)
+                        raise DeliveryRejected(
+                            "size_mismatch", f"{name} is larger than the manifest declares", file=name
+                        )
                     out.write(chunk)
 
     def close(self) -> None:
@@ -104,8 +106,9 @@ class SupplierApiHook:
         return {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
 
     def _get(self, endpoint: str, params: dict | None = None):
-        response = self._hook.run(endpoint, data=params, headers=self._headers(),
-                                  extra_options={"check_response": False, "timeout": 60})
+        response = self._hook.run(
+            endpoint, data=params, headers=self._headers(), extra_options={"check_response": False, "timeout": 60}
+        )
         if response.status_code in (401, 403):
             raise PermissionError(f"{self.conn_id}: the supplier API refused our token ({response.status_code})")
         return response
@@ -128,8 +131,9 @@ class SupplierApiHook:
                 body = response.json()
                 records, cursor = body["records"], body.get("next_cursor")
             except (ValueError, KeyError, TypeError) as exc:
-                raise DeliveryRejected("malformed_records", f"page {page + 1} is not a valid records page: {exc}") \
-                    from None
+                raise DeliveryRejected(
+                    "malformed_records", f"page {page + 1} is not a valid records page: {exc}"
+                ) from None
             if not isinstance(records, list):
                 raise DeliveryRejected("malformed_records", f"page {page + 1}: 'records' is not a list")
             yield from records

@@ -74,6 +74,7 @@ def deadline(org: Organisation, ds: Dataset, period: Period) -> dt.datetime:
 
 # -- step 1: wait for the manifest ---------------------------------------------------------------------
 
+
 def probe(org_code: str, dataset: str, period: str, now: dt.datetime, registry: Registry | None = None) -> Step:
     """Is the delivery there? ``waiting`` until the deadline passes, then ``missing``."""
     registry = registry or load_registry()
@@ -89,8 +90,10 @@ def probe(org_code: str, dataset: str, period: str, now: dt.datetime, registry: 
         if isinstance(source, SupplierSftpHook):
             names = source.list_period(ds.name, p.label)
             if names:
-                detail += (f"; the period directory holds {', '.join(names[:10])} but no {MANIFEST_NAME} "
-                           "(the manifest must be written last, after the data files)")
+                detail += (
+                    f"; the period directory holds {', '.join(names[:10])} but no {MANIFEST_NAME} "
+                    "(the manifest must be written last, after the data files)"
+                )
         return Step(org.code, ds.name, p.label, "missing", reason="missing", message=detail)
     finally:
         source.close()
@@ -101,8 +104,9 @@ def record_missing(step: Step, registry: Registry | None = None) -> Step:
     conn = warehouse.connect()
     try:
         ddl.bootstrap(conn, registry)
-        sub = ledger.record_missing(conn, org=step.org, dataset=step.dataset, period=step.period,
-                                    message=step.message or "no delivery")
+        sub = ledger.record_missing(
+            conn, org=step.org, dataset=step.dataset, period=step.period, message=step.message or "no delivery"
+        )
         step.submission_id, step.version = sub.submission_id, sub.version
         return step
     finally:
@@ -111,8 +115,10 @@ def record_missing(step: Step, registry: Registry | None = None) -> Step:
 
 # -- step 2: receive and land ---------------------------------------------------------------------------
 
-def receive(step: Step, run_id: str | None = None, registry: Registry | None = None,
-            archive: LandingArchive | None = None) -> Step:
+
+def receive(
+    step: Step, run_id: str | None = None, registry: Registry | None = None, archive: LandingArchive | None = None
+) -> Step:
     """Fetch the manifest and files into the landing archive; verify bytes, hashes and names."""
     if step.decided:
         return step
@@ -133,8 +139,9 @@ def receive(step: Step, run_id: str | None = None, registry: Registry | None = N
 
 def _reject(conn, sub: ledger.Submission, step: Step, exc: DeliveryRejected, stage: str) -> Step:
     rows = sub.rows_manifest
-    updated = ledger.update(conn, sub, stage, "rejected", reason=exc.reason, message=exc.message,
-                            rows_loaded=0, rows_rejected=rows)
+    updated = ledger.update(
+        conn, sub, stage, "rejected", reason=exc.reason, message=exc.message, rows_loaded=0, rows_rejected=rows
+    )
     log.warning("%s/%s/%s v%s rejected at %s: %s", step.org, step.dataset, step.period, updated.version, stage, exc)
     step.state, step.reason, step.message = "rejected", exc.reason, exc.message
     step.detail = {**step.detail, **exc.detail, "stage": stage}
@@ -167,8 +174,16 @@ def _continue_or_noop(sub: ledger.Submission, created: bool, step: Step) -> Step
     return step
 
 
-def _receive_sftp(conn, source: SupplierSftpHook, archive: LandingArchive, org: Organisation, ds: Dataset,
-                  p: Period, step: Step, run_id: str | None) -> Step:
+def _receive_sftp(
+    conn,
+    source: SupplierSftpHook,
+    archive: LandingArchive,
+    org: Organisation,
+    ds: Dataset,
+    p: Period,
+    step: Step,
+    run_id: str | None,
+) -> Step:
     raw_manifest = source.read_manifest(ds.name, p.label)
     if raw_manifest is None:
         raise RuntimeError(f"the manifest of {org.code}/{ds.name}/{p.label} disappeared after it was seen")
@@ -179,8 +194,15 @@ def _receive_sftp(conn, source: SupplierSftpHook, archive: LandingArchive, org: 
     except Exception:  # an unreadable manifest is recorded first, then rejected by parse_manifest below
         manifest_json = {"unparseable": raw_manifest[:2000].decode("utf-8", "replace")}
         rows_manifest = None
-    sub, created = _opened(conn, step, transport="sftp", delivery_sha256=delivery_sha, manifest=manifest_json,
-                           rows_manifest=rows_manifest, run_id=run_id)
+    sub, created = _opened(
+        conn,
+        step,
+        transport="sftp",
+        delivery_sha256=delivery_sha,
+        manifest=manifest_json,
+        rows_manifest=rows_manifest,
+        run_id=run_id,
+    )
     done = _continue_or_noop(sub, created, step)
     if done:
         return done
@@ -191,22 +213,40 @@ def _receive_sftp(conn, source: SupplierSftpHook, archive: LandingArchive, org: 
         listing = set(source.list_period(ds.name, p.label) or [])
         unlisted = sorted(listing - {f.name for f in manifest.files} - {MANIFEST_NAME})
         if unlisted:
-            ledger.log_event(conn, org.code, ds.name, p.label, "receive", "note", sub.submission_id,
-                             message="files not listed in the manifest were not downloaded", files=unlisted)
+            ledger.log_event(
+                conn,
+                org.code,
+                ds.name,
+                p.label,
+                "receive",
+                "note",
+                sub.submission_id,
+                message="files not listed in the manifest were not downloaded",
+                files=unlisted,
+            )
             conn.commit()
         for f in manifest.files:
+
             def write(out, f=f):
                 source.stream_file(ds.name, p.label, f.name, out, max_bytes=f.bytes + SIZE_SLACK)
 
             lf = archive.store_stream(f.name, write)
             landed.append(lf)
             if lf.bytes != f.bytes:
-                raise DeliveryRejected("size_mismatch", f"{f.name}: the manifest declares {f.bytes} bytes, "
-                                       f"{lf.bytes} were delivered (a truncated or still-growing file?)",
-                                       file=f.name, declared=f.bytes, found=lf.bytes)
+                raise DeliveryRejected(
+                    "size_mismatch",
+                    f"{f.name}: the manifest declares {f.bytes} bytes, "
+                    f"{lf.bytes} were delivered (a truncated or still-growing file?)",
+                    file=f.name,
+                    declared=f.bytes,
+                    found=lf.bytes,
+                )
             if lf.sha256 != f.sha256:
-                raise DeliveryRejected("checksum_mismatch", f"{f.name}: sha256 is {lf.sha256}, the manifest "
-                                       f"declares {f.sha256}", file=f.name)
+                raise DeliveryRejected(
+                    "checksum_mismatch",
+                    f"{f.name}: sha256 is {lf.sha256}, the manifest declares {f.sha256}",
+                    file=f.name,
+                )
     except DeliveryRejected as exc:
         archive.record_delivery(org.code, ds.name, p.label, delivery_sha, raw_manifest, landed)
         ledger.update(conn, sub, "land", sub.status, landing_path=str(delivery_dir))
@@ -217,8 +257,16 @@ def _receive_sftp(conn, source: SupplierSftpHook, archive: LandingArchive, org: 
     return step
 
 
-def _receive_api(conn, source: SupplierApiHook, archive: LandingArchive, org: Organisation, ds: Dataset,
-                 p: Period, step: Step, run_id: str | None) -> Step:
+def _receive_api(
+    conn,
+    source: SupplierApiHook,
+    archive: LandingArchive,
+    org: Organisation,
+    ds: Dataset,
+    p: Period,
+    step: Step,
+    run_id: str | None,
+) -> Step:
     raw_manifest = source.read_manifest(ds.name, p.label)
     if raw_manifest is None:
         raise RuntimeError(f"the manifest of {org.code}/{ds.name}/{p.label} disappeared after it was seen")
@@ -229,8 +277,15 @@ def _receive_api(conn, source: SupplierApiHook, archive: LandingArchive, org: Or
         rows_manifest = int(manifest_json.get("rows"))
     except Exception:
         manifest_json, rows_manifest = {"unparseable": raw_manifest[:2000].decode("utf-8", "replace")}, None
-    sub, created = _opened(conn, step, transport="api", delivery_sha256=delivery_sha, manifest=manifest_json,
-                           rows_manifest=rows_manifest, run_id=run_id)
+    sub, created = _opened(
+        conn,
+        step,
+        transport="api",
+        delivery_sha256=delivery_sha,
+        manifest=manifest_json,
+        rows_manifest=rows_manifest,
+        run_id=run_id,
+    )
     done = _continue_or_noop(sub, created, step)
     if done:
         return done
@@ -246,6 +301,7 @@ def _receive_api(conn, source: SupplierApiHook, archive: LandingArchive, org: Or
 
 
 # -- step 3: load and convert ----------------------------------------------------------------------------
+
 
 def load(step: Step, registry: Registry | None = None, archive: LandingArchive | None = None) -> Step:
     if step.decided:
@@ -267,22 +323,43 @@ def load(step: Step, registry: Registry | None = None, archive: LandingArchive |
                 manifest = parse_manifest((delivery / "manifest.json").read_bytes(), org, ds, p)
                 rows_by_name = {f.name: f.rows for f in manifest.files}
                 files = [FileToLoad(f["name"], archive.root / f["object"], rows_by_name[f["name"]]) for f in listing]
-                result = load_delivery(conn, org, ds, sub.submission_id, p.label, files, manifest.encoding,
-                                       manifest.delimiter)
+                result = load_delivery(
+                    conn, org, ds, sub.submission_id, p.label, files, manifest.encoding, manifest.delimiter
+                )
             else:
                 with tempfile.TemporaryDirectory(dir=archive.tmp) as tmp:
                     csv_path = Path(tmp) / f"{ds.name}.csv"
                     jsonl_to_csv_file(archive.root / listing[0]["object"], csv_path, ds)
-                    result = load_delivery(conn, org, ds, sub.submission_id, p.label,
-                                           [FileToLoad(listing[0]["name"], csv_path, None)], "utf-8", ",",
-                                           rows_declared_total=sub.rows_manifest)
+                    result = load_delivery(
+                        conn,
+                        org,
+                        ds,
+                        sub.submission_id,
+                        p.label,
+                        [FileToLoad(listing[0]["name"], csv_path, None)],
+                        "utf-8",
+                        ",",
+                        rows_declared_total=sub.rows_manifest,
+                    )
         except DeliveryRejected as exc:
             return _reject(conn, sub, step, exc, "load")
-        ledger.update(conn, sub, "load", "loaded", rows_loaded=result.rows_loaded, rows_rejected=result.rows_rejected,
-                      message="; ".join(result.warnings) or None)
+        ledger.update(
+            conn,
+            sub,
+            "load",
+            "loaded",
+            rows_loaded=result.rows_loaded,
+            rows_rejected=result.rows_rejected,
+            message="; ".join(result.warnings) or None,
+        )
         step.state = "loaded"
-        step.detail = {**step.detail, "rows_in": result.rows_in, "rows_loaded": result.rows_loaded,
-                       "rows_rejected": result.rows_rejected, "warnings": result.warnings}
+        step.detail = {
+            **step.detail,
+            "rows_in": result.rows_in,
+            "rows_loaded": result.rows_loaded,
+            "rows_rejected": result.rows_rejected,
+            "warnings": result.warnings,
+        }
         return step
     finally:
         conn.close()
@@ -290,13 +367,14 @@ def load(step: Step, registry: Registry | None = None, archive: LandingArchive |
 
 # -- step 4: validate ------------------------------------------------------------------------------------
 
+
 def validate(step: Step, registry: Registry | None = None) -> Step:
     if step.decided:
         return step
     from anbar.validation import validate_submission
 
     registry = registry or load_registry()
-    org, ds, p = _resolve(registry, step.org, step.dataset, step.period)
+    ds = registry.dataset(step.org, step.dataset)
     conn = warehouse.connect()
     try:
         _lock(conn, step.submission_id)
@@ -313,12 +391,22 @@ def validate(step: Step, registry: Registry | None = None) -> Step:
             ledger.update(conn, sub, "publish", "accepted")
             step.state = "accepted"
         else:
-            failed = [e for e in summary.get("expectations", []) if not e.get("success")
-                      and e.get("severity") == "blocking"]
+            failed = [
+                e for e in summary.get("expectations", []) if not e.get("success") and e.get("severity") == "blocking"
+            ]
             names = ", ".join(f"{e.get('principle')}:{e.get('type')}({e.get('column') or ''})" for e in failed)
             message = f"{len(failed)} blocking check(s) failed: {names}"
-            ledger.update(conn, sub, "validate", "rejected", reason="validation", message=message,
-                          validation_summary=summary, rows_loaded=0, rows_rejected=sub.rows_manifest)
+            ledger.update(
+                conn,
+                sub,
+                "validate",
+                "rejected",
+                reason="validation",
+                message=message,
+                validation_summary=summary,
+                rows_loaded=0,
+                rows_rejected=sub.rows_manifest,
+            )
             step.state, step.reason, step.message = "rejected", "validation", message
         step.detail = {**step.detail, "validation": {k: summary.get(k) for k in ("success", "by_principle")}}
         return step
@@ -327,6 +415,7 @@ def validate(step: Step, registry: Registry | None = None) -> Step:
 
 
 # -- step 5: conclude: report, notify ------------------------------------------------------------------------
+
 
 def conclude(step: Step, registry: Registry | None = None, archive: LandingArchive | None = None) -> Step:
     """Write the outcome beside the landed delivery and tell people about failures (once)."""
@@ -342,30 +431,61 @@ def conclude(step: Step, registry: Registry | None = None, archive: LandingArchi
             return step
         sub = ledger.get(conn, step.submission_id)
         with conn.cursor() as cur:
-            cur.execute("select validation_summary from anbar.submissions where submission_id = %s",
-                        (sub.submission_id,))
+            cur.execute(
+                "select validation_summary from anbar.submissions where submission_id = %s", (sub.submission_id,)
+            )
             (summary,) = cur.fetchone()
         conn.commit()
         if sub.landing_path:
-            archive.write_report(Path(sub.landing_path), {
-                "submission_id": sub.submission_id, "org": sub.org, "dataset": sub.dataset, "period": sub.period,
-                "version": sub.version, "status": sub.status, "reason": sub.reason, "message": sub.message,
-                "rows_manifest": sub.rows_manifest, "rows_loaded": sub.rows_loaded,
-                "rows_rejected": sub.rows_rejected, "validation": summary,
-            })
+            archive.write_report(
+                Path(sub.landing_path),
+                {
+                    "submission_id": sub.submission_id,
+                    "org": sub.org,
+                    "dataset": sub.dataset,
+                    "period": sub.period,
+                    "version": sub.version,
+                    "status": sub.status,
+                    "reason": sub.reason,
+                    "message": sub.message,
+                    "rows_manifest": sub.rows_manifest,
+                    "rows_loaded": sub.rows_loaded,
+                    "rows_rejected": sub.rows_rejected,
+                    "validation": summary,
+                },
+            )
         if sub.status == "rejected":
-            notify.send(conn, notify.rejection_mail(
-                org, ds, submission_id=sub.submission_id, period=sub.period, version=sub.version,
-                reason=sub.reason or "", message=sub.message or "", rows_manifest=sub.rows_manifest,
-                rows_loaded=sub.rows_loaded, rows_rejected=sub.rows_rejected, summary=summary))
+            notify.send(
+                conn,
+                notify.rejection_mail(
+                    org,
+                    ds,
+                    submission_id=sub.submission_id,
+                    period=sub.period,
+                    version=sub.version,
+                    reason=sub.reason or "",
+                    message=sub.message or "",
+                    rows_manifest=sub.rows_manifest,
+                    rows_loaded=sub.rows_loaded,
+                    rows_rejected=sub.rows_rejected,
+                    summary=summary,
+                ),
+            )
         step.state = sub.status
         return step
     finally:
         conn.close()
 
 
-def run_steps(org_code: str, dataset: str, period: str, *, now: dt.datetime | None = None, run_id: str | None = None,
-              registry: Registry | None = None) -> Step:
+def run_steps(
+    org_code: str,
+    dataset: str,
+    period: str,
+    *,
+    now: dt.datetime | None = None,
+    run_id: str | None = None,
+    registry: Registry | None = None,
+) -> Step:
     """All steps in order, outside Airflow (CLI ``anbar ingest``, tests). Waiting is not done here."""
     registry = registry or load_registry()
     step = probe(org_code, dataset, period, now=now or dt.datetime.now(dt.UTC), registry=registry)

@@ -10,16 +10,14 @@ organisation's calendar (Jalali months for Jalali suppliers), or from the
 from __future__ import annotations
 
 import datetime as dt
-from zoneinfo import ZoneInfo
 
 from airflow.sdk import DAG, Asset, AssetAlias, Param, get_current_context, task, task_group
 from airflow.sdk.bases.sensor import PokeReturnValue
 
 from anbar import ingest
 from anbar.dag_defaults import START_DATE, default_args
-from anbar.periods import Period
 from anbar.registry import Organisation, Registry
-from anbar.timetables import timetable_for
+from anbar.timetables import resolve_run_period, timetable_for
 
 MAP_LABEL = "{{ anbar_map_label }}"
 
@@ -34,14 +32,16 @@ def dataset_asset(org: Organisation, dataset: str) -> Asset:
 
 
 def period_for_run(org: Organisation, context) -> str:
-    """The period a run ingests: the ``period`` param if given, else the data interval's month."""
-    label = (context.get("params") or {}).get("period")
-    if label:
-        return Period.parse(label, org.calendar).label
-    start = context.get("data_interval_start") or context["logical_date"]
-    local = start.astimezone(ZoneInfo(org.timezone))
-    # The interval starts at local midnight of the period's first day.
-    return Period.containing((local + dt.timedelta(hours=12)).date(), org.calendar).label
+    """The period a run ingests: the ``period`` param if given, else the run's data interval's month,
+    else (a manual run without a logical date) the last month complete when the run was triggered."""
+    dag_run = context.get("dag_run")
+    return resolve_run_period(
+        org.calendar,
+        data_interval_start=context.get("data_interval_start"),
+        run_after=getattr(dag_run, "run_after", None),
+        conf={"period": (context.get("params") or {}).get("period")},
+        timezone=org.timezone,
+    ).label
 
 
 def _label(context, step_or_dataset) -> None:
@@ -56,8 +56,11 @@ def doc_md(org: Organisation) -> str:
         f"| `{d.name}` | {d.description.en} | {d.period} | {d.due_day} (+{d.grace_days} grace) | {d.access_tier} |"
         for d in org.datasets
     )
-    transport = (f"SFTP, connection `{org.transport.conn_id}`, outbox `{org.transport.outbox}/<dataset>/<period>/`"
-                 if org.transport.kind == "sftp" else f"HTTP API, connection `{org.transport.conn_id}`")
+    transport = (
+        f"SFTP, connection `{org.transport.conn_id}`, outbox `{org.transport.outbox}/<dataset>/<period>/`"
+        if org.transport.kind == "sftp"
+        else f"HTTP API, connection `{org.transport.conn_id}`"
+    )
     return f"""
 # Ingest: {org.names.en} ({org.names.fa})
 
@@ -85,8 +88,9 @@ Focal points: {", ".join(org.focal_points)}.
   disable host-key checking; confirm a new key with the supplier and update the connection's `host_key`.
 - **`load` fails with a database error**: check the warehouse (disk, `max_wal_size`); the load is one
   transaction, so clearing the task reruns it from scratch with nothing half-loaded.
-- **Re-run a period**: trigger the DAG with the param `period` (e.g. `{'1404-08' if org.calendar.value == 'jalali'
-  else '2025-10'}`). A byte-identical re-delivery is a no-op; a corrected one becomes a new version.
+- **Re-run a period**: trigger the DAG with the param `period` (e.g. `{
+        "1404-08" if org.calendar.value == "jalali" else "2025-10"
+    }`). A byte-identical re-delivery is a no-op; a corrected one becomes a new version.
 """
 
 
@@ -105,14 +109,24 @@ def build_ingest_dag(org: Organisation, registry: Registry) -> DAG:
         default_args=default_args(org.owner),
         tags=tags,
         doc_md=doc_md(org),
-        params={"period": Param(None, type=["null", "string"], pattern=r"^\d{4}-\d{2}$",
-                                description="Ingest this period (YYYY-MM in the organisation's calendar) "
-                                            "instead of the run's data interval")},
+        params={
+            "period": Param(
+                None,
+                type=["null", "string"],
+                pattern=r"^\d{4}-\d{2}$",
+                description="Ingest this period (YYYY-MM in the organisation's calendar) "
+                "instead of the run's data interval",
+            )
+        },
         render_template_as_native_obj=False,
     ) as dag:
 
-        @task.sensor(mode="reschedule", poke_interval=dt.timedelta(minutes=10), timeout=dt.timedelta(days=longest_wait),
-                     map_index_template=MAP_LABEL)
+        @task.sensor(
+            mode="reschedule",
+            poke_interval=dt.timedelta(minutes=10),
+            timeout=dt.timedelta(days=longest_wait),
+            map_index_template=MAP_LABEL,
+        )
         def wait_for_delivery(dataset: str) -> PokeReturnValue:
             context = get_current_context()
             period = period_for_run(org, context)
@@ -147,8 +161,13 @@ def build_ingest_dag(org: Organisation, registry: Registry) -> DAG:
             if s.state == "accepted":
                 context["outlet_events"][accepted_alias(org)].add(
                     dataset_asset(org, s.dataset),
-                    extra={"org": s.org, "dataset": s.dataset, "period": s.period,
-                           "submission_id": s.submission_id, "version": s.version},
+                    extra={
+                        "org": s.org,
+                        "dataset": s.dataset,
+                        "period": s.period,
+                        "submission_id": s.submission_id,
+                        "version": s.version,
+                    },
                 )
             return s.to_xcom()
 

@@ -85,13 +85,16 @@ class LandingArchive:
     def delivery_dir(self, org: str, dataset: str, period: str, delivery_sha256: str) -> Path:
         return self.root / "deliveries" / org / dataset / period / delivery_sha256
 
-    def record_delivery(self, org: str, dataset: str, period: str, delivery_sha256: str,
-                        manifest: bytes, files: list[LandedFile]) -> Path:
+    def record_delivery(
+        self, org: str, dataset: str, period: str, delivery_sha256: str, manifest: bytes, files: list[LandedFile]
+    ) -> Path:
         d = self.delivery_dir(org, dataset, period, delivery_sha256)
         d.mkdir(parents=True, exist_ok=True)
         _write_once(d / "manifest.json", manifest)
-        listing = [{"name": f.name, "sha256": f.sha256, "bytes": f.bytes,
-                    "object": str(f.path.relative_to(self.root))} for f in files]
+        listing = [
+            {"name": f.name, "sha256": f.sha256, "bytes": f.bytes, "object": str(f.path.relative_to(self.root))}
+            for f in files
+        ]
         _write_once(d / "files.json", json.dumps(listing, ensure_ascii=False, indent=2).encode())
         return d
 

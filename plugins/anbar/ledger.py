@@ -32,8 +32,21 @@ class Submission:
     landing_path: str | None = None
 
 
-COLUMNS = ("submission_id", "org", "dataset", "period", "version", "status", "delivery_sha256",
-           "rows_manifest", "rows_loaded", "rows_rejected", "reason", "message", "landing_path")
+COLUMNS = (
+    "submission_id",
+    "org",
+    "dataset",
+    "period",
+    "version",
+    "status",
+    "delivery_sha256",
+    "rows_manifest",
+    "rows_loaded",
+    "rows_rejected",
+    "reason",
+    "message",
+    "landing_path",
+)
 
 
 def _row(cur) -> Submission | None:
@@ -53,16 +66,16 @@ def find(conn, org: str, dataset: str, period: str, delivery_sha256: str) -> Sub
 
 def get(conn, submission_id: int) -> Submission:
     with conn.cursor() as cur:
-        cur.execute(f"select {', '.join(COLUMNS)} from anbar.submissions where submission_id = %s",
-                    (submission_id,))
+        cur.execute(f"select {', '.join(COLUMNS)} from anbar.submissions where submission_id = %s", (submission_id,))
         sub = _row(cur)
     if sub is None:
         raise KeyError(f"no submission {submission_id}")
     return sub
 
 
-def log_event(conn, org: str, dataset: str, period: str, step: str, status: str,
-              submission_id: int | None = None, **detail: Any) -> None:
+def log_event(
+    conn, org: str, dataset: str, period: str, step: str, status: str, submission_id: int | None = None, **detail: Any
+) -> None:
     with conn.cursor() as cur:
         cur.execute(
             "insert into anbar.submission_events (submission_id, org, dataset, period, step, status, detail) "
@@ -71,8 +84,18 @@ def log_event(conn, org: str, dataset: str, period: str, step: str, status: str,
         )
 
 
-def open_submission(conn, *, org: str, dataset: str, period: str, transport: str, delivery_sha256: str,
-                    manifest: dict | None, rows_manifest: int | None, run_id: str | None) -> tuple[Submission, bool]:
+def open_submission(
+    conn,
+    *,
+    org: str,
+    dataset: str,
+    period: str,
+    transport: str,
+    delivery_sha256: str,
+    manifest: dict | None,
+    rows_manifest: int | None,
+    run_id: str | None,
+) -> tuple[Submission, bool]:
     """Record a new delivery, or return the existing one with the same hash.
 
     Returns (submission, created). Versions count up per (org, dataset, period); the
@@ -91,13 +114,33 @@ def open_submission(conn, *, org: str, dataset: str, period: str, transport: str
             "select %s, %s, %s, coalesce(max(version), 0) + 1, %s, %s, %s, %s, 'received', %s "
             "from anbar.submissions where org = %s and dataset = %s and period = %s "
             f"returning {', '.join(COLUMNS)}",
-            (org, dataset, period, transport, delivery_sha256, Json(manifest, dumps=_dumps), rows_manifest, run_id,
-             org, dataset, period),
+            (
+                org,
+                dataset,
+                period,
+                transport,
+                delivery_sha256,
+                Json(manifest, dumps=_dumps),
+                rows_manifest,
+                run_id,
+                org,
+                dataset,
+                period,
+            ),
         )
         sub = _row(cur)
     assert sub is not None
-    log_event(conn, org, dataset, period, "receive", "received", sub.submission_id,
-              version=sub.version, delivery_sha256=delivery_sha256)
+    log_event(
+        conn,
+        org,
+        dataset,
+        period,
+        "receive",
+        "received",
+        sub.submission_id,
+        version=sub.version,
+        delivery_sha256=delivery_sha256,
+    )
     conn.commit()
     return sub, True
 
@@ -119,8 +162,17 @@ def record_missing(conn, *, org: str, dataset: str, period: str, message: str) -
     return sub
 
 
-def update(conn, sub: Submission, step: str, status: str, *, reason: str | None = None,
-           message: str | None = None, validation_summary: dict | None = None, **fields: Any) -> Submission:
+def update(
+    conn,
+    sub: Submission,
+    step: str,
+    status: str,
+    *,
+    reason: str | None = None,
+    message: str | None = None,
+    validation_summary: dict | None = None,
+    **fields: Any,
+) -> Submission:
     """Move a submission to ``status`` and log the step, in one transaction."""
     allowed = {"rows_loaded", "rows_rejected", "landing_path", "rows_manifest"}
     unknown = set(fields) - allowed
@@ -142,8 +194,7 @@ def update(conn, sub: Submission, step: str, status: str, *, reason: str | None 
         params.append(value)
     with conn.cursor() as cur:
         cur.execute(
-            f"update anbar.submissions set {', '.join(sets)} where submission_id = %s "
-            f"returning {', '.join(COLUMNS)}",
+            f"update anbar.submissions set {', '.join(sets)} where submission_id = %s returning {', '.join(COLUMNS)}",
             (*params, sub.submission_id),
         )
         updated = _row(cur)

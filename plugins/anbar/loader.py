@@ -86,9 +86,10 @@ class DecodingReader(io.RawIOBase):
         except UnicodeDecodeError as exc:
             raise DeliveryRejected(
                 "encoding_error",
-                f"{self._name}: byte {self._offset + exc.start} ({chunk[exc.start:exc.start + 4]!r}) is not valid "
+                f"{self._name}: byte {self._offset + exc.start} ({chunk[exc.start : exc.start + 4]!r}) is not valid "
                 f"{self._encoding}; the manifest declares {self._encoding}",
-                file=self._name, offset=self._offset + exc.start,
+                file=self._name,
+                offset=self._offset + exc.start,
             ) from None
         if self._utf8_probe is not None and self._probe_ok:
             if not chunk.isascii():
@@ -158,23 +159,40 @@ def _prepare_partitions(cur, ds: Dataset, submission_id: int) -> None:
     for schema in ("raw", "clean"):
         part = _part(schema, ds, submission_id)
         cur.execute(sql.SQL("drop table if exists {}").format(part))
-        cur.execute(sql.SQL("create table {} (like {} including defaults)").format(
-            part, sql.Identifier(schema, ds.key)))
-    cur.execute(sql.SQL("alter table {} alter column _submission_id set default {}").format(
-        _part("raw", ds, submission_id), sql.Literal(submission_id)))
+        cur.execute(
+            sql.SQL("create table {} (like {} including defaults)").format(part, sql.Identifier(schema, ds.key))
+        )
+    cur.execute(
+        sql.SQL("alter table {} alter column _submission_id set default {}").format(
+            _part("raw", ds, submission_id), sql.Literal(submission_id)
+        )
+    )
 
 
 def _attach(cur, schema: str, ds: Dataset, submission_id: int) -> None:
     part = _part(schema, ds, submission_id)
     # The CHECK lets ATTACH skip its validation scan of the whole partition.
-    cur.execute(sql.SQL("alter table {} add constraint {} check (_submission_id = {})").format(
-        part, sql.Identifier(f"{ds.key}_s{submission_id}_only"), sql.Literal(submission_id)))
-    cur.execute(sql.SQL("alter table {} attach partition {} for values in ({})").format(
-        sql.Identifier(schema, ds.key), part, sql.Literal(submission_id)))
+    cur.execute(
+        sql.SQL("alter table {} add constraint {} check (_submission_id = {})").format(
+            part, sql.Identifier(f"{ds.key}_s{submission_id}_only"), sql.Literal(submission_id)
+        )
+    )
+    cur.execute(
+        sql.SQL("alter table {} attach partition {} for values in ({})").format(
+            sql.Identifier(schema, ds.key), part, sql.Literal(submission_id)
+        )
+    )
 
 
-def copy_file(cur, ds: Dataset, submission_id: int, f: FileToLoad, encoding: str, delimiter: str,
-              expected_columns: list[str] | None) -> tuple[int, list[str], list[str]]:
+def copy_file(
+    cur,
+    ds: Dataset,
+    submission_id: int,
+    f: FileToLoad,
+    encoding: str,
+    delimiter: str,
+    expected_columns: list[str] | None,
+) -> tuple[int, list[str], list[str]]:
     """COPY one delivered CSV file into the submission's raw partition. Returns (rows, columns, missing)."""
     part = _part("raw", ds, submission_id)
     with open(f.path, "rb") as fh:
@@ -186,11 +204,14 @@ def copy_file(cur, ds: Dataset, submission_id: int, f: FileToLoad, encoding: str
         seq = sql.Identifier("raw", f"{ds.key}_s{submission_id}_rowno")
         cur.execute(sql.SQL("create sequence if not exists {}").format(seq))
         cur.execute(sql.SQL("alter sequence {} restart with 1").format(seq))
-        cur.execute(sql.SQL("alter table {} alter column _row_no set default nextval({}), "
-                            "alter column _file set default {}").format(
-            part, sql.Literal(f"raw.{ds.key}_s{submission_id}_rowno"), sql.Literal(f.name)))
+        cur.execute(
+            sql.SQL(
+                "alter table {} alter column _row_no set default nextval({}), alter column _file set default {}"
+            ).format(part, sql.Literal(f"raw.{ds.key}_s{submission_id}_rowno"), sql.Literal(f.name))
+        )
         copy = sql.SQL("copy {} ({}) from stdin with {}").format(
-            part, sql.SQL(", ").join(map(sql.Identifier, columns)), _copy_options(delimiter))
+            part, sql.SQL(", ").join(map(sql.Identifier, columns)), _copy_options(delimiter)
+        )
         try:
             cur.copy_expert(copy.as_string(cur), reader, size=CHUNK)
         except psycopg2.errors.QueryCanceled:
@@ -201,22 +222,30 @@ def copy_file(cur, ds: Dataset, submission_id: int, f: FileToLoad, encoding: str
             # COPY counts lines after the header it never saw: its line N is data row N, file line N + 1.
             match = re.search(r"line (\d+)", exc.diag.context or "")
             where = f" at data row {match.group(1)} (line {int(match.group(1)) + 1} of the file)" if match else ""
-            raise DeliveryRejected("malformed_csv", f"{f.name}: {exc.diag.message_primary}{where}",
-                                   file=f.name, row=int(match.group(1)) if match else None) from None
+            raise DeliveryRejected(
+                "malformed_csv",
+                f"{f.name}: {exc.diag.message_primary}{where}",
+                file=f.name,
+                row=int(match.group(1)) if match else None,
+            ) from None
         rows = cur.rowcount
-        cur.execute(sql.SQL("alter table {} alter column _row_no drop default, alter column _file drop default")
-                    .format(part))
+        cur.execute(
+            sql.SQL("alter table {} alter column _row_no drop default, alter column _file drop default").format(part)
+        )
         cur.execute(sql.SQL("drop sequence {}").format(seq))
     if f.rows_declared is not None and rows != f.rows_declared:
         raise DeliveryRejected(
             "row_count_mismatch",
             f"{f.name}: the manifest declares {f.rows_declared} rows, the file holds {rows}",
-            file=f.name, declared=f.rows_declared, found=rows,
+            file=f.name,
+            declared=f.rows_declared,
+            found=rows,
         )
     return rows, columns, missing
 
 
 # -- conversion --------------------------------------------------------------------------------------
+
 
 def _normalised(col: Column) -> sql.Composable:
     """SQL for the value as text after the conversion principle's rules, or NULL if empty."""
@@ -242,28 +271,35 @@ def _typed(col: Column, calendar: Calendar) -> tuple[sql.Composable, str]:
     typename = col.type.sql
     return (
         sql.SQL("case when pg_input_is_valid({n}, {t}) then {n}::{ty} end").format(
-            n=n, t=sql.Literal(typename), ty=sql.SQL(typename)),
-        {"integer": "is not a whole number", "bigint": "is not a whole number",
-         "numeric": "is not a number", "boolean": "is not true/false"}[typename],
+            n=n, t=sql.Literal(typename), ty=sql.SQL(typename)
+        ),
+        {
+            "integer": "is not a whole number",
+            "bigint": "is not a whole number",
+            "numeric": "is not a number",
+            "boolean": "is not true/false",
+        }[typename],
     )
 
 
 def conversion_sql(org: Organisation, ds: Dataset, submission_id: int, period: str) -> sql.Composed:
     cols = ds.columns
-    normalised = sql.SQL(", ").join(
-        sql.SQL("{} as {}").format(_normalised(c), sql.Identifier(c.name)) for c in cols)
+    normalised = sql.SQL(", ").join(sql.SQL("{} as {}").format(_normalised(c), sql.Identifier(c.name)) for c in cols)
     typed_parts, problems = [], []
     for c in cols:
         expr, complaint = _typed(c, org.date_calendar(c))
         typed_parts.append(sql.SQL("{} as {}").format(expr, sql.Identifier(c.name)))
         if complaint:
-            problems.append(sql.SQL(
-                "case when n.{c} is not null and v.{c} is null then format('%s: %s {msg}', {name}, "
-                "quote_literal(left(n.{c}, 40))) end").format(
-                c=sql.Identifier(c.name), msg=sql.SQL(complaint.replace("%", "%%")), name=sql.Literal(c.name)))
+            problems.append(
+                sql.SQL(
+                    "case when n.{c} is not null and v.{c} is null then format('%s: %s {msg}', {name}, "
+                    "quote_literal(left(n.{c}, 40))) end"
+                ).format(c=sql.Identifier(c.name), msg=sql.SQL(complaint.replace("%", "%%")), name=sql.Literal(c.name))
+            )
     problem_array = (
         sql.SQL("nullif(array_remove(array[{}]::text[], null), '{{}}')").format(sql.SQL(", ").join(problems))
-        if problems else sql.SQL("null::text[]")
+        if problems
+        else sql.SQL("null::text[]")
     )
     col_ids = sql.SQL(", ").join(sql.Identifier(c.name) for c in cols)
     return sql.SQL(
@@ -274,10 +310,14 @@ def conversion_sql(org: Organisation, ds: Dataset, submission_id: int, period: s
         "cross join lateral (select {normalised} offset 0) n "
         "cross join lateral (select {typed} offset 0) v"
     ).format(
-        clean=_part("clean", ds, submission_id), cols=col_ids, sid=sql.Literal(submission_id),
+        clean=_part("clean", ds, submission_id),
+        cols=col_ids,
+        sid=sql.Literal(submission_id),
         period=sql.Literal(period),
         vcols=sql.SQL(", ").join(sql.SQL("v.{}").format(sql.Identifier(c.name)) for c in cols),
-        problems=problem_array, raw=_part("raw", ds, submission_id), normalised=normalised,
+        problems=problem_array,
+        raw=_part("raw", ds, submission_id),
+        normalised=normalised,
         typed=sql.SQL(", ").join(typed_parts),
     )
 
@@ -288,20 +328,30 @@ def _convert(cur, org: Organisation, ds: Dataset, submission_id: int, period: st
     cur.execute(sql.SQL("alter table {} add column _problems text[]").format(clean))
     cur.execute(conversion_sql(org, ds, submission_id, period))
     converted = cur.rowcount
-    cur.execute(sql.SQL(
-        "with moved as (delete from {clean} where _problems is not null returning _file, _row_no, _problems) "
-        "insert into raw.rejected_rows (submission_id, file, row_no, reasons, record) "
-        "select {sid}, m._file, m._row_no, m._problems, to_jsonb(r) - '_submission_id' - '_file' - '_row_no' "
-        "from moved m join {raw} r on r._file = m._file and r._row_no = m._row_no"
-    ).format(clean=clean, raw=raw, sid=sql.Literal(submission_id)))
+    cur.execute(
+        sql.SQL(
+            "with moved as (delete from {clean} where _problems is not null returning _file, _row_no, _problems) "
+            "insert into raw.rejected_rows (submission_id, file, row_no, reasons, record) "
+            "select {sid}, m._file, m._row_no, m._problems, to_jsonb(r) - '_submission_id' - '_file' - '_row_no' "
+            "from moved m join {raw} r on r._file = m._file and r._row_no = m._row_no"
+        ).format(clean=clean, raw=raw, sid=sql.Literal(submission_id))
+    )
     rejected = cur.rowcount
     cur.execute(sql.SQL("alter table {} drop column _problems").format(clean))
     return converted - rejected, rejected
 
 
-def load_delivery(conn, org: Organisation, ds: Dataset, submission_id: int, period: str,
-                  files: list[FileToLoad], encoding: str, delimiter: str,
-                  rows_declared_total: int | None = None) -> LoadResult:
+def load_delivery(
+    conn,
+    org: Organisation,
+    ds: Dataset,
+    submission_id: int,
+    period: str,
+    files: list[FileToLoad],
+    encoding: str,
+    delimiter: str,
+    rows_declared_total: int | None = None,
+) -> LoadResult:
     """Load every file of one delivery, all or nothing (one transaction)."""
     result = LoadResult(0, 0, 0)
     try:
@@ -321,7 +371,8 @@ def load_delivery(conn, org: Organisation, ds: Dataset, submission_id: int, peri
                 raise DeliveryRejected(
                     "row_count_mismatch",
                     f"the manifest declares {rows_declared_total} rows, the delivery holds {result.rows_in}",
-                    declared=rows_declared_total, found=result.rows_in,
+                    declared=rows_declared_total,
+                    found=result.rows_in,
                 )
             _attach(cur, "raw", ds, submission_id)
             result.rows_loaded, result.rows_rejected = _convert(cur, org, ds, submission_id, period)
@@ -357,12 +408,14 @@ def jsonl_to_csv_file(src: Path, dest: Path, ds: Dataset) -> int:
                 raise DeliveryRejected("malformed_records", f"record {line_no} is not a JSON object")
             extra = sorted(set(record) - set(names))
             if extra:
-                raise DeliveryRejected("unexpected_column",
-                                       f"record {line_no} has fields not in the approved schema: {', '.join(extra)}")
+                raise DeliveryRejected(
+                    "unexpected_column", f"record {line_no} has fields not in the approved schema: {', '.join(extra)}"
+                )
             missing = [c.name for c in ds.columns if c.required and c.name not in record]
             if missing:
-                raise DeliveryRejected("missing_column",
-                                       f"record {line_no} lacks required fields: {', '.join(missing)}")
+                raise DeliveryRejected(
+                    "missing_column", f"record {line_no} lacks required fields: {', '.join(missing)}"
+                )
             writer.writerow(["" if record.get(n) is None else str(record[n]) for n in names])
             count += 1
     return count

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from jinja2 import Environment, select_autoescape
+from jinja2 import Environment, PackageLoader, select_autoescape
 
 from anbar import settings
 from anbar.registry import Dataset, Organisation
 
-_env = Environment(autoescape=select_autoescape(default=True), trim_blocks=True, lstrip_blocks=True)
+_env = Environment(
+    loader=PackageLoader("anbar", "templates"),
+    autoescape=select_autoescape(default=True),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 
 REASONS_FA = {
     "missing": "تحویل انجام نشده است",
@@ -35,51 +40,9 @@ REASONS_FA = {
     "validation": "داده در بررسی استانداردها رد شد",
 }
 
-PRINCIPLES_FA = {"conversion": "تبدیل", "system": "نظام‌های طبقه‌بندی", "consistency": "سازگاری",
-                 "quality": "کیفیت"}
+PRINCIPLES_FA = {"conversion": "تبدیل", "system": "نظام‌های طبقه‌بندی", "consistency": "سازگاری", "quality": "کیفیت"}
 
-REJECTION_TEMPLATE = _env.from_string("""\
-<!doctype html>
-<html><head><meta charset="utf-8"><title>{{ subject }}</title>
-<style>
- body { font-family: Tahoma, Vazirmatn, sans-serif; }
- table { border-collapse: collapse; } td, th { border: 1px solid #bbb; padding: 4px 8px; }
- .fa { direction: rtl; text-align: right; }
-</style></head>
-<body>
-<div class="fa" dir="rtl" lang="fa">
-<h2>رد تحویل داده: {{ org.names.fa }} — {{ ds.description.fa }} — دوره {{ period }}</h2>
-<p>تحویل نسخه {{ version }} مجموعه داده <b>{{ ds.name }}</b> برای دوره <b>{{ period }}</b> پذیرفته نشد و در قرنطینه نگهداری می‌شود.</p>
-<p>علت: <b>{{ reason_fa }}</b> (<code>{{ reason }}</code>)</p>
-<p dir="ltr" style="text-align:left"><code>{{ message }}</code></p>
-<p>سطرهای اعلام‌شده در manifest: {{ rows_manifest if rows_manifest is not none else "—" }}؛
- سطرهای بارگذاری‌شده: {{ rows_loaded }}؛ سطرهای ردشده: {{ rows_rejected }}</p>
-<p>لطفاً پس از رفع مشکل، تحویل اصلاح‌شده را برای همین دوره دوباره ارسال کنید (استاندارد تبادل داده نسخه ۱).</p>
-</div>
-<hr>
-<div lang="en" dir="ltr">
-<h2>Delivery rejected: {{ org.names.en }} — {{ ds.name }} — period {{ period }}</h2>
-<p>Version {{ version }} of dataset <b>{{ ds.name }}</b> for period <b>{{ period }}</b> was not accepted and is kept in quarantine.</p>
-<p>Reason: <b>{{ reason }}</b> — {{ message }}</p>
-<p>Rows declared in the manifest: {{ rows_manifest if rows_manifest is not none else "—" }};
- rows loaded: {{ rows_loaded }}; rows rejected: {{ rows_rejected }}.</p>
-{% if failures %}
-<h3>Failed checks / بررسی‌های ناموفق</h3>
-<table>
-<tr><th>principle / اصل</th><th>severity</th><th>check</th><th dir="rtl">شرح</th><th>rows failing</th><th>sample (masked)</th></tr>
-{% for f in failures %}
-<tr><td>{{ f.principle }} / {{ principles_fa.get(f.principle, "") }}</td><td>{{ f.severity }}</td>
-<td>{{ f.description_en }}</td><td dir="rtl">{{ f.description_fa }}</td>
-<td>{{ f.unexpected_count if f.unexpected_count is not none else "—" }}</td>
-<td><code>{{ f.sample | join(", ") }}</code></td></tr>
-{% endfor %}
-</table>
-{% endif %}
-<p>Please correct the delivery and deliver it again for the same period (exchange standard v1:
-docs/exchange-standard.md). Submission id {{ submission_id }}; report kept beside the landed delivery.</p>
-</div>
-</body></html>
-""")
+REJECTION_TEMPLATE = _env.get_template("rejection.html")
 
 
 @dataclass
@@ -107,30 +70,58 @@ def _failures(summary: dict | None) -> list[dict]:
         if e.get("success"):
             continue
         desc = e.get("description") or {}
-        out.append({
-            "principle": e.get("principle", ""),
-            "severity": e.get("severity", ""),
-            "description_en": desc.get("en", e.get("type", "")),
-            "description_fa": desc.get("fa", ""),
-            "unexpected_count": e.get("unexpected_count"),
-            "sample": [_sample_text(s) for s in (e.get("samples") or [])][:5],
-        })
+        out.append(
+            {
+                "principle": e.get("principle", ""),
+                "severity": e.get("severity", ""),
+                "description_en": desc.get("en", e.get("type", "")),
+                "description_fa": desc.get("fa", ""),
+                "unexpected_count": e.get("unexpected_count"),
+                "sample": [_sample_text(s) for s in (e.get("samples") or [])][:5],
+            }
+        )
     return out
 
 
-def rejection_mail(org: Organisation, ds: Dataset, *, submission_id: int, period: str, version: int,
-                   reason: str, message: str, rows_manifest: int | None, rows_loaded: int | None,
-                   rows_rejected: int | None, summary: dict | None = None) -> Mail:
+def rejection_mail(
+    org: Organisation,
+    ds: Dataset,
+    *,
+    submission_id: int,
+    period: str,
+    version: int,
+    reason: str,
+    message: str,
+    rows_manifest: int | None,
+    rows_loaded: int | None,
+    rows_rejected: int | None,
+    summary: dict | None = None,
+) -> Mail:
     subject = f"[anbar] REJECTED {org.code}/{ds.name} {period} v{version}: {reason} | رد تحویل"
     html = REJECTION_TEMPLATE.render(
-        subject=subject, org=org, ds=ds, period=period, version=version, reason=reason,
-        reason_fa=REASONS_FA.get(reason, reason), message=message, rows_manifest=rows_manifest,
-        rows_loaded=rows_loaded or 0, rows_rejected=rows_rejected or 0, failures=_failures(summary),
-        principles_fa=PRINCIPLES_FA, submission_id=submission_id,
+        subject=subject,
+        org=org,
+        ds=ds,
+        period=period,
+        version=version,
+        reason=reason,
+        reason_fa=REASONS_FA.get(reason, reason),
+        message=message,
+        rows_manifest=rows_manifest,
+        rows_loaded=rows_loaded or 0,
+        rows_rejected=rows_rejected or 0,
+        failures=_failures(summary),
+        principles_fa=PRINCIPLES_FA,
+        submission_id=submission_id,
     )
-    return Mail(dedup_key=f"rejected:{submission_id}", kind="rejected",
-                recipients=[*org.focal_points, *settings.warehouse_team()], subject=subject, html=html,
-                submission_id=submission_id)
+    return Mail(
+        dedup_key=f"rejected:{submission_id}",
+        kind="rejected",
+        recipients=[*org.focal_points, *settings.warehouse_team()],
+        subject=subject,
+        html=html,
+        submission_id=submission_id,
+    )
 
 
 def missing_mail(org: Organisation, ds: Dataset, period: str, detail: str) -> Mail:
@@ -140,9 +131,15 @@ def missing_mail(org: Organisation, ds: Dataset, period: str, detail: str) -> Ma
 تا پایان مهلت انجام نشد.</p></div><hr>
 <div lang="en"><p>No delivery of <b>{{ ds.name }}</b> ({{ org.names.en }}) for period <b>{{ period }}</b> was found
 by the end of its due date and grace period.</p><p><code>{{ detail }}</code></p></div></body></html>""").render(
-        org=org, ds=ds, period=period, detail=detail)
-    return Mail(dedup_key=f"missing:{org.code}/{ds.name}/{period}", kind="missing",
-                recipients=[*org.focal_points, *settings.warehouse_team()], subject=subject, html=html)
+        org=org, ds=ds, period=period, detail=detail
+    )
+    return Mail(
+        dedup_key=f"missing:{org.code}/{ds.name}/{period}",
+        kind="missing",
+        recipients=[*org.focal_points, *settings.warehouse_team()],
+        subject=subject,
+        html=html,
+    )
 
 
 def send(conn, mail: Mail, smtp_conn_id: str | None = None) -> bool:
@@ -164,8 +161,9 @@ def send(conn, mail: Mail, smtp_conn_id: str | None = None) -> bool:
         # and then sees sent_at set; if sending fails, the rollback leaves it unsent for the retry.
         try:
             with SmtpHook(smtp_conn_id=smtp_conn_id or settings.SMTP_CONN_ID) as smtp:
-                smtp.send_email_smtp(to=mail.recipients, subject=mail.subject, html_content=mail.html,
-                                     from_email=settings.mail_from())
+                smtp.send_email_smtp(
+                    to=mail.recipients, subject=mail.subject, html_content=mail.html, from_email=settings.mail_from()
+                )
         except BaseException:
             conn.rollback()
             raise

@@ -123,10 +123,7 @@ def _identifier_check(col: Column) -> dict[str, Any]:
             "national ID of a legal entity",
         ),
     }[col.identifier]
-    query = (
-        f"select _file, _row_no, {col.name} from {{batch}} "
-        f"where {col.name} is not null and not {fn}({col.name})"
-    )
+    query = f"select _file, _row_no, {col.name} from {{batch}} where {col.name} is not null and not {fn}({col.name})"
     return _exp(
         f"check_digit.{col.name}",
         ROW_QUERY_TYPE,
@@ -231,8 +228,7 @@ def _date_consistency(ds: Dataset) -> list[dict[str, Any]]:
                 "quality",
                 "warning",
                 f"فرد در «{col.description.fa}» دست‌کم {_fa(age)} سال دارد (باورپذیری)",
-                f"The person is at least {age} years old at the {col.description.en.lower()}"
-                " (plausibility)",
+                f"The person is at least {age} years old at the {col.description.en.lower()} (plausibility)",
                 columns=[birth.name, name],
             )
         )
@@ -363,14 +359,10 @@ def _check_meta(where: str, meta: Any, exp_type: str) -> None:
         raise SuiteError(f"{where}: meta is missing (principle, severity, description)")
     principle = meta.get("principle")
     if principle not in PRINCIPLES:
-        raise SuiteError(
-            f"{where}: unknown principle {principle!r} (expected one of {', '.join(PRINCIPLES)})"
-        )
+        raise SuiteError(f"{where}: unknown principle {principle!r} (expected one of {', '.join(PRINCIPLES)})")
     severity = meta.get("severity")
     if severity not in SEVERITIES:
-        raise SuiteError(
-            f"{where}: unknown severity {severity!r} (expected one of {', '.join(SEVERITIES)})"
-        )
+        raise SuiteError(f"{where}: unknown severity {severity!r} (expected one of {', '.join(SEVERITIES)})")
     desc = meta.get("description")
     if not isinstance(desc, dict) or not {"fa", "en"} <= set(desc):
         raise SuiteError(f"{where}: meta.description must be an object with 'fa' and 'en' texts")
@@ -382,12 +374,8 @@ def _check_meta(where: str, meta: Any, exp_type: str) -> None:
         raise SuiteError(f"{where}: meta.rule must be a non-empty text")
     cols = meta.get("columns")
     if exp_type == ROW_QUERY_TYPE and cols is None:
-        raise SuiteError(
-            f"{where}: meta.columns is required for {ROW_QUERY_TYPE} (the columns the query checks)"
-        )
-    if cols is not None and (
-        not isinstance(cols, list) or not cols or not all(isinstance(c, str) for c in cols)
-    ):
+        raise SuiteError(f"{where}: meta.columns is required for {ROW_QUERY_TYPE} (the columns the query checks)")
+    if cols is not None and (not isinstance(cols, list) or not cols or not all(isinstance(c, str) for c in cols)):
         raise SuiteError(f"{where}: meta.columns must be a non-empty list of column names")
 
 
@@ -403,9 +391,7 @@ def _check_kwargs(where: str, exp_type: str, kwargs: dict[str, Any]) -> None:
     if exp_type == ROW_QUERY_TYPE:
         query = kwargs.get("unexpected_rows_query")
         if not isinstance(query, str) or "{batch}" not in query:
-            raise SuiteError(
-                f"{where}: kwargs.unexpected_rows_query must be a SQL text selecting from {{batch}}"
-            )
+            raise SuiteError(f"{where}: kwargs.unexpected_rows_query must be a SQL text selecting from {{batch}}")
         try:
             fields = {f[1] for f in Formatter().parse(query) if f[1] is not None}
         except ValueError as exc:
@@ -439,9 +425,7 @@ def _build(where: str, exp: dict[str, Any]):
     except ExpectationNotFoundError:
         raise SuiteError(f"{where}: unknown expectation type {exp['type']!r}") from None
     except pydantic.ValidationError as exc:
-        reasons = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
+        reasons = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise SuiteError(f"{where}: bad kwargs: {reasons}") from None
     except (InvalidExpectationConfigurationError, TypeError, ValueError) as exc:
         raise SuiteError(f"{where}: bad expectation: {exc}") from None
@@ -493,9 +477,7 @@ def read_suite(path: Path | str, dataset: Dataset) -> dict[str, Any]:
         _check_kwargs(where, exp_type, kwargs)
         severity = exp.get("severity")
         if severity is not None and severity != _gx_severity(meta["severity"]):
-            raise SuiteError(
-                f"{where}: severity {severity!r} contradicts meta.severity {meta['severity']!r}"
-            )
+            raise SuiteError(f"{where}: severity {severity!r} contradicts meta.severity {meta['severity']!r}")
         _build(where, exp)
     return data
 
@@ -563,9 +545,7 @@ def check_all(expectations_dir: Path | str, registry: Registry) -> list[str]:
     return problems
 
 
-def _code_list_drift(
-    path: Path, i: int, exp: dict[str, Any], ds: Dataset, registry: Registry
-) -> list[str]:
+def _code_list_drift(path: Path, i: int, exp: dict[str, Any], ds: Dataset, registry: Registry) -> list[str]:
     if exp["type"] != "expect_column_values_to_be_in_set":
         return []
     col_name = exp["kwargs"].get("column")

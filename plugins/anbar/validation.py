@@ -81,11 +81,7 @@ class ValidationRunError(RuntimeError):
 
 
 def identifier_columns(dataset: Dataset) -> set[str]:
-    return {
-        c.name
-        for c in dataset.columns
-        if c.identifier is not None or c.access_tier is AccessTier.confidential
-    }
+    return {c.name for c in dataset.columns if c.identifier is not None or c.access_tier is AccessTier.confidential}
 
 
 def mask(value: Any) -> Any:
@@ -155,9 +151,7 @@ def validate_submission(
 
     # In the order of the suite file; an expectation GX did not report counts as failed.
     ordered = [outcomes.get(i) or _not_evaluated(by_id[i]) for i in by_id]
-    by_principle: dict[str, PrincipleCounts] = {
-        p: {"evaluated": 0, "failed": 0} for p in PRINCIPLES
-    }
+    by_principle: dict[str, PrincipleCounts] = {p: {"evaluated": 0, "failed": 0} for p in PRINCIPLES}
     for o in ordered:
         by_principle[o["principle"]]["evaluated"] += 1
         by_principle[o["principle"]]["failed"] += 0 if o["success"] else 1
@@ -165,8 +159,7 @@ def validate_submission(
     warnings = sum(1 for o in ordered if not o["success"] and o["severity"] == "warning")
     duration = round(time.monotonic() - started, 3)
     log.info(
-        "validated clean.%s with %s: %s rows, %d expectations, %d blocking failures, "
-        "%d warnings, %.1fs",
+        "validated clean.%s with %s: %s rows, %d expectations, %d blocking failures, %d warnings, %.1fs",
         table,
         suite_path.name,
         row_count,
@@ -247,9 +240,7 @@ def _run_gx(
         for configs, result_format in runs:
             if not configs:
                 continue
-            suite = gx.ExpectationSuite(
-                name=f"{dataset.key}-{uuid.uuid4().hex[:8]}", expectations=configs
-            )
+            suite = gx.ExpectationSuite(name=f"{dataset.key}-{uuid.uuid4().hex[:8]}", expectations=configs)
             validation = batch.validate(suite, result_format=result_format)
             results.extend(r.to_json_dict() for r in validation.results)
         return results
@@ -327,10 +318,8 @@ def _not_evaluated(config: dict) -> ExpectationOutcome:
 
 def _error(res: dict) -> str | None:
     info = res.get("exception_info") or {}
-    if "raised_exception" in info:  # one exception for the expectation
-        infos = [info]
-    else:  # keyed by the metric that failed
-        infos = [v for v in info.values() if isinstance(v, dict)]
+    # Either one exception for the expectation, or several keyed by the metric that failed.
+    infos = [info] if "raised_exception" in info else [v for v in info.values() if isinstance(v, dict)]
     for i in infos:
         if i.get("raised_exception") or i.get("exception_message"):
             message = i.get("exception_message") or "exception"

@@ -22,8 +22,10 @@ def sqlalchemy_url() -> str:
 
     conn = BaseHook.get_connection(settings.WAREHOUSE_CONN_ID)
     password = quote(conn.password or "", safe="")
-    return (f"postgresql+psycopg2://{quote(conn.login or '', safe='')}:{password}@{conn.host}:{conn.port or 5432}/"
-            f"{conn.schema}")
+    return (
+        f"postgresql+psycopg2://{quote(conn.login or '', safe='')}:{password}@{conn.host}:{conn.port or 5432}/"
+        f"{conn.schema}"
+    )
 
 
 def libpq_dsn() -> str:

@@ -73,9 +73,7 @@ def ensure_jalali_calendar(conn, years=JALALI_YEARS) -> None:
             """
         )
         for year in years:
-            cur.execute(
-                "select count(*) from anbar.jalali_calendar where jalali_year = %s", (year,)
-            )
+            cur.execute("select count(*) from anbar.jalali_calendar where jalali_year = %s", (year,))
             if cur.fetchone()[0]:
                 continue
             day = jdatetime.date(year, 1, 1)
@@ -134,18 +132,14 @@ class Synthetic:
     def expected_mart(self) -> dict[tuple[str, str, str], dict]:
         """(period, province_code, sex) -> expected figures of fct_insured_employment_monthly."""
         province = {
-            (d.period, r["workshop_code"]): r["province"]
-            for d in self.used("sso", "workplaces")
-            for r in d.rows
+            (d.period, r["workshop_code"]): r["province"] for d in self.used("sso", "workplaces") for r in d.rows
         }
         cells: dict[tuple[str, str, str], dict] = defaultdict(
             lambda: {"persons": set(), "jobs": 0, "wage": 0, "days": 0}
         )
         for d in self.used("sso", "insured_persons"):
             for r in d.rows:
-                cell = cells[
-                    (d.period, province.get((d.period, r["workshop_code"]), "unknown"), r["sex"])
-                ]
+                cell = cells[(d.period, province.get((d.period, r["workshop_code"]), "unknown"), r["sex"])]
                 cell["persons"].add(r["national_id"])
                 cell["jobs"] += 1
                 cell["wage"] += r["insured_wage"]
@@ -201,17 +195,13 @@ def _insured_row(i: int, workshop: str, wage_factor: int = 1, wage_bump: int = 0
     }
 
 
-def _insured_rows(
-    persons: range | list[int], wage_factor: int = 1, wage_bump: int = 0
-) -> list[dict]:
+def _insured_rows(persons: range | list[int], wage_factor: int = 1, wage_bump: int = 0) -> list[dict]:
     codes = sorted(WORKSHOPS)
     rows = []
     for i in persons:
         rows.append(_insured_row(i, codes[i % len(codes)], wage_factor, wage_bump))
         if i % 7 == 0:  # a second job, in another province
-            rows.append(
-                _insured_row(i, codes[(i + 2) % len(codes)], wage_factor, wage_bump + 55_555)
-            )
+            rows.append(_insured_row(i, codes[(i + 2) % len(codes)], wage_factor, wage_bump + 55_555))
     return rows
 
 
@@ -295,9 +285,7 @@ def make_synthetic() -> Synthetic:
     )
     # SSO workplaces: 1405-07 lacks W0006, whose jobs fall under province 'unknown'.
     add(Delivery("sso", "workplaces", "1405-06", 1, "accepted", _workplace_rows(all_workshops)))
-    add(
-        Delivery("sso", "workplaces", "1405-07", 1, "accepted", _workplace_rows(all_workshops[:-1]))
-    )
+    add(Delivery("sso", "workplaces", "1405-07", 1, "accepted", _workplace_rows(all_workshops[:-1])))
     # TVTO 2026-09 accepted (persons 20..39; 20..30 are also insured; 25 disagrees on sex);
     # TVTO 2026-10 rejected (persons 46, 47 appear nowhere else).
     add(

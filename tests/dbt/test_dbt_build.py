@@ -10,8 +10,9 @@ from decimal import Decimal
 
 import psycopg2
 import pytest
-from anbar.dbt import PROJECT_DIR, run_dbt
 from anbar_dbt_testdata import PSEUDONYM_KEY, _person, person_key
+
+from anbar.dbt import PROJECT_DIR, run_dbt
 
 pytestmark = pytest.mark.integration
 
@@ -78,8 +79,7 @@ def test_superseded_rejected_and_inflight_versions_are_not_used(built, cur):
         assert versions == [d.version]
         assert (int(wage), n) == (sum(r["insured_wage"] for r in d.rows), len(d.rows))
     cur.execute(
-        "select period, sum(total_insured_wage_rials)"
-        " from marts.fct_insured_employment_monthly group by period"
+        "select period, sum(total_insured_wage_rials) from marts.fct_insured_employment_monthly group by period"
     )
     wages = dict(cur.fetchall())
     superseded = next(d for d in built.deliveries if d.period == "1405-07" and d.version == 1)
@@ -117,15 +117,11 @@ def test_int_persons(built, cur):
     p25 = rows[person_key(_person(25))]
     assert p25["is_sso_insured"] and p25["is_tvto_trainee"] and p25["has_conflicting_demographics"]
     assert p25["sex"] == ("1" if 25 % 3 else "2")
-    assert (
-        sum(r["is_sso_insured"] and r["is_tvto_trainee"] for r in rows.values()) == 11
-    )  # persons 20..30
+    assert sum(r["is_sso_insured"] and r["is_tvto_trainee"] for r in rows.values()) == 11  # persons 20..30
 
 
 def test_period_bounds(built, cur):
-    cur.execute(
-        "select distinct period, period_start, period_end from staging.stg_sso__insured_persons"
-    )
+    cur.execute("select distinct period, period_start, period_end from staging.stg_sso__insured_persons")
     assert sorted(cur.fetchall()) == [
         ("1405-06", dt.date(2026, 8, 23), dt.date(2026, 9, 23)),
         ("1405-07", dt.date(2026, 9, 23), dt.date(2026, 10, 23)),
@@ -150,8 +146,7 @@ def test_no_national_id_anywhere_in_the_models(built, cur):
     assert cur.fetchall() == []
     ids = built.all_national_ids()
     cur.execute(
-        "select table_schema, table_name from information_schema.tables"
-        " where table_schema = any(%s)",
+        "select table_schema, table_name from information_schema.tables where table_schema = any(%s)",
         (list(SCHEMAS),),
     )
     relations = cur.fetchall()

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from anbar.dbt import PROJECT_DIR, REPO_ROOT
 
 
@@ -63,11 +64,7 @@ def test_every_model_has_a_unique_not_null_key(manifest):
             model = node["attached_node"].split(".")[-1]
             tested.setdefault((model, node["column_name"]), set()).add(meta["name"])
     for name in _models(manifest):
-        keys = [
-            col
-            for (model, col), kinds in tested.items()
-            if model == name and {"unique", "not_null"} <= kinds
-        ]
+        keys = [col for (model, col), kinds in tested.items() if model == name and {"unique", "not_null"} <= kinds]
         assert keys, f"{name} has no column tested unique and not_null"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import yaml
+
 from anbar.dbt import sources
 
 
@@ -31,9 +32,7 @@ def test_every_registry_dataset_is_a_clean_source_table(registry):
         assert meta["access_tier"] == ds.access_tier.value
         assert meta["calendar"] == org.calendar.value
         assert meta["asset_uri"] == ds.asset_uri
-        assert (
-            ds.description.fa in table["description"] and ds.description.en in table["description"]
-        )
+        assert ds.description.fa in table["description"] and ds.description.en in table["description"]
         columns = {c["name"]: c for c in table["columns"]}
         assert list(columns)[:4] == ["_submission_id", "_file", "_row_no", "_period"]
         for col in ds.columns:

@@ -8,8 +8,9 @@ import shutil
 import subprocess
 
 import pytest
-from anbar.dbt import REPO_ROOT, dbt_executable
 from anbar_dbt_testdata import EXPECTED_TASKS
+
+from anbar.dbt import REPO_ROOT, dbt_executable
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +46,7 @@ def test_expected_tasks(dag):
         "fct_insured_employment_monthly.test",
     }
     # the first parent's test task must not run the cross-model reconciliation early
-    assert (
-        "assert_insured_employment_reconciles"
-        in dag.task_dict["stg_sso__insured_persons.test"].exclude
-    )
+    assert "assert_insured_employment_reconciles" in dag.task_dict["stg_sso__insured_persons.test"].exclude
 
 
 def test_scheduled_on_the_registry_assets(dag, registry):
@@ -57,9 +55,7 @@ def test_scheduled_on_the_registry_assets(dag, registry):
 
     condition = dag.timetable.asset_condition
     assert isinstance(condition, AssetAny)
-    assert {(a.name, a.uri) for a in condition.objects} == {
-        (ds.key, ds.asset_uri) for ds in registry.datasets
-    }
+    assert {(a.name, a.uri) for a in condition.objects} == {(ds.key, ds.asset_uri) for ds in registry.datasets}
     assert all(isinstance(a, Asset) for a in condition.objects)
     assert ("sso__insured_persons", "anbar://warehouse/clean/sso__insured_persons") in {
         (a.name, a.uri) for a in condition.objects
@@ -92,6 +88,7 @@ def test_tasks_run_the_venv_dbt_on_the_warehouse_connection(dag):
 
 def test_parse_runs_no_dbt_and_opens_no_connection(dbt_manifest, registry, monkeypatch):
     import psycopg2
+
     from anbar.dbt.dag import build_warehouse_dag
 
     def forbidden(*args, **kwargs):

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-from anbar.dbt import REPO_ROOT
 from anbar_dbt_testdata import EXPECTED_TASKS, PSEUDONYM_KEY, make_warehouse
+
+from anbar.dbt import REPO_ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -58,9 +59,7 @@ def _airflow(args: list[str], env: dict[str, str], log: Path, timeout: float) ->
     airflow = Path(sys.executable).parent / "airflow"
     started = time.monotonic()
     with log.open("w") as out:
-        proc = subprocess.run(
-            [str(airflow), *args], env=env, stdout=out, stderr=subprocess.STDOUT, timeout=timeout
-        )
+        proc = subprocess.run([str(airflow), *args], env=env, stdout=out, stderr=subprocess.STDOUT, timeout=timeout)
     elapsed = time.monotonic() - started
     if proc.returncode != 0:
         tail = log.read_text(errors="replace")[-6000:]

@@ -33,8 +33,9 @@ def _query(dsn, sql, *args):
         conn.close()
 
 
-def test_sso_dag_run_loads_a_good_period_and_quarantines_a_defective_one(dags, pg, simulators, fresh_warehouse,
-                                                                          tmp_path):
+def test_sso_dag_run_loads_a_good_period_and_quarantines_a_defective_one(
+    dags, pg, simulators, fresh_warehouse, tmp_path
+):
     import os
 
     dsn = os.environ["ANBAR_WAREHOUSE_URL"].replace("postgresql+psycopg2://", "postgresql://")
@@ -42,28 +43,40 @@ def test_sso_dag_run_loads_a_good_period_and_quarantines_a_defective_one(dags, p
 
     good = dag.test(run_conf={"period": "1404-07"})
     assert good.state == "success"
-    ledger = _query(dsn, "select dataset, status, rows_manifest, rows_loaded, rows_rejected from anbar.submissions "
-                         "where org = 'sso' and period = '1404-07' order by dataset")
+    ledger = _query(
+        dsn,
+        "select dataset, status, rows_manifest, rows_loaded, rows_rejected from anbar.submissions "
+        "where org = 'sso' and period = '1404-07' order by dataset",
+    )
     assert [(r[0], r[1]) for r in ledger] == [("insured_persons", "accepted"), ("workplaces", "accepted")]
     for _, _, manifest_rows, loaded, rejected in ledger:
         assert manifest_rows == loaded + rejected and loaded > 0
 
     bad = dag.test(run_conf={"period": "1404-08"})
     assert bad.state == "success"  # a supplier's defect is a decided outcome, not a failed run
-    [(status, reason)] = _query(dsn, "select status, reason from anbar.submissions where org = 'sso' "
-                                     "and dataset = 'insured_persons' and period = '1404-08'")
+    [(status, reason)] = _query(
+        dsn,
+        "select status, reason from anbar.submissions where org = 'sso' "
+        "and dataset = 'insured_persons' and period = '1404-08'",
+    )
     assert (status, reason) == ("rejected", "validation")
-    subjects = [str(email.message_from_bytes(p.read_bytes(), policy=policy.default)["subject"])
-                for p in Path(simulators.maildir).glob("*.eml")]
+    subjects = [
+        str(email.message_from_bytes(p.read_bytes(), policy=policy.default)["subject"])
+        for p in Path(simulators.maildir).glob("*.eml")
+    ]
     assert any("REJECTED sso/insured_persons 1404-08" in s for s in subjects)
 
     # The warehouse build (dbt through Cosmos) turns the accepted period into mart rows.
     warehouse = dags["anbar_warehouse"]
     built = warehouse.test()
     assert built.state == "success"
-    [(persons, periods)] = _query(dsn, "select sum(insured_persons), count(distinct period) "
-                                       "from marts.fct_insured_employment_monthly")
-    accepted = _query(dsn, "select count(distinct national_id) from clean.sso__insured_persons c "
-                           "join anbar.submissions s on s.submission_id = c._submission_id "
-                           "where s.status = 'accepted'")[0][0]
+    [(persons, periods)] = _query(
+        dsn, "select sum(insured_persons), count(distinct period) from marts.fct_insured_employment_monthly"
+    )
+    accepted = _query(
+        dsn,
+        "select count(distinct national_id) from clean.sso__insured_persons c "
+        "join anbar.submissions s on s.submission_id = c._submission_id "
+        "where s.status = 'accepted'",
+    )[0][0]
     assert periods == 1 and persons >= accepted > 0

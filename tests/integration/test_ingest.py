@@ -21,9 +21,12 @@ pytestmark = pytest.mark.integration
 
 def _ledger(conn, org, dataset, period):
     with conn.cursor() as cur:
-        cur.execute("select submission_id, version, status, reason, message, rows_manifest, rows_loaded, "
-                    "rows_rejected, landing_path from anbar.submissions where org = %s and dataset = %s "
-                    "and period = %s order by version", (org, dataset, period))
+        cur.execute(
+            "select submission_id, version, status, reason, message, rows_manifest, rows_loaded, "
+            "rows_rejected, landing_path from anbar.submissions where org = %s and dataset = %s "
+            "and period = %s order by version",
+            (org, dataset, period),
+        )
         cols = [d.name for d in cur.description]
         rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
     conn.commit()
@@ -54,8 +57,10 @@ def test_good_sftp_delivery_is_accepted_and_balances(fresh_warehouse, simulators
     [sub] = _ledger(conn, "sso", "insured_persons", "1404-07")
     assert sub["status"] == "accepted" and sub["version"] == 1
     assert sub["rows_manifest"] == sub["rows_loaded"] + sub["rows_rejected"] > 0
-    assert _count(conn, "select count(*) from clean.sso__insured_persons where _submission_id = %s",
-                  sub["submission_id"]) == sub["rows_loaded"]
+    assert (
+        _count(conn, "select count(*) from clean.sso__insured_persons where _submission_id = %s", sub["submission_id"])
+        == sub["rows_loaded"]
+    )
     # The landed delivery: manifest, file list and outcome report, files read-only.
     landing = Path(sub["landing_path"])
     report = json.loads((landing / "report.json").read_text())
@@ -81,18 +86,22 @@ def test_api_delivery_is_accepted(fresh_warehouse, simulators):
     assert sub["rows_manifest"] == sub["rows_loaded"] + sub["rows_rejected"] > 0
 
 
-@pytest.mark.parametrize(("org", "dataset", "period", "status", "reason", "words"), [
-    ("sso", "workplaces", "1404-02", "rejected", "checksum_mismatch", "sha256"),
-    ("sso", "workplaces", "1404-03", "rejected", "size_mismatch", "bytes"),
-    ("sso", "workplaces", "1404-04", "rejected", "encoding_error", "utf-8"),
-    ("sso", "workplaces", "1404-05", "rejected", "missing_column", "required columns missing"),
-    ("sso", "workplaces", "1404-06", "rejected", "unsafe_file_name", "../"),
-    ("sso", "insured_persons", "1404-08", "rejected", "validation", "quality"),
-    ("tvto", "trainees", "2025-10", "rejected", "row_count_mismatch", "declares"),
-    ("tvto", "trainees", "2025-11", "rejected", "validation", "quality"),
-])
-def test_bad_deliveries_end_rejected_with_a_reason_and_nothing_loaded(fresh_warehouse, simulators, org, dataset,
-                                                                      period, status, reason, words):
+@pytest.mark.parametrize(
+    ("org", "dataset", "period", "status", "reason", "words"),
+    [
+        ("sso", "workplaces", "1404-02", "rejected", "checksum_mismatch", "sha256"),
+        ("sso", "workplaces", "1404-03", "rejected", "size_mismatch", "bytes"),
+        ("sso", "workplaces", "1404-04", "rejected", "encoding_error", "utf-8"),
+        ("sso", "workplaces", "1404-05", "rejected", "missing_column", "required columns missing"),
+        ("sso", "workplaces", "1404-06", "rejected", "unsafe_file_name", "../"),
+        ("sso", "insured_persons", "1404-08", "rejected", "validation", "quality"),
+        ("tvto", "trainees", "2025-10", "rejected", "row_count_mismatch", "declares"),
+        ("tvto", "trainees", "2025-11", "rejected", "validation", "quality"),
+    ],
+)
+def test_bad_deliveries_end_rejected_with_a_reason_and_nothing_loaded(
+    fresh_warehouse, simulators, org, dataset, period, status, reason, words
+):
     conn = fresh_warehouse
     step = ingest.run_steps(org, dataset, period)
     assert step.state == status

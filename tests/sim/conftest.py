@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+
 from anbar.registry import Registry, load_registry
 from anbar.sim._loop import LoopThread
 from anbar.sim.defects import SimConfig

@@ -121,19 +121,14 @@ def inspect_delivery(path: Path, dataset, registry: Registry) -> set[str]:
 def value_problems(records: list[dict], dataset, registry: Registry) -> set[str]:
     """Validation findings on records (dicts of column -> string or None)."""
     problems: set[str] = set()
-    norm = [
-        {k: (v.translate(_DIGITS) if isinstance(v, str) else v) for k, v in r.items()}
-        for r in records
-    ]
+    norm = [{k: (v.translate(_DIGITS) if isinstance(v, str) else v) for k, v in r.items()} for r in records]
     keys = [tuple(r.get(k) for k in dataset.primary_key) for r in norm]
     if len(keys) != len(set(keys)):
         problems.add("duplicate_keys")
     for col in dataset.columns:
         values = [r.get(col.name) for r in norm if r.get(col.name)]
         if col.identifier is not None:
-            check = (
-                is_valid_person_id if col.identifier.value == "person" else is_valid_legal_entity_id
-            )
+            check = is_valid_person_id if col.identifier.value == "person" else is_valid_legal_entity_id
             if not all(check(v) for v in values):
                 problems.add("invalid_national_ids")
         if col.code_list:

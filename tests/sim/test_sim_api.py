@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+
 from anbar.sim.api_server import ApiServer, create_api_app
 from anbar.sim.defects import ROW_COUNT_SURPLUS, SimConfig
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from anbar.sim.defects import (
     API_DEFECTS,
     DEFECTS,
@@ -22,9 +23,7 @@ from .helpers import DETECTED_AS, SSO_PERIODS, inspect_delivery
 
 
 def _tree(root: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
-    }
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +56,7 @@ def test_good_deliveries_are_consistent(good, registry):
             text = data.decode(codec[manifest["encoding"]])
             header = text.split("\r\n", 1)[0].split(manifest["delimiter"])
             assert header == ds.column_names
-            assert (
-                f["name"] == f"{d.dataset}_{d.period}_part-{manifest['files'].index(f) + 1:03d}.csv"
-            )
+            assert f["name"] == f"{d.dataset}_{d.period}_part-{manifest['files'].index(f) + 1:03d}.csv"
         assert sorted(p.name for p in path.iterdir()) == sorted(
             ["manifest.json", *(f["name"] for f in manifest["files"])]
         ), "no temporary files left behind"
@@ -134,9 +131,7 @@ def _cases():
 
 @pytest.mark.parametrize(("defect", "dataset"), list(_cases()))
 @pytest.mark.parametrize("period", SSO_PERIODS)
-def test_every_defect_is_detectable(
-    tmp_path, population, registry, config, defect, dataset, period
-):
+def test_every_defect_is_detectable(tmp_path, population, registry, config, defect, dataset, period):
     cfg = SimConfig(
         seed=config.seed,
         persons=config.persons,
@@ -194,9 +189,7 @@ def test_a_corrected_delivery_replaces_the_defective_one(tmp_path, population, r
 
 def test_write_sftp_delivery_directly(tmp_path):
     rows = [{"a": "1", "b": 'x,"y"'}, {"a": "2", "b": ""}]
-    out = write_sftp_delivery(
-        tmp_path, "org1", "things", "2026-01", rows, encoding="utf-8", delimiter=",", files=2
-    )
+    out = write_sftp_delivery(tmp_path, "org1", "things", "2026-01", rows, encoding="utf-8", delimiter=",", files=2)
     manifest = json.loads((out / "manifest.json").read_text("utf-8"))
     assert manifest["schema_version"] == 1 and [f["rows"] for f in manifest["files"]] == [1, 1]
     first = (out / "things_2026-01_part-001.csv").read_bytes()
@@ -208,9 +201,7 @@ def test_write_sftp_delivery_directly(tmp_path):
 def test_defect_choice_is_stable_and_follows_the_share(registry):
     periods = [f"14{y:02d}-{m:02d}" for y in range(0, 6) for m in range(1, 13)]
     cfg = SimConfig(seed=7, defect_share=0.3)
-    picks = [
-        cfg.defect_for("sso", ds, p) for ds in ("insured_persons", "workplaces") for p in periods
-    ]
+    picks = [cfg.defect_for("sso", ds, p) for ds in ("insured_persons", "workplaces") for p in periods]
     again = [
         SimConfig(seed=7, defect_share=0.3).defect_for("sso", ds, p)
         for ds in ("insured_persons", "workplaces")
@@ -220,18 +211,11 @@ def test_defect_choice_is_stable_and_follows_the_share(registry):
     share = sum(p is not None for p in picks) / len(picks)
     assert 0.18 <= share <= 0.42
     assert len({p for p in picks if p}) >= 6, "many kinds of defects"
-    assert all(
-        p is None for p in (SimConfig(seed=7).defect_for("sso", "workplaces", x) for x in periods)
-    )
-    assert all(
-        SimConfig(seed=7, defect_share=1.0).defect_for("sso", "workplaces", x) for x in periods
-    )
+    assert all(p is None for p in (SimConfig(seed=7).defect_for("sso", "workplaces", x) for x in periods))
+    assert all(SimConfig(seed=7, defect_share=1.0).defect_for("sso", "workplaces", x) for x in periods)
     # insured_persons has no free text, so it never gets wrong_encoding
     assert "wrong_encoding" not in {cfg.defect_for("sso", "insured_persons", p) for p in periods}
-    api = {
-        SimConfig(seed=3, defect_share=1.0).defect_for("tvto", "trainees", f"2026-{m:02d}")
-        for m in range(1, 13)
-    }
+    api = {SimConfig(seed=3, defect_share=1.0).defect_for("tvto", "trainees", f"2026-{m:02d}") for m in range(1, 13)}
     assert api <= set(API_DEFECTS) and len(api) >= 3
 
 
@@ -247,9 +231,9 @@ def test_overrides_win_and_are_validated():
     assert cfg.defect_for("sso", "workplaces", "1405-06") is None
     assert cfg.defect_for("sso", "workplaces", "1405-07") == "unknown_codes"
     assert expected_defect("sso", "workplaces", "1405-07", config=cfg) == "unknown_codes"
-    assert expected_defect(
-        "sso", "workplaces", "1405-07", overrides={"sso/workplaces/1405-07": "missing_column"}
-    ) == ("missing_column")
+    assert expected_defect("sso", "workplaces", "1405-07", overrides={"sso/workplaces/1405-07": "missing_column"}) == (
+        "missing_column"
+    )
     with pytest.raises(ValueError, match="unknown defect"):
         SimConfig(overrides={"sso/workplaces/1405-06": "gremlins"})
     with pytest.raises(ValueError, match="cannot be simulated"):
@@ -257,9 +241,7 @@ def test_overrides_win_and_are_validated():
             "sso", "insured_persons", "1405-06"
         )
     with pytest.raises(ValueError, match="cannot be simulated"):
-        SimConfig(overrides={"tvto/trainees/2026-09": "missing_manifest"}).defect_for(
-            "tvto", "trainees", "2026-09"
-        )
+        SimConfig(overrides={"tvto/trainees/2026-09": "missing_manifest"}).defect_for("tvto", "trainees", "2026-09")
     assert set(applicable_defects_for_tvto()) == set(API_DEFECTS)
 
 

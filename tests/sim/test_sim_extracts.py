@@ -7,6 +7,7 @@ import re
 
 import jdatetime
 import pytest
+
 from anbar.ids import is_valid_person_id
 from anbar.periods import Period
 from anbar.sim.defects import SimConfig

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from anbar.registry import load_registry
 from anbar.sim.api_server import ApiServer, create_api_app
 from anbar.sim.defects import SimConfig, applicable_defects
@@ -76,9 +77,7 @@ def test_new_sftp_organisation_is_published(custom, tmp_path):
     registry = config.registry
     ds = registry.dataset("swo", "beneficiaries")
     assert "wrong_encoding" in applicable_defects(ds, "sftp")
-    deliveries = publish_sftp_periods(
-        tmp_path, config.population(), registry, config, {"swo": ["1405-06"]}
-    )
+    deliveries = publish_sftp_periods(tmp_path, config.population(), registry, config, {"swo": ["1405-06"]})
     assert [d.dataset for d in deliveries] == ["beneficiaries"] and deliveries[0].rows > 20
     assert inspect_delivery(Path(deliveries[0].path), ds, registry) == set()
     bad = SimConfig(

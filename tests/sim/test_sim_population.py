@@ -61,9 +61,7 @@ def test_some_trainees_become_insured_employees(config, population, registry):
     trainees = registry.dataset("tvto", "trainees")
     insured = registry.dataset("sso", "insured_persons")
     passed = {
-        r["national_id"]
-        for r in extract_rows(population, trainees, "2026-06", registry=registry)
-        if r["result"] == "P"
+        r["national_id"] for r in extract_rows(population, trainees, "2026-06", registry=registry) if r["result"] == "P"
     }
     before = {r["national_id"] for r in extract_rows(population, insured, "1405-03")}
     later = set()
@@ -88,9 +86,7 @@ def test_population_does_not_depend_on_the_hash_seed(config, population):
         f"print(Population({config.seed}, {config.persons}, {config.workplaces}).fingerprint())"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == population.fingerprint()
 
 

@@ -8,6 +8,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+
 from anbar.sim.defects import expected_defect
 from anbar.sim.serve import start_simulators
 
@@ -97,9 +98,7 @@ def test_published_defects_are_the_expected_ones(sims):
     deliveries = sims.deliveries()
     assert len(deliveries) == 2 * len(SSO_PERIODS) + len(TVTO_PERIODS)
     for d in deliveries:
-        want = expected_defect(
-            d["org"], d["dataset"], d["period"], seed=SEED, defect_share=SHARE, overrides=OVERRIDES
-        )
+        want = expected_defect(d["org"], d["dataset"], d["period"], seed=SEED, defect_share=SHARE, overrides=OVERRIDES)
         assert d["defect"] == want == sims.expected_defect(d["org"], d["dataset"], d["period"])
     by_key = {(d["org"], d["dataset"], d["period"]): d for d in deliveries}
     assert by_key["sso", "workplaces", "1405-06"]["defect"] == "missing_column"
@@ -136,13 +135,9 @@ def test_api_through_airflow_httphook(sims, airflow_connections):
     manifest = response.json()
     assert (manifest["org"], manifest["period"], manifest["page_size"]) == ("tvto", "2026-10", 500)
     page = hook.run("/v1/extracts/trainees/2026-10").json()
-    rows = next(
-        d["rows"] for d in sims.deliveries() if (d["org"], d["period"]) == ("tvto", "2026-10")
-    )
+    rows = next(d["rows"] for d in sims.deliveries() if (d["org"], d["period"]) == ("tvto", "2026-10"))
     assert len(page["records"]) == min(rows, 500)
-    unpublished = hook.run(
-        "/v1/extracts/trainees/2026-11/manifest", extra_options={"check_response": False}
-    )
+    unpublished = hook.run("/v1/extracts/trainees/2026-11/manifest", extra_options={"check_response": False})
     assert unpublished.status_code == 404
 
 
@@ -177,6 +172,7 @@ def test_sigterm_stops_cleanly_and_a_restart_keeps_keys_and_bytes(sims):
 
 def test_in_process_simulators(tmp_path, config):
     import httpx
+
     from anbar.sim.serve import run_simulators_in_thread
 
     with run_simulators_in_thread(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import paramiko
 import pytest
+
 from anbar.sim.delivery import publish_sftp_periods
 from anbar.sim.keys import ensure_keypair
 from anbar.sim.sftp_server import SftpServer
@@ -27,9 +28,7 @@ def sftp(tmp_path_factory, loop, population, registry, config):
     client = ensure_keypair(state / "keys" / "client", "ed25519")
     intruder = ensure_keypair(state / "keys" / "intruder", "ed25519")
     server = loop.run(
-        SftpServer.start(
-            root, host.private_path, {"sso": [client.public_line], "other": [intruder.public_line]}
-        )
+        SftpServer.start(root, host.private_path, {"sso": [client.public_line], "other": [intruder.public_line]})
     )
     yield {"server": server, "root": root, "host": host, "client": client, "intruder": intruder}
     loop.run(server.close())
@@ -42,9 +41,7 @@ def _connection(monkeypatch, conn_id: str, port: int, *, host_key: str | None, p
         extra["host_key"] = host_key
     monkeypatch.setenv(
         f"AIRFLOW_CONN_{conn_id.upper()}",
-        json.dumps(
-            {"conn_type": "sftp", "host": "127.0.0.1", "port": port, "login": login, "extra": extra}
-        ),
+        json.dumps({"conn_type": "sftp", "host": "127.0.0.1", "port": port, "login": login, "extra": extra}),
     )
 
 

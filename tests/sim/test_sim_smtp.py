@@ -9,6 +9,7 @@ import smtplib
 from email.message import EmailMessage
 
 import pytest
+
 from anbar.sim.smtp_sink import SmtpSink, sanitise_subject
 
 
@@ -46,9 +47,7 @@ def test_each_message_gets_its_own_file(sink):
             smtp.sendmail("a@b.ir", ["c@d.ir"], f"Subject: same\r\n\r\nbody {i}\r\n")
     files = sorted(sink.maildir.glob("*.eml"))
     assert [f.name.split("-")[1] for f in files] == ["0001", "0002", "0003"]
-    assert [f.read_bytes().endswith(f"body {i}\r\n".encode()) for i, f in enumerate(files)] == [
-        True
-    ] * 3
+    assert [f.read_bytes().endswith(f"body {i}\r\n".encode()) for i, f in enumerate(files)] == [True] * 3
 
 
 def test_subject_sanitising():

@@ -17,9 +17,15 @@ PERIOD = Period.parse("1404-08", "jalali")
 
 
 def manifest(**over):
-    m = {"org": "sso", "dataset": "insured_persons", "period": "1404-08", "schema_version": 1,
-         "encoding": "utf-8", "delimiter": ",",
-         "files": [{"name": "part1.csv", "bytes": 10, "sha256": "a" * 64, "rows": 3}]}
+    m = {
+        "org": "sso",
+        "dataset": "insured_persons",
+        "period": "1404-08",
+        "schema_version": 1,
+        "encoding": "utf-8",
+        "delimiter": ",",
+        "files": [{"name": "part1.csv", "bytes": 10, "sha256": "a" * 64, "rows": 3}],
+    }
     m.update(over)
     return json.dumps(m).encode()
 
@@ -29,22 +35,27 @@ def test_a_good_manifest_parses():
     assert m.rows == 3 and m.files[0].name == "part1.csv"
 
 
-@pytest.mark.parametrize(("raw", "reason"), [
-    (b"{not json", "invalid_manifest"),
-    (b"[]", "invalid_manifest"),
-    (manifest(files=[]), "invalid_manifest"),
-    (manifest(period="1404-07"), "manifest_mismatch"),
-    (manifest(org="tvto"), "manifest_mismatch"),
-    (manifest(schema_version=2), "schema_version"),
-    (manifest(encoding="latin-1"), "unsupported_encoding"),
-    (manifest(delimiter="#"), "invalid_manifest"),
-    (manifest(files=[{"name": "../../etc/cron.d/evil.csv", "bytes": 1, "sha256": "a" * 64, "rows": 0}]),
-     "unsafe_file_name"),
-    (manifest(files=[{"name": "sub/dir.csv", "bytes": 1, "sha256": "a" * 64, "rows": 0}]), "unsafe_file_name"),
-    (manifest(files=[{"name": ".hidden.csv", "bytes": 1, "sha256": "a" * 64, "rows": 0}]), "unsafe_file_name"),
-    (manifest(files=[{"name": "x.csv", "bytes": 1, "sha256": "XYZ", "rows": 0}]), "invalid_manifest"),
-    (manifest(files=[{"name": "x.csv", "bytes": 1, "sha256": "a" * 64, "rows": 0}] * 2), "invalid_manifest"),
-])
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"{not json", "invalid_manifest"),
+        (b"[]", "invalid_manifest"),
+        (manifest(files=[]), "invalid_manifest"),
+        (manifest(period="1404-07"), "manifest_mismatch"),
+        (manifest(org="tvto"), "manifest_mismatch"),
+        (manifest(schema_version=2), "schema_version"),
+        (manifest(encoding="latin-1"), "unsupported_encoding"),
+        (manifest(delimiter="#"), "invalid_manifest"),
+        (
+            manifest(files=[{"name": "../../etc/cron.d/evil.csv", "bytes": 1, "sha256": "a" * 64, "rows": 0}]),
+            "unsafe_file_name",
+        ),
+        (manifest(files=[{"name": "sub/dir.csv", "bytes": 1, "sha256": "a" * 64, "rows": 0}]), "unsafe_file_name"),
+        (manifest(files=[{"name": ".hidden.csv", "bytes": 1, "sha256": "a" * 64, "rows": 0}]), "unsafe_file_name"),
+        (manifest(files=[{"name": "x.csv", "bytes": 1, "sha256": "XYZ", "rows": 0}]), "invalid_manifest"),
+        (manifest(files=[{"name": "x.csv", "bytes": 1, "sha256": "a" * 64, "rows": 0}] * 2), "invalid_manifest"),
+    ],
+)
 def test_bad_manifests_are_rejected_with_a_reason(raw, reason):
     with pytest.raises(DeliveryRejected) as err:
         parse_manifest(raw, SSO, PERSONS, PERIOD)
@@ -57,12 +68,15 @@ def test_header_matching_is_case_and_space_insensitive_and_reports_optional_gaps
     assert cols[0] == "national_id" and missing == ["employment_start"]
 
 
-@pytest.mark.parametrize(("header", "reason"), [
-    ([""], "invalid_header"),
-    (["national_id", "national_id"], "invalid_header"),
-    (["national_id", "workshop_code"], "missing_column"),
-    ([*PERSONS.column_names, "bonus"], "unexpected_column"),
-])
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        ([""], "invalid_header"),
+        (["national_id", "national_id"], "invalid_header"),
+        (["national_id", "workshop_code"], "missing_column"),
+        ([*PERSONS.column_names, "bonus"], "unexpected_column"),
+    ],
+)
 def test_bad_headers(header, reason):
     with pytest.raises(DeliveryRejected) as err:
         match_header(header, PERSONS)

@@ -40,12 +40,17 @@ def test_jalali_period_bounds_and_due_date():
 
 def test_gregorian_periods_and_the_last_complete_ones():
     assert [p.label for p in last_complete_periods(dt.date(2026, 1, 5), "gregorian", 3)] == [
-        "2025-10", "2025-11", "2025-12"]
+        "2025-10",
+        "2025-11",
+        "2025-12",
+    ]
     assert [p.label for p in last_complete_periods(dt.date(2025, 11, 21), "jalali", 2)] == ["1404-06", "1404-07"]
 
 
-@pytest.mark.parametrize(("label", "calendar"), [("2025-10", "jalali"), ("1404-08", "gregorian"), ("1404-13", "jalali"),
-                                                 ("1404/08", "jalali")])
+@pytest.mark.parametrize(
+    ("label", "calendar"),
+    [("2025-10", "jalali"), ("1404-08", "gregorian"), ("1404-13", "jalali"), ("1404/08", "jalali")],
+)
 def test_bad_period_labels(label, calendar):
     with pytest.raises(ValueError):
         Period.parse(label, calendar)

@@ -35,15 +35,21 @@ def _edit(path, change):
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
 
 
-@pytest.mark.parametrize(("change", "field", "reason"), [
-    (lambda d: d["datasets"][0].update(primary_key=["nope"]), "datasets.0", "primary_key names unknown columns"),
-    (lambda d: d["datasets"][0]["columns"][0].update(type="float"), "datasets.0.columns.0.type", "Input should be"),
-    (lambda d: d.update(focal_points=["not-an-email"]), "focal_points", "not an email address"),
-    (lambda d: d["transport"].update(kind="ftp"), "transport", "does not match any of the expected tags"),
-    (lambda d: d["datasets"][0].update(due_day=0), "datasets.0.due_day", "greater than or equal to 1"),
-    (lambda d: d["datasets"][0]["columns"][1].update(surprise=1), "datasets.0.columns.1.surprise",
-     "Extra inputs are not permitted"),
-])
+@pytest.mark.parametrize(
+    ("change", "field", "reason"),
+    [
+        (lambda d: d["datasets"][0].update(primary_key=["nope"]), "datasets.0", "primary_key names unknown columns"),
+        (lambda d: d["datasets"][0]["columns"][0].update(type="float"), "datasets.0.columns.0.type", "Input should be"),
+        (lambda d: d.update(focal_points=["not-an-email"]), "focal_points", "not an email address"),
+        (lambda d: d["transport"].update(kind="ftp"), "transport", "does not match any of the expected tags"),
+        (lambda d: d["datasets"][0].update(due_day=0), "datasets.0.due_day", "greater than or equal to 1"),
+        (
+            lambda d: d["datasets"][0]["columns"][1].update(surprise=1),
+            "datasets.0.columns.1.surprise",
+            "Extra inputs are not permitted",
+        ),
+    ],
+)
 def test_a_broken_file_names_file_field_and_reason(registry_copy, change, field, reason):
     _edit(registry_copy / "sso.yml", change)
     with pytest.raises(RegistryError) as err:
@@ -66,5 +72,5 @@ def test_file_name_must_match_the_code(registry_copy):
 
 def test_unreadable_yaml(registry_copy):
     (registry_copy / "tvto.yml").write_text("code: [unclosed", encoding="utf-8")
-    with pytest.raises(RegistryError, match="tvto.yml: cannot read"):
+    with pytest.raises(RegistryError, match=r"tvto\.yml: cannot read"):
         load_registry(registry_copy)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from anbar.ids import make_legal_entity_id, make_person_id
 from anbar.registry import ColumnType, Dataset, Identifier, Registry, load_registry
 
@@ -87,15 +88,12 @@ class Warehouse:
         parent = sql.Identifier("clean", ds.key)
         cols = ["_submission_id", "_file", "_row_no", "_period", *ds.column_names]
         values = [
-            (sid, "part-1.csv", i + 1, "2025-10", *(r.get(c) for c in ds.column_names))
-            for i, r in enumerate(rows)
+            (sid, "part-1.csv", i + 1, "2025-10", *(r.get(c) for c in ds.column_names)) for i, r in enumerate(rows)
         ]
         conn = self.connect()
         try:
             with conn.cursor() as cur:
-                cur.execute(
-                    sql.SQL("create table {} (like {} including defaults)").format(part, parent)
-                )
+                cur.execute(sql.SQL("create table {} (like {} including defaults)").format(part, parent))
                 if values:
                     execute_values(
                         cur,

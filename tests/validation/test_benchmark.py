@@ -12,6 +12,7 @@ import os
 import time
 
 import pytest
+
 from anbar.ids import make_person_id
 from anbar.suites import suite_path
 from anbar.validation import validate_submission
@@ -20,9 +21,7 @@ from .conftest import EXPECTATIONS
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(
-        not os.environ.get("ANBAR_VALIDATION_BENCH"), reason="set ANBAR_VALIDATION_BENCH=1 to run"
-    ),
+    pytest.mark.skipif(not os.environ.get("ANBAR_VALIDATION_BENCH"), reason="set ANBAR_VALIDATION_BENCH=1 to run"),
 ]
 
 ROWS = int(os.environ.get("ANBAR_VALIDATION_BENCH_ROWS", "1000000"))

@@ -8,6 +8,8 @@ import shutil
 
 import great_expectations as gx
 import pytest
+from great_expectations.expectations import UnexpectedRowsExpectation
+
 from anbar.suites import (
     PRINCIPLES,
     SEVERITIES,
@@ -19,7 +21,6 @@ from anbar.suites import (
     suite_path,
     write_suite,
 )
-from great_expectations.expectations import UnexpectedRowsExpectation
 
 from .conftest import EXPECTATIONS
 
@@ -55,9 +56,7 @@ def test_drafted_suite_covers_the_registry_rules(registry):
     ds = registry.dataset("sso", "insured_persons")
     data = generate_suite(ds, registry)
     by_rule = {e["meta"]["rule"]: e for e in data["expectations"]}
-    assert by_rule["primary_key_unique"]["kwargs"] == {
-        "column_list": ["national_id", "workshop_code"]
-    }
+    assert by_rule["primary_key_unique"]["kwargs"] == {"column_list": ["national_id", "workshop_code"]}
     for col in ds.columns:
         assert (f"not_null.{col.name}" in by_rule) == col.required
     assert by_rule["code_list.insurance_type"]["kwargs"]["value_set"] == ["1", "2", "3", "4", "5"]
@@ -74,8 +73,7 @@ def test_drafted_suite_covers_the_registry_rules(registry):
     assert by_rule["order.employment_start_after_birth_date"]["meta"]["principle"] == "consistency"
     assert by_rule["plausible_age.employment_start"]["meta"]["severity"] == "warning"
     tvto = {
-        e["meta"]["rule"]: e
-        for e in generate_suite(registry.dataset("tvto", "trainees"), registry)["expectations"]
+        e["meta"]["rule"]: e for e in generate_suite(registry.dataset("tvto", "trainees"), registry)["expectations"]
     }
     assert tvto["order.course_end_after_course_start"]["kwargs"]["column_A"] == "course_end"
     workplaces = generate_suite(registry.dataset("sso", "workplaces"), registry)["expectations"]
@@ -134,9 +132,7 @@ def _rule(data: dict, rule: str) -> dict:
             "column 'gender' is not a column",
         ),
         (
-            lambda d: _rule(d, "primary_key_unique")["kwargs"].update(
-                column_list=["national_id", "course"]
-            ),
+            lambda d: _rule(d, "primary_key_unique")["kwargs"].update(column_list=["national_id", "course"]),
             "column 'course' is not a column",
         ),
         (
@@ -161,9 +157,7 @@ def _rule(data: dict, rule: str) -> dict:
         ),
         (lambda d: _rule(d, "range.hours")["kwargs"].update(mostly=2), "mostly"),
         (
-            lambda d: _rule(d, "order.course_end_after_course_start")["kwargs"].update(
-                or_equal="yes"
-            ),
+            lambda d: _rule(d, "order.course_end_after_course_start")["kwargs"].update(or_equal="yes"),
             "kwargs.or_equal must be true or false",
         ),
         (
@@ -211,14 +205,10 @@ def test_loader_rejects(tvto_suite, write_suite_file, edit, reason):
 
 def test_loader_names_the_expectation_in_the_message(tvto_suite, write_suite_file):
     ds, data = tvto_suite
-    index = next(
-        i for i, e in enumerate(data["expectations"]) if e["meta"]["rule"] == "range.hours"
-    )
+    index = next(i for i, e in enumerate(data["expectations"]) if e["meta"]["rule"] == "range.hours")
     data["expectations"][index]["meta"]["principle"] = "beauty"
     path = write_suite_file(data, ds.key)
-    with pytest.raises(
-        SuiteError, match=rf"expectations\[{index}\] \(expect_column_values_to_be_between\)"
-    ):
+    with pytest.raises(SuiteError, match=rf"expectations\[{index}\] \(expect_column_values_to_be_between\)"):
         load_suite(path, ds)
 
 

@@ -7,6 +7,7 @@ import json
 import re
 
 import pytest
+
 from anbar.ids import is_valid_legal_entity_id, is_valid_person_id
 from anbar.suites import generate_suite, suite_path
 from anbar.validation import (
@@ -247,9 +248,7 @@ def test_identifier_samples_are_masked(warehouse, tvto, good_rows):
         assert r["national_id"] not in text
     check = by_rule(result, "check_digit.national_id")
     (sample,) = check["samples"]
-    assert (
-        sample["national_id"] == rows[2]["national_id"][:3] + "******" + rows[2]["national_id"][-1]
-    )
+    assert sample["national_id"] == rows[2]["national_id"][:3] + "******" + rows[2]["national_id"][-1]
     for s in by_rule(result, "primary_key_unique")["samples"]:
         assert MASKED.match(s["national_id"])
         assert s["course_code"] == rows[20]["course_code"]  # not an identifier: in clear
@@ -280,17 +279,12 @@ def test_missing_partition(warehouse, tvto):
         validate_submission(warehouse.url, tvto, 424242, suite_path(EXPECTATIONS, tvto))
 
 
-def test_failing_sql_is_a_failed_check_with_its_error(
-    warehouse, tvto, registry, good_rows, write_suite_file
-):
+def test_failing_sql_is_a_failed_check_with_its_error(warehouse, tvto, registry, good_rows, write_suite_file):
     data = generate_suite(tvto, registry)
     data["expectations"].append(
         {
             "type": "unexpected_rows_expectation",
-            "kwargs": {
-                "unexpected_rows_query": "select * from {batch} "
-                "where not anbar.no_such_rule(isco_code)"
-            },
+            "kwargs": {"unexpected_rows_query": "select * from {batch} where not anbar.no_such_rule(isco_code)"},
             "meta": {
                 "rule": "broken",
                 "principle": "system",
@@ -303,9 +297,7 @@ def test_failing_sql_is_a_failed_check_with_its_error(
     data["expectations"].append(
         {
             "type": "unexpected_rows_expectation",
-            "kwargs": {
-                "unexpected_rows_query": "select * from {batch} where national_id::smallint < 0"
-            },
+            "kwargs": {"unexpected_rows_query": "select * from {batch} where national_id::smallint < 0"},
             "meta": {
                 "rule": "leaky",
                 "principle": "quality",

@@ -118,9 +118,7 @@ def dbt_parse(env: Mapping[str, str] | None = None) -> Path:
 def _project_files() -> list[Path]:
     skip = {"target", "logs", "dbt_packages"}
     return [
-        p
-        for p in PROJECT_DIR.rglob("*")
-        if p.is_file() and not skip.intersection(p.relative_to(PROJECT_DIR).parts)
+        p for p in PROJECT_DIR.rglob("*") if p.is_file() and not skip.intersection(p.relative_to(PROJECT_DIR).parts)
     ]
 
 

@@ -68,8 +68,7 @@ def dataset_assets(registry: Registry) -> list:
     from airflow.sdk import Asset
 
     return [
-        Asset(name=ds.key, uri=ds.asset_uri, group=ASSET_GROUP)
-        for ds in sorted(registry.datasets, key=lambda d: d.key)
+        Asset(name=ds.key, uri=ds.asset_uri, group=ASSET_GROUP) for ds in sorted(registry.datasets, key=lambda d: d.key)
     ]
 
 

@@ -26,14 +26,10 @@ HEADER = (
 )
 
 META_DOCS = {
-    "_submission_id": (
-        "Ledger id of the delivery (anbar.submissions.submission_id); one partition per delivery."
-    ),
+    "_submission_id": ("Ledger id of the delivery (anbar.submissions.submission_id); one partition per delivery."),
     "_file": "Name of the delivered file the row came from.",
     "_row_no": "Row number of the record in the delivered file.",
-    "_period": (
-        "Reporting period label in the organisation's calendar (YYYY-MM, e.g. 1405-07 Jalali)."
-    ),
+    "_period": ("Reporting period label in the organisation's calendar (YYYY-MM, e.g. 1405-07 Jalali)."),
 }
 
 SUBMISSIONS_COLUMNS = {
@@ -41,13 +37,9 @@ SUBMISSIONS_COLUMNS = {
     "org": "Organisation code from the registry (e.g. sso).",
     "dataset": "Dataset name from the registry (e.g. insured_persons).",
     "period": "Reporting period label in the organisation's calendar (YYYY-MM).",
-    "version": (
-        "Delivery version of the period: a re-delivery supersedes the earlier ones once accepted."
-    ),
+    "version": ("Delivery version of the period: a re-delivery supersedes the earlier ones once accepted."),
     "received_at": "When the delivery was received.",
-    "status": (
-        "received, landed, loaded, validated, accepted, rejected or failed; only accepted is used."
-    ),
+    "status": ("received, landed, loaded, validated, accepted, rejected or failed; only accepted is used."),
 }
 
 JALALI_CALENDAR_COLUMNS = {

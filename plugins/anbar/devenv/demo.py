@@ -31,8 +31,9 @@ class AirflowApi:
 
     def _request(self, method: str, path: str, body: dict | None = None, auth: bool = True):
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.base + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         if auth:
             req.add_header("Authorization", f"Bearer {self.token()}")
         with urllib.request.urlopen(req, timeout=30) as r:
@@ -56,16 +57,16 @@ class AirflowApi:
 
     def trigger(self, dag_id: str, run_id: str, conf: dict) -> None:
         try:
-            self._request("POST", f"/api/v2/dags/{dag_id}/dagRuns",
-                          {"dag_run_id": run_id, "logical_date": None, "conf": conf})
+            self._request(
+                "POST", f"/api/v2/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": conf}
+            )
         except urllib.error.HTTPError as exc:
             if exc.code != 409:  # 409: this run exists already (demo run twice)
                 raise
 
 
 def _demo_overrides(periods: dict[str, list[str]]) -> list[str]:
-    return [f"{org}/{ds}/{periods[org][i]}={defect}" for (org, ds, i), defect in DEMO_DEFECTS.items()
-            if org in periods]
+    return [f"{org}/{ds}/{periods[org][i]}={defect}" for (org, ds, i), defect in DEMO_DEFECTS.items() if org in periods]
 
 
 def up(today: dt.date | None = None, n_periods: int = 3, timeout: float = 900) -> None:
@@ -148,13 +149,17 @@ def _dbt_parse(env: dict[str, str]) -> None:
 def _print_summary(stack: Stack, env_file) -> None:
     conn = psycopg2.connect(stack.pg.dsn(WAREHOUSE_DB))
     with conn, conn.cursor() as cur:
-        cur.execute("select org, dataset, period, version, status, rows_manifest, rows_loaded, rows_rejected, "
-                    "coalesce(reason, '') from anbar.submissions order by org, dataset, period, version")
+        cur.execute(
+            "select org, dataset, period, version, status, rows_manifest, rows_loaded, rows_rejected, "
+            "coalesce(reason, '') from anbar.submissions order by org, dataset, period, version"
+        )
         rows = cur.fetchall()
     conn.close()
     print("\nSubmission ledger:")
-    print(f"  {'org':5} {'dataset':16} {'period':8} {'v':>2} {'status':9} {'manifest':>8} {'loaded':>7} "
-          f"{'rejected':>8}  reason")
+    print(
+        f"  {'org':5} {'dataset':16} {'period':8} {'v':>2} {'status':9} {'manifest':>8} {'loaded':>7} "
+        f"{'rejected':>8}  reason"
+    )
     for r in rows:
         print(f"  {r[0]:5} {r[1]:16} {r[2]:8} {r[3]:>2} {r[4]:9} {r[5] or 0:>8} {r[6] or 0:>7} {r[7] or 0:>8}  {r[8]}")
     mails = sorted(stack.mail_dir.glob("*.eml")) if stack.mail_dir.exists() else []

@@ -56,8 +56,11 @@ def _ensure_service_user() -> pwd.struct_passwd:
     try:
         return pwd.getpwnam(SERVICE_USER)
     except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin", SERVICE_USER],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin", SERVICE_USER],
+            check=True,
+            capture_output=True,
+        )
         return pwd.getpwnam(SERVICE_USER)
 
 
@@ -125,8 +128,18 @@ class LocalPostgres:
                 os.chown(p, user.pw_uid, user.pw_gid)
             _open_prefix(POSTGRES_BIN_PATH)
         try:
-            self._run("initdb", "-D", str(self.pgdata), "-U", SUPERUSER, f"--pwfile={pwfile}",
-                      "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8", timeout=120)
+            self._run(
+                "initdb",
+                "-D",
+                str(self.pgdata),
+                "-U",
+                SUPERUSER,
+                f"--pwfile={pwfile}",
+                "--auth=scram-sha-256",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+                timeout=120,
+            )
         finally:
             pwfile.unlink(missing_ok=True)
 
@@ -163,8 +176,7 @@ class LocalPostgres:
             self.log_file.touch()
             user = _ensure_service_user()
             os.chown(self.log_file, user.pw_uid, user.pw_gid)
-        self._run("pg_ctl", "-D", str(self.pgdata), "-l", str(self.log_file), "-w", "-t", "60", "start",
-                  timeout=90)
+        self._run("pg_ctl", "-D", str(self.pgdata), "-l", str(self.log_file), "-w", "-t", "60", "start", timeout=90)
         self.wait_ready()
         return self
 
@@ -188,8 +200,14 @@ class LocalPostgres:
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
     # -- connection details ---------------------------------------------------------------
-    def url(self, database: str = "postgres", *, user: str = SUPERUSER, password: str | None = None,
-            driver: str = "postgresql+psycopg2") -> str:
+    def url(
+        self,
+        database: str = "postgres",
+        *,
+        user: str = SUPERUSER,
+        password: str | None = None,
+        driver: str = "postgresql+psycopg2",
+    ) -> str:
         pw = quote(password if password is not None else self.password, safe="")
         return f"{driver}://{user}:{pw}@127.0.0.1:{self.port}/{database}"
 

@@ -7,6 +7,7 @@ Every service runs detached, writes its pid and log under the state directory
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -66,8 +67,15 @@ class Service:
 
     def start(self, cmd: list[str], env: dict[str, str]) -> None:
         with open(self.log_file, "ab") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=env, cwd=REPO_ROOT, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=REPO_ROOT,
+                start_new_session=True,
+            )
         self.pid_file.write_text(str(proc.pid))
 
     def stop(self, timeout: float = 30) -> bool:
@@ -75,18 +83,14 @@ class Service:
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return False
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         deadline = time.monotonic() + timeout
         while _pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.3)
         if _pid_alive(pid):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self.pid_file.unlink(missing_ok=True)
         return True
 
@@ -109,8 +113,12 @@ class Stack:
     def ports(self) -> dict[str, int]:
         if self.ports_file.exists():
             return json.loads(self.ports_file.read_text())
-        ports = {"sftp": free_port(), "api": free_port(), "smtp": free_port(),
-                 "airflow": 8080 if _port_free(8080) else free_port()}
+        ports = {
+            "sftp": free_port(),
+            "api": free_port(),
+            "smtp": free_port(),
+            "airflow": 8080 if _port_free(8080) else free_port(),
+        }
         self.ports_file.write_text(json.dumps(ports))
         return ports
 
@@ -133,15 +141,35 @@ class Stack:
             self.pg.create_database(db)
         say(f"PostgreSQL is up on 127.0.0.1:{self.pg.port}")
 
-    def start_simulators(self, periods: dict[str, list[str]], seed: int = 42, defect_share: float = 0.0,
-                         overrides: list[str] | None = None) -> dict:
+    def start_simulators(
+        self,
+        periods: dict[str, list[str]],
+        seed: int = 42,
+        defect_share: float = 0.0,
+        overrides: list[str] | None = None,
+    ) -> dict:
         ready = self.sim_dir / "ready"
         if self.sim.pid() is None:
             ready.unlink(missing_ok=True)
             ports = self.ports()
-            cmd = [sys.executable, "-m", "anbar.sim", "serve", "--state-dir", str(self.sim_dir),
-                   "--sftp-port", str(ports["sftp"]), "--api-port", str(ports["api"]),
-                   "--smtp-port", str(ports["smtp"]), "--seed", str(seed), "--defect-share", str(defect_share)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "anbar.sim",
+                "serve",
+                "--state-dir",
+                str(self.sim_dir),
+                "--sftp-port",
+                str(ports["sftp"]),
+                "--api-port",
+                str(ports["api"]),
+                "--smtp-port",
+                str(ports["smtp"]),
+                "--seed",
+                str(seed),
+                "--defect-share",
+                str(defect_share),
+            ]
             for org, labels in periods.items():
                 cmd += ["--periods", f"{org}={','.join(labels)}"]
             for o in overrides or []:
@@ -161,32 +189,37 @@ class Stack:
     def airflow_env(self, connections: dict) -> dict[str, str]:
         ports = self.ports()
         env = dict(os.environ)
-        env.update({
-            "AIRFLOW_HOME": str(self.airflow_home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__PARALLELISM": "4",
-            "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "4",
-            "AIRFLOW__CORE__DEFAULT_TIMEZONE": "UTC",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.pg.url(AIRFLOW_DB),
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(ports["airflow"]),
-            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{ports['airflow']}",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{ports['airflow']}/execution/",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.state_dir / "airflow-passwords.json"),
-            "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "30",
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "20",
-            "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-            "GX_ANALYTICS_ENABLED": "False",
-            "ANBAR_LANDING_DIR": str(self.landing_dir),
-            "ANBAR_PSEUDONYM_KEY": self._secret("pseudonym-key"),
-            "ANBAR_WH_HOST": "127.0.0.1", "ANBAR_WH_PORT": str(self.pg.port), "ANBAR_WH_USER": "anbar_admin",
-            "ANBAR_WH_PASSWORD": self.pg.password, "ANBAR_WH_DBNAME": WAREHOUSE_DB,
-            "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        })
+        env.update(
+            {
+                "AIRFLOW_HOME": str(self.airflow_home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+                "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__PARALLELISM": "4",
+                "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "4",
+                "AIRFLOW__CORE__DEFAULT_TIMEZONE": "UTC",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.pg.url(AIRFLOW_DB),
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API__PORT": str(ports["airflow"]),
+                "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{ports['airflow']}",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{ports['airflow']}/execution/",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.state_dir / "airflow-passwords.json"),
+                "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "30",
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "20",
+                "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+                "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+                "GX_ANALYTICS_ENABLED": "False",
+                "ANBAR_LANDING_DIR": str(self.landing_dir),
+                "ANBAR_PSEUDONYM_KEY": self._secret("pseudonym-key"),
+                "ANBAR_WH_HOST": "127.0.0.1",
+                "ANBAR_WH_PORT": str(self.pg.port),
+                "ANBAR_WH_USER": "anbar_admin",
+                "ANBAR_WH_PASSWORD": self.pg.password,
+                "ANBAR_WH_DBNAME": WAREHOUSE_DB,
+                "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            }
+        )
         env.update(connection_env(self.pg, connections))
         return env
 
@@ -202,8 +235,13 @@ class Stack:
         self.airflow_home.mkdir(parents=True, exist_ok=True)
         if self.airflow.pid() is None:
             say("migrating the Airflow metadata database ...")
-            subprocess.run([str(VENV_BIN / "airflow"), "db", "migrate"], env=env, check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(
+                [str(VENV_BIN / "airflow"), "db", "migrate"],
+                env=env,
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             say("starting Airflow (standalone: api-server, scheduler, dag-processor, triggerer) ...")
             self.airflow.start([str(VENV_BIN / "airflow"), "standalone"], env)
         self.wait_airflow_healthy()
@@ -237,15 +275,23 @@ class Stack:
 
 
 def demo_periods(registry: Registry, today: dt.date, n: int = 3) -> dict[str, list[str]]:
-    return {code: [p.label for p in last_complete_periods(today, org.calendar, n)]
-            for code, org in registry.organisations.items()}
+    return {
+        code: [p.label for p in last_complete_periods(today, org.calendar, n)]
+        for code, org in registry.organisations.items()
+    }
 
 
 def connection_env(pg: LocalPostgres, sim_connections: dict) -> dict[str, str]:
     """Airflow connections as AIRFLOW_CONN_* variables (JSON form)."""
     conns = {
-        "anbar_warehouse": {"conn_type": "postgres", "host": "127.0.0.1", "port": pg.port, "login": "anbar_admin",
-                            "password": pg.password, "schema": WAREHOUSE_DB},
+        "anbar_warehouse": {
+            "conn_type": "postgres",
+            "host": "127.0.0.1",
+            "port": pg.port,
+            "login": "anbar_admin",
+            "password": pg.password,
+            "schema": WAREHOUSE_DB,
+        },
         **sim_connections,
     }
     return {f"AIRFLOW_CONN_{cid.upper()}": json.dumps(c) for cid, c in conns.items()}

@@ -40,9 +40,7 @@ def _overrides(values: list[str] | None) -> dict[str, str | None]:
     for value in values or []:
         key, sep, defect = value.partition("=")
         if not sep:
-            raise argparse.ArgumentTypeError(
-                f"--override expects org/dataset/period=defect, got {value!r}"
-            )
+            raise argparse.ArgumentTypeError(f"--override expects org/dataset/period=defect, got {value!r}")
         out[key.strip()] = None if defect.strip().lower() in ("", "none") else defect.strip()
     return out
 
@@ -102,9 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     except (argparse.ArgumentTypeError, ValueError) as exc:
         parser.error(str(exc))
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
     if args.command == "serve":

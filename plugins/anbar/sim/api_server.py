@@ -50,9 +50,7 @@ def api_delivery_rows(
     period = as_period(period_label, organisation.calendar)
     defect = config.defect_for(org, dataset, period.label)
     rows = extract_rows(population, ds, period, registry=registry)
-    rows = apply_row_defect(
-        rows, ds, defect, registry=registry, seed=config.seed, period=period.label
-    )
+    rows = apply_row_defect(rows, ds, defect, registry=registry, seed=config.seed, period=period.label)
     return rows, defect
 
 

@@ -113,9 +113,7 @@ def _unknown_code(codes: set[str], rng_value: float) -> str:
     sample = next(iter(codes))
     if all(c.isdigit() for c in codes):
         width = len(sample)
-        pool = [
-            f"{n:0{width}d}" for n in range(10**width - 1, -1, -1) if f"{n:0{width}d}" not in codes
-        ]
+        pool = [f"{n:0{width}d}" for n in range(10**width - 1, -1, -1) if f"{n:0{width}d}" not in codes]
         preferred = [c for c in ("77", "88", "99", "9", "7", "0") if c in pool]
         pool = preferred or pool
     else:

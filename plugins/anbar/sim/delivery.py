@@ -182,9 +182,7 @@ def write_sftp_delivery(
     }
     manifest_bytes = (json.dumps(manifest, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
     manifest_path = out / MANIFEST
-    if defect == "missing_manifest" or (
-        manifest_path.exists() and manifest_path.read_bytes() != manifest_bytes
-    ):
+    if defect == "missing_manifest" or (manifest_path.exists() and manifest_path.read_bytes() != manifest_bytes):
         manifest_path.unlink(missing_ok=True)  # never leave a manifest describing other files
     for stale in out.iterdir():
         if stale.is_file() and stale.name != MANIFEST and stale.name not in payloads:
@@ -228,9 +226,7 @@ def sftp_delivery_rows(
     defect = config.defect_for(org, dataset, period.label)
     variant = sftp_variant(registry, org, dataset, period)
     rows = extract_rows(population, ds, period, registry=registry)
-    rows = apply_row_defect(
-        rows, ds, defect, registry=registry, seed=config.seed, period=period.label
-    )
+    rows = apply_row_defect(rows, ds, defect, registry=registry, seed=config.seed, period=period.label)
     rows = represent(rows, ds, variant, seed=config.seed, period=period.label)
     columns = ds.column_names
     if defect == "missing_column":
@@ -258,9 +254,7 @@ def publish_sftp_periods(
         for label in labels:
             period = as_period(label, organisation.calendar).label
             for ds in organisation.datasets:
-                rows, columns, variant, defect = sftp_delivery_rows(
-                    population, registry, config, org, ds.name, period
-                )
+                rows, columns, variant, defect = sftp_delivery_rows(population, registry, config, org, ds.name, period)
                 path = write_sftp_delivery(
                     root,
                     org,
@@ -274,9 +268,5 @@ def publish_sftp_periods(
                     columns=columns,
                     outbox=organisation.transport.outbox,
                 )
-                published.append(
-                    Delivery(
-                        org, ds.name, period, "sftp", defect, len(rows), variant.name, str(path)
-                    )
-                )
+                published.append(Delivery(org, ds.name, period, "sftp", defect, len(rows), variant.name, str(path)))
     return published

@@ -251,9 +251,7 @@ def sftp_variant(registry: Registry, org: str, dataset: str, period: Period | st
     return VARIANTS[(p.year * 12 + p.month - 1 + 3 * index) % len(VARIANTS)]
 
 
-def represent(
-    rows: list[Row], dataset: Dataset, variant: Variant, *, seed: int, period: str
-) -> list[Row]:
+def represent(rows: list[Row], dataset: Dataset, variant: Variant, *, seed: int, period: str) -> list[Row]:
     """Apply a variant's letter forms and digits to (a copy of) ``rows``."""
     if not (variant.arabic_letters or variant.local_digits):
         return [dict(r) for r in rows]

@@ -254,9 +254,7 @@ class Population:
         self.isic_sections = tuple(sorted(registry.code_lists["isic_section"].codes))
         self.insurance_types = tuple(sorted(registry.code_lists["sso_insurance_type"].codes))
         self._province = _Weighted({p: PROVINCE_WEIGHTS.get(p, 1.0) for p in self.province_codes})
-        self._insurance = _Weighted(
-            {k: INSURANCE_TYPE_WEIGHTS.get(k, 1.0) for k in self.insurance_types}
-        )
+        self._insurance = _Weighted({k: INSURANCE_TYPE_WEIGHTS.get(k, 1.0) for k in self.insurance_types})
         self.persons: tuple[Person, ...] = self._make_persons(persons)
         self.workplaces: tuple[Workplace, ...] = self._make_workplaces(workplaces)
         self._index_workplaces()
@@ -362,9 +360,7 @@ class Population:
             self._by_province[key] = (ws, cum)
         self._by_registration = sorted(self.workplaces, key=lambda w: (w.registered_on, w.index))
 
-    def _pick_workplace(
-        self, rng: random.Random, province: str, start: dt.date, exclude: set[int]
-    ) -> Workplace:
+    def _pick_workplace(self, rng: random.Random, province: str, start: dt.date, exclude: set[int]) -> Workplace:
         for _ in range(30):
             key = province if province in self._by_province and rng.random() < 0.75 else "*"
             ws, cum = self._by_province[key]
@@ -381,9 +377,7 @@ class Population:
         value = rng.lognormvariate(19.0, 0.45)  # median ~ 178 million rials
         return int(min(hi, max(lo, value)) // 10_000 * 10_000)
 
-    def _course(
-        self, rng: random.Random, person: Person, start: dt.date, out: list[Training]
-    ) -> Training:
+    def _course(self, rng: random.Random, person: Person, start: dt.date, out: list[Training]) -> Training:
         course = rng.choice(COURSES)
         hours_per_week = rng.choice((12, 16, 20, 24, 30, 40))
         days = max(5, round(course.hours / hours_per_week * 7))
@@ -431,9 +425,7 @@ class Population:
                     end = None if work_to >= HORIZON_END else work_to
                 exclude = {e.workplace for e in recent if e.end is None or e.end > start - _GAP}
                 w = self._pick_workplace(rng, p.province, start, exclude)
-                job = Employment(
-                    p.index, w.index, start, end, self._wage(rng), self._insurance(rng)
-                )
+                job = Employment(p.index, w.index, start, end, self._wage(rng), self._insurance(rng))
                 employments.append(job)
                 recent = [job]
                 if rng.random() < 0.05 and end is not None and (end - start).days > 120:
@@ -486,8 +478,7 @@ class Population:
             h.update("\n".join(map(repr, group)).encode())
         h.update(
             "\n".join(
-                repr((t.person, t.course.code, t.province, t.start, t.end, t.result))
-                for t in self.trainings
+                repr((t.person, t.course.code, t.province, t.start, t.end, t.result)) for t in self.trainings
             ).encode()
         )
         return h.hexdigest()

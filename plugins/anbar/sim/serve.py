@@ -105,9 +105,7 @@ class Simulators:
         self.state_dir = Path(state_dir).resolve()
         self.config = config
         self.registry = config.registry
-        self.periods = _normalise_periods(
-            self.registry, DEFAULT_PERIODS if periods is None else periods
-        )
+        self.periods = _normalise_periods(self.registry, DEFAULT_PERIODS if periods is None else periods)
         self.requested_ports = {"sftp": sftp_port, "api": api_port, "smtp": smtp_port}
         self.api_page_size = api_page_size
         self.key_kind = key_kind
@@ -141,21 +139,15 @@ class Simulators:
         keys = self.state_dir / "keys"
         kind = self.key_kind
         self.host_key: KeyPair = ensure_keypair(keys / f"ssh_host_{kind}_key", kind, "anbar-sim")
-        self.client_key: KeyPair = ensure_keypair(
-            keys / f"anbar_client_{kind}_key", kind, "anbar@warehouse"
-        )
+        self.client_key: KeyPair = ensure_keypair(keys / f"anbar_client_{kind}_key", kind, "anbar@warehouse")
         self.tokens = ensure_tokens(keys / "api_tokens.json", self._orgs("api"))
         population = self.config.population()
         self._clean_outboxes()
-        self.deliveries = publish_sftp_periods(
-            self.sftp_root, population, self.registry, self.config, self.periods
-        )
+        self.deliveries = publish_sftp_periods(self.sftp_root, population, self.registry, self.config, self.periods)
         for org in self._orgs("api"):
             for label in self.periods.get(org, []):
                 for ds in self.registry.org(org).datasets:
-                    rows, defect = api_delivery_rows(
-                        population, self.registry, self.config, org, ds.name, label
-                    )
+                    rows, defect = api_delivery_rows(population, self.registry, self.config, org, ds.name, label)
                     self.deliveries.append(Delivery(org, ds.name, label, "api", defect, len(rows)))
         self.maildir.mkdir(parents=True, exist_ok=True)
 
@@ -193,9 +185,7 @@ class Simulators:
                 page_size=self.api_page_size,
             )
             self._api = await ApiServer.start(app, host=HOST, port=self.requested_ports["api"])
-            self._smtp = await SmtpSink.start(
-                self.maildir, host=HOST, port=self.requested_ports["smtp"]
-            )
+            self._smtp = await SmtpSink.start(self.maildir, host=HOST, port=self.requested_ports["smtp"])
         except BaseException:
             await self.stop()
             raise
@@ -252,9 +242,7 @@ class Simulators:
     def _write_state(self) -> None:
         dumps = lambda obj: (json.dumps(obj, ensure_ascii=False, indent=2) + "\n").encode()  # noqa: E731
         atomic_write(self.state_dir / "connections.json", dumps(self.connections))
-        env_lines = "".join(
-            f"{k}={shlex.quote(v)}\n" for k, v in airflow_env(self.connections).items()
-        )
+        env_lines = "".join(f"{k}={shlex.quote(v)}\n" for k, v in airflow_env(self.connections).items())
         atomic_write(self.state_dir / "connections.env", env_lines.encode())
         os.chmod(self.state_dir / "connections.json", 0o600)
         os.chmod(self.state_dir / "connections.env", 0o600)

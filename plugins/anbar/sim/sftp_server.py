@@ -49,13 +49,8 @@ class ReadOnlySFTPServer(asyncssh.SFTPServer):
             _denied()
         return super().open(path, pflags, attrs)
 
-    def open56(
-        self, path: bytes, desired_access: int, flags: int, attrs: asyncssh.SFTPAttrs
-    ) -> object:
-        if (
-            desired_access & _V5_WRITE_ACCESS
-            or (flags & FXF_ACCESS_DISPOSITION) != FXF_OPEN_EXISTING
-        ):
+    def open56(self, path: bytes, desired_access: int, flags: int, attrs: asyncssh.SFTPAttrs) -> object:
+        if desired_access & _V5_WRITE_ACCESS or (flags & FXF_ACCESS_DISPOSITION) != FXF_OPEN_EXISTING:
             _denied()
         return super().open56(path, desired_access, flags, attrs)
 
@@ -140,9 +135,7 @@ class SftpServer:
         client public keys (OpenSSH ``ssh-ed25519 AAAA...`` lines or key objects).
         """
         root = Path(root).resolve()
-        accounts = {
-            user: [_import_public(k) for k in keys] for user, keys in authorized_keys.items()
-        }
+        accounts = {user: [_import_public(k) for k in keys] for user, keys in authorized_keys.items()}
         for user in accounts:
             if not user or "/" in user or user in (".", ".."):
                 raise ValueError(f"bad SFTP account name {user!r}")

@@ -53,8 +53,7 @@ class MaildirHandler:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
         name = f"{stamp}-{seq:04d}-{sanitise_subject(_subject(raw))}.eml"
         envelope = (
-            f"X-Envelope-From: <{mail_from or ''}>\r\n"
-            f"X-Envelope-To: {', '.join(f'<{r}>' for r in rcpt_tos)}\r\n"
+            f"X-Envelope-From: <{mail_from or ''}>\r\nX-Envelope-To: {', '.join(f'<{r}>' for r in rcpt_tos)}\r\n"
         ).encode()
         path = self.maildir / name
         tmp = self.maildir / f".{name}.tmp"
@@ -81,9 +80,7 @@ class SmtpSink:
         return self.handler.maildir
 
     @classmethod
-    async def start(
-        cls, maildir: Path | str, *, host: str = "127.0.0.1", port: int = 0
-    ) -> SmtpSink:
+    async def start(cls, maildir: Path | str, *, host: str = "127.0.0.1", port: int = 0) -> SmtpSink:
         handler = MaildirHandler(maildir)
         loop = asyncio.get_running_loop()
 
