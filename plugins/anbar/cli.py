@@ -62,6 +62,30 @@ def _dbt_sources(args) -> int:
     return 0
 
 
+def _suites_check(args) -> int:
+    from anbar import settings
+    from anbar.registry import load_registry
+    from anbar.suites import check_all
+
+    problems = check_all(settings.expectations_dir(), load_registry(args.registry))
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if not problems:
+        print(f"every suite in {settings.expectations_dir()} loads and covers the registry")
+    return 1 if problems else 0
+
+
+def _ingest(args) -> int:
+    from anbar import ingest
+
+    step = ingest.run_steps(args.org, args.dataset, args.period)
+    print(
+        f"{step.org}/{step.dataset}/{step.period}: {step.state}"
+        + (f" ({step.reason}: {step.message})" if step.reason else "")
+    )
+    return 0 if step.state in ("accepted", "noop", "waiting") else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="anbar", description="anbar: the ministry's microdata warehouse")
     parser.add_argument("--registry", default=None, help="registry directory (default: registry/ of the repo)")
@@ -81,6 +105,16 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("dbt-sources", help="write dbt sources generated from the registry")
     p.add_argument("--check", action="store_true", help="fail if the committed file is out of date")
     p.set_defaults(func=_dbt_sources)
+
+    p = sub.add_parser("suites", help="expectation suites")
+    p.add_argument("action", choices=["check"], help="check: lint every suite against the registry")
+    p.set_defaults(func=_suites_check)
+
+    p = sub.add_parser("ingest", help="ingest one dataset and period now, outside Airflow (operators' fallback)")
+    p.add_argument("org")
+    p.add_argument("dataset")
+    p.add_argument("period", help="YYYY-MM in the organisation's calendar")
+    p.set_defaults(func=_ingest)
 
     args = parser.parse_args(argv)
     return args.func(args)

