@@ -174,6 +174,23 @@ def _continue_or_noop(sub: ledger.Submission, created: bool, step: Step) -> Step
     return step
 
 
+def _read_manifest(source: SupplierSftpHook | SupplierApiHook, org: Organisation, ds: Dataset, p: Period) -> bytes:
+    raw = source.read_manifest(ds.name, p.label)
+    if raw is None:
+        raise RuntimeError(f"the manifest of {org.code}/{ds.name}/{p.label} disappeared after it was seen")
+    return raw
+
+
+def _as_recorded(raw_manifest: bytes, rows_of) -> tuple[dict, int | None]:
+    """The manifest as the ledger records it before it is checked; an unreadable one is kept as text,
+    so the delivery is on record before it is rejected."""
+    try:
+        data = json.loads(raw_manifest.decode("utf-8-sig"))
+        return data, rows_of(data)
+    except Exception:
+        return {"unparseable": raw_manifest[:2000].decode("utf-8", "replace")}, None
+
+
 def _receive_sftp(
     conn,
     source: SupplierSftpHook,
@@ -184,16 +201,9 @@ def _receive_sftp(
     step: Step,
     run_id: str | None,
 ) -> Step:
-    raw_manifest = source.read_manifest(ds.name, p.label)
-    if raw_manifest is None:
-        raise RuntimeError(f"the manifest of {org.code}/{ds.name}/{p.label} disappeared after it was seen")
+    raw_manifest = _read_manifest(source, org, ds, p)
     delivery_sha = sha256_bytes(raw_manifest)
-    try:
-        manifest_json = json.loads(raw_manifest.decode("utf-8-sig"))
-        rows_manifest = sum(int(f["rows"]) for f in manifest_json["files"])
-    except Exception:  # an unreadable manifest is recorded first, then rejected by parse_manifest below
-        manifest_json = {"unparseable": raw_manifest[:2000].decode("utf-8", "replace")}
-        rows_manifest = None
+    manifest_json, rows_manifest = _as_recorded(raw_manifest, lambda m: sum(int(f["rows"]) for f in m["files"]))
     sub, created = _opened(
         conn,
         step,
@@ -267,16 +277,10 @@ def _receive_api(
     step: Step,
     run_id: str | None,
 ) -> Step:
-    raw_manifest = source.read_manifest(ds.name, p.label)
-    if raw_manifest is None:
-        raise RuntimeError(f"the manifest of {org.code}/{ds.name}/{p.label} disappeared after it was seen")
+    raw_manifest = _read_manifest(source, org, ds, p)
     records = archive.store_chunks(f"{ds.name}_{p.label}.jsonl", source.iter_jsonl(ds.name, p.label))
     delivery_sha = sha256_bytes(raw_manifest + b"\n" + records.sha256.encode())
-    try:
-        manifest_json = json.loads(raw_manifest)
-        rows_manifest = int(manifest_json.get("rows"))
-    except Exception:
-        manifest_json, rows_manifest = {"unparseable": raw_manifest[:2000].decode("utf-8", "replace")}, None
+    manifest_json, rows_manifest = _as_recorded(raw_manifest, lambda m: int(m["rows"]))
     sub, created = _opened(
         conn,
         step,

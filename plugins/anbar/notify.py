@@ -42,8 +42,6 @@ REASONS_FA = {
 
 PRINCIPLES_FA = {"conversion": "تبدیل", "system": "نظام‌های طبقه‌بندی", "consistency": "سازگاری", "quality": "کیفیت"}
 
-REJECTION_TEMPLATE = _env.get_template("rejection.html")
-
 
 @dataclass
 class Mail:
@@ -98,9 +96,13 @@ def rejection_mail(
     summary: dict | None = None,
 ) -> Mail:
     subject = f"[anbar] REJECTED {org.code}/{ds.name} {period} v{version}: {reason} | رد تحویل"
-    html = REJECTION_TEMPLATE.render(
-        subject=subject,
-        org=org,
+    return _supplier_mail(
+        f"rejected:{submission_id}",
+        "rejected",
+        org,
+        subject,
+        "rejection.html",
+        submission_id=submission_id,
         ds=ds,
         period=period,
         version=version,
@@ -112,33 +114,40 @@ def rejection_mail(
         rows_rejected=rows_rejected or 0,
         failures=_failures(summary),
         principles_fa=PRINCIPLES_FA,
-        submission_id=submission_id,
-    )
-    return Mail(
-        dedup_key=f"rejected:{submission_id}",
-        kind="rejected",
-        recipients=[*org.focal_points, *settings.warehouse_team()],
-        subject=subject,
-        html=html,
-        submission_id=submission_id,
     )
 
 
 def missing_mail(org: Organisation, ds: Dataset, period: str, detail: str) -> Mail:
     subject = f"[anbar] MISSING {org.code}/{ds.name} {period}: no delivery by the due date | عدم تحویل"
-    html = _env.from_string("""<!doctype html><html><head><meta charset="utf-8"></head><body>
-<div dir="rtl" lang="fa"><p>تحویل مجموعه داده <b>{{ ds.name }}</b> ({{ org.names.fa }}) برای دوره <b>{{ period }}</b>
-تا پایان مهلت انجام نشد.</p></div><hr>
-<div lang="en"><p>No delivery of <b>{{ ds.name }}</b> ({{ org.names.en }}) for period <b>{{ period }}</b> was found
-by the end of its due date and grace period.</p><p><code>{{ detail }}</code></p></div></body></html>""").render(
-        org=org, ds=ds, period=period, detail=detail
+    return _supplier_mail(
+        f"missing:{org.code}/{ds.name}/{period}",
+        "missing",
+        org,
+        subject,
+        "missing.html",
+        ds=ds,
+        period=period,
+        detail=detail,
     )
+
+
+def _supplier_mail(
+    dedup_key: str,
+    kind: str,
+    org: Organisation,
+    subject: str,
+    template: str,
+    submission_id: int | None = None,
+    **context,
+) -> Mail:
+    """A mail to the organisation's focal points, copied to the warehouse team."""
     return Mail(
-        dedup_key=f"missing:{org.code}/{ds.name}/{period}",
-        kind="missing",
+        dedup_key=dedup_key,
+        kind=kind,
         recipients=[*org.focal_points, *settings.warehouse_team()],
         subject=subject,
-        html=html,
+        html=_env.get_template(template).render(subject=subject, org=org, **context),
+        submission_id=submission_id,
     )
 
 
