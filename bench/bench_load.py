@@ -27,14 +27,14 @@ from anbar.registry import load_registry
 PERSIAN = str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")
 
 
-def write_extract(path: Path, rows: int, encoding: str) -> int:
+def write_extract(path: Path, rows: int, encoding: str, persian_share: float = 0.25) -> int:
     rng = random.Random(1)
     with open(path, "w", encoding="cp1256" if encoding == "windows-1256" else "utf-8", newline="") as f:
         f.write("national_id,workshop_code,sex,birth_date,insurance_type,days_worked,insured_wage,employment_start\n")
         for i in range(rows):
             birth = f"13{rng.randint(40, 85)}/{rng.randint(1, 12):02d}/{rng.randint(1, 29):02d}"
             days = str(rng.randint(1, 31))
-            if encoding == "utf-8" and i % 4 == 0:  # a quarter of the rows in Persian digits
+            if encoding == "utf-8" and rng.random() < persian_share:  # rows written with Persian digits
                 birth, days = birth.translate(PERSIAN), days.translate(PERSIAN)
             f.write(
                 f"{make_person_id(i * 7 + 13)},{1000000 + i % 50000},{1 + i % 2},{birth},{1 + i % 5},{days},"
@@ -47,6 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--encoding", default="utf-8", choices=["utf-8", "windows-1256"])
+    parser.add_argument("--persian-share", type=float, default=0.25, help="share of rows with Persian digits")
     args = parser.parse_args()
     registry = load_registry()
     org = registry.org("sso")
@@ -58,8 +59,11 @@ def main() -> None:
         conn = psycopg2.connect(pg.dsn("bench"))
         ddl.bootstrap(conn, registry)
         csv_path = tmp / "extract.csv"
-        size = write_extract(csv_path, args.rows, args.encoding)
-        print(f"extract: {args.rows:,} rows, {size / 1e6:.0f} MB, {args.encoding}")
+        size = write_extract(csv_path, args.rows, args.encoding, args.persian_share)
+        print(
+            f"extract: {args.rows:,} rows, {size / 1e6:.0f} MB, {args.encoding}, "
+            f"{args.persian_share:.0%} of rows in Persian digits"
+        )
 
         with conn.cursor() as cur:
             cur.execute(f"create table bare ({', '.join(f'{c} text' for c in ds.column_names)})")

@@ -73,6 +73,7 @@ _LETTERS_TO = _U("".join(LETTER_MAP.values()))
 # Characters only the full translate() handles: other digits, whitespace but ' ', invisibles.
 _SPECIAL_CLASS = _U("[" + "".join(DIGIT_MAP) + WHITESPACE.replace(" ", "") + REMOVED + "]")
 _WHITESPACE = _U(WHITESPACE)  # what Python's str.strip() removes
+_ASCII_SPACES = _U("".join(c for c in WHITESPACE if c.isascii()))
 _ZWNJ = _U(ZWNJ)
 _TRIMMED = _U(" " + ZWNJ)
 _SPACE_RUN = _U(f"[ {ZWNJ}]* [ {ZWNJ}]*")
@@ -142,7 +143,13 @@ create schema if not exists {SCHEMA};
 
 create or replace function {SCHEMA}.normalize_digits(text) returns text
 language sql immutable parallel safe as $$
-    select case when $1 ~ {_DIGIT_CLASS} then translate($1, {_DIGITS_FROM}, {_DIGITS_TO}) else $1 end
+    -- ASCII text (octet length = character length) has nothing to convert: the common case,
+    -- answered without the regular expression.
+    select case
+        when octet_length($1) = length($1) then $1
+        when $1 ~ {_DIGIT_CLASS} then translate($1, {_DIGITS_FROM}, {_DIGITS_TO})
+        else $1
+    end
 $$;
 comment on function {SCHEMA}.normalize_digits(text) is
     'Persian, Arabic-Indic and Bengali digits to ASCII (anbar.normalize.normalize_digits).';
@@ -150,6 +157,8 @@ comment on function {SCHEMA}.normalize_digits(text) is
 create or replace function {SCHEMA}.normalize_text(text) returns text
 language sql immutable parallel safe as $$
     select case
+        -- ASCII without any whitespace (codes, numbers, dates) is already normal.
+        when octet_length($1) = length($1) and translate($1, {_ASCII_SPACES}, '') = $1 then $1
         when $1 ~ {_SPECIAL_CLASS}
             then {_tidy_spaces(f"translate($1, {_TEXT_FROM}, {_TEXT_TO})")}
         when strpos($1, '  ') > 0 or strpos($1, {_ZWNJ}) > 0
