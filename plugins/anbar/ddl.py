@@ -84,6 +84,14 @@ create table if not exists anbar.notifications (
     sent_at         timestamptz
 );
 
+create or replace view anbar.quarantine as
+    select submission_id, org, dataset, period, version, received_at, reason, message, rows_manifest,
+           landing_path
+    from anbar.submissions
+    where status = 'rejected';
+comment on view anbar.quarantine is
+    'Rejected deliveries: kept (landing archive, raw and clean partitions) but never used by the warehouse.';
+
 create table if not exists raw.rejected_rows (
     submission_id  bigint not null references anbar.submissions (submission_id),
     file           text not null,

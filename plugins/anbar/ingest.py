@@ -459,6 +459,8 @@ def conclude(step: Step, registry: Registry | None = None, archive: LandingArchi
                 },
             )
         if sub.status == "rejected":
+            if sub.landing_path:
+                archive.quarantine(Path(sub.landing_path), sub.org, sub.dataset, sub.period, sub.version)
             notify.send(
                 conn,
                 notify.rejection_mail(

@@ -5,6 +5,7 @@
         manifest.json                                  the manifest as delivered
         files.json                                     delivered name -> sha256, bytes
         report.json                                    outcome (written when decided)
+    <root>/quarantine/<org>/<dataset>/<period>-v<version> -> the delivery of a rejected submission
 
 A delivery is identified by the sha256 of its manifest (SFTP) or of its landed
 records (API); landing the same bytes twice stores nothing new.
@@ -105,6 +106,15 @@ class LandingArchive:
         tmp.write_text(json.dumps(report, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
         os.replace(tmp, path)
         return path
+
+
+    def quarantine(self, delivery_dir: Path, org: str, dataset: str, period: str, version: int) -> Path:
+        """Index a rejected delivery under quarantine/ (a link; the bytes stay where they are)."""
+        link = self.root / "quarantine" / org / dataset / f"{period}-v{version}"
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.is_symlink():
+            link.symlink_to(Path(delivery_dir).resolve(), target_is_directory=True)
+        return link
 
 
 def _write_once(path: Path, data: bytes) -> None:

@@ -115,6 +115,9 @@ def test_bad_deliveries_end_rejected_with_a_reason_and_nothing_loaded(
     landing = Path(sub["landing_path"])
     assert (landing / "manifest.json").exists()
     assert json.loads((landing / "report.json").read_text())["reason"] == reason
+    # ... and indexed in quarantine.
+    assert (landing.parents[4] / "quarantine" / org / dataset / f"{period}-v{sub['version']}").resolve() == landing
+    assert _count(conn, "select count(*) from anbar.quarantine where submission_id = %s", sub["submission_id"]) == 1
     # The supplier and the warehouse team were told, once.
     mails = _mails(simulators, f"REJECTED {org}/{dataset} {period} v{sub['version']}")
     assert len(mails) >= 1
@@ -145,3 +148,25 @@ def test_rows_that_cannot_be_converted_are_kept_as_rejects(fresh_warehouse, simu
     rejected = _count(conn, "select count(*) from raw.rejected_rows where submission_id = %s", sub["submission_id"])
     assert rejected == sub["rows_rejected"]
     assert sub["rows_manifest"] == sub["rows_loaded"] + rejected
+
+
+def test_an_empty_delivery_is_an_accepted_nil_return(fresh_warehouse, simulators):
+    """A manifest with rows 0 and a header-only file means "nothing to report" for the period."""
+    from anbar.registry import load_registry
+    from anbar.sim import write_sftp_delivery
+
+    ds = load_registry().dataset("sso", "workplaces")
+    write_sftp_delivery(
+        simulators.sftp_root,
+        "sso",
+        "workplaces",
+        "1403-12",
+        [],
+        encoding="utf-8",
+        delimiter=",",
+        columns=ds.column_names,
+    )
+    step = ingest.run_steps("sso", "workplaces", "1403-12")
+    assert step.state == "accepted", step
+    [sub] = _ledger(fresh_warehouse, "sso", "workplaces", "1403-12")
+    assert (sub["rows_manifest"], sub["rows_loaded"], sub["rows_rejected"]) == (0, 0, 0)
