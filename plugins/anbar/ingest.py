@@ -155,11 +155,26 @@ def _lock(conn, submission_id: int) -> None:
     conn.commit()
 
 
-def _opened(conn, step: Step, **kwargs) -> tuple[ledger.Submission, bool]:
-    sub, created = ledger.open_submission(conn, org=step.org, dataset=step.dataset, period=step.period, **kwargs)
+def _open(
+    conn, step: Step, *, transport: str, delivery_sha256: str, raw_manifest: bytes, rows_of, run_id: str | None
+) -> tuple[ledger.Submission, Step | None]:
+    """Record the delivery (or find it again) and lock it. Returns (submission, step if nothing is left to do)."""
+    manifest_json, rows_manifest = _as_recorded(raw_manifest, rows_of)
+    sub, created = ledger.open_submission(
+        conn,
+        org=step.org,
+        dataset=step.dataset,
+        period=step.period,
+        transport=transport,
+        delivery_sha256=delivery_sha256,
+        manifest=manifest_json,
+        rows_manifest=rows_manifest,
+        run_id=run_id,
+    )
     step.submission_id, step.version = sub.submission_id, sub.version
     _lock(conn, sub.submission_id)
-    return ledger.get(conn, sub.submission_id), created
+    sub = ledger.get(conn, sub.submission_id)
+    return sub, _continue_or_noop(sub, created, step)
 
 
 def _continue_or_noop(sub: ledger.Submission, created: bool, step: Step) -> Step | None:
@@ -203,17 +218,15 @@ def _receive_sftp(
 ) -> Step:
     raw_manifest = _read_manifest(source, org, ds, p)
     delivery_sha = sha256_bytes(raw_manifest)
-    manifest_json, rows_manifest = _as_recorded(raw_manifest, lambda m: sum(int(f["rows"]) for f in m["files"]))
-    sub, created = _opened(
+    sub, done = _open(
         conn,
         step,
         transport="sftp",
         delivery_sha256=delivery_sha,
-        manifest=manifest_json,
-        rows_manifest=rows_manifest,
+        raw_manifest=raw_manifest,
+        rows_of=lambda m: sum(int(f["rows"]) for f in m["files"]),
         run_id=run_id,
     )
-    done = _continue_or_noop(sub, created, step)
     if done:
         return done
     delivery_dir = archive.delivery_dir(org.code, ds.name, p.label, delivery_sha)
@@ -280,17 +293,15 @@ def _receive_api(
     raw_manifest = _read_manifest(source, org, ds, p)
     records = archive.store_chunks(f"{ds.name}_{p.label}.jsonl", source.iter_jsonl(ds.name, p.label))
     delivery_sha = sha256_bytes(raw_manifest + b"\n" + records.sha256.encode())
-    manifest_json, rows_manifest = _as_recorded(raw_manifest, lambda m: int(m["rows"]))
-    sub, created = _opened(
+    sub, done = _open(
         conn,
         step,
         transport="api",
         delivery_sha256=delivery_sha,
-        manifest=manifest_json,
-        rows_manifest=rows_manifest,
+        raw_manifest=raw_manifest,
+        rows_of=lambda m: int(m["rows"]),
         run_id=run_id,
     )
-    done = _continue_or_noop(sub, created, step)
     if done:
         return done
     delivery_dir = archive.record_delivery(org.code, ds.name, p.label, delivery_sha, raw_manifest, [records])

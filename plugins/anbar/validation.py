@@ -297,8 +297,21 @@ def _scrub(message: str) -> str:
 
 
 def _not_evaluated(config: dict) -> ExpectationOutcome:
+    return _identified(
+        config,
+        expectation_columns(config),
+        success=False,
+        unexpected_count=None,
+        unexpected_percent=None,
+        observed_value=None,
+        samples=[],
+        error="not evaluated: Great Expectations returned no result for this expectation",
+    )
+
+
+def _identified(config: dict, columns: list[str], **result) -> ExpectationOutcome:
+    """An outcome carrying the expectation's identity (rule, type, columns, principle, severity, description)."""
     meta = config.get("meta") or {}
-    columns = expectation_columns(config)
     return ExpectationOutcome(
         rule=meta.get("rule"),
         type=config["type"],
@@ -307,12 +320,7 @@ def _not_evaluated(config: dict) -> ExpectationOutcome:
         principle=meta["principle"],
         severity=meta["severity"],
         description={"fa": meta["description"]["fa"], "en": meta["description"]["en"]},
-        success=False,
-        unexpected_count=None,
-        unexpected_percent=None,
-        observed_value=None,
-        samples=[],
-        error="not evaluated: Great Expectations returned no result for this expectation",
+        **result,
     )
 
 
@@ -364,7 +372,6 @@ def _samples(config: dict, result: dict, columns: list[str], ids: set[str]) -> l
 
 
 def _outcome(config: dict, res: dict, ids: set[str]) -> ExpectationOutcome:
-    meta = config.get("meta") or {}
     result = res.get("result") or {}
     columns = expectation_columns(config)
     error = _error(res)
@@ -378,14 +385,9 @@ def _outcome(config: dict, res: dict, ids: set[str]) -> ExpectationOutcome:
         unexpected_percent = result.get("unexpected_percent")
         observed = _jsonable(result.get("observed_value"))
     success = bool(res.get("success")) and error is None
-    return ExpectationOutcome(
-        rule=meta.get("rule"),
-        type=config["type"],
-        column=", ".join(columns) or None,
-        columns=columns,
-        principle=meta["principle"],
-        severity=meta["severity"],
-        description={"fa": meta["description"]["fa"], "en": meta["description"]["en"]},
+    return _identified(
+        config,
+        columns,
         success=success,
         unexpected_count=unexpected_count,
         unexpected_percent=unexpected_percent,
