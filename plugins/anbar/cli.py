@@ -62,12 +62,20 @@ def _dbt_sources(args) -> int:
     return 0
 
 
-def _suites_check(args) -> int:
+def _suites(args) -> int:
     from anbar import settings
     from anbar.registry import load_registry
-    from anbar.suites import check_all
+    from anbar.suites import check_all, write_suite
 
-    problems = check_all(settings.expectations_dir(), load_registry(args.registry))
+    registry = load_registry(args.registry)
+    if args.action == "draft":
+        if not (args.org and args.dataset):
+            print("usage: anbar suites draft ORG DATASET", file=sys.stderr)
+            return 2
+        path = write_suite(settings.expectations_dir(), registry.dataset(args.org, args.dataset), registry)
+        print(f"wrote {path}: the draft the registry implies; review it with the statisticians, then commit it")
+        return 0
+    problems = check_all(settings.expectations_dir(), registry)
     for problem in problems:
         print(problem, file=sys.stderr)
     if not problems:
@@ -107,8 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_dbt_sources)
 
     p = sub.add_parser("suites", help="expectation suites")
-    p.add_argument("action", choices=["check"], help="check: lint every suite against the registry")
-    p.set_defaults(func=_suites_check)
+    p.add_argument(
+        "action",
+        choices=["check", "draft"],
+        help="check: lint every suite against the registry; draft: write a new dataset's first suite",
+    )
+    p.add_argument("org", nargs="?")
+    p.add_argument("dataset", nargs="?")
+    p.set_defaults(func=_suites)
 
     p = sub.add_parser("ingest", help="ingest one dataset and period now, outside Airflow (operators' fallback)")
     p.add_argument("org")

@@ -22,3 +22,11 @@ def test_registry_check_fails_naming_the_file(tmp_path, capsys):
     assert main(["--registry", str(broken), "registry-check"]) == 1
     err = capsys.readouterr().err
     assert "tvto.yml" in err and "datasets.0.due_day" in err
+
+
+def test_suites_draft_writes_the_registry_suite_once(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ANBAR_EXPECTATIONS_DIR", str(tmp_path))
+    assert main(["suites", "draft", "sso", "workplaces"]) == 0
+    assert (tmp_path / "sso__workplaces.json").exists()
+    assert main(["suites", "check"]) == 1  # the other datasets have no suite in this directory
+    assert "sso__insured_persons" in capsys.readouterr().err
