@@ -107,7 +107,6 @@ class LandingArchive:
         os.replace(tmp, path)
         return path
 
-
     def quarantine(self, delivery_dir: Path, org: str, dataset: str, period: str, version: int) -> Path:
         """Index a rejected delivery under quarantine/ (a link; the bytes stay where they are)."""
         link = self.root / "quarantine" / org / dataset / f"{period}-v{version}"

@@ -135,6 +135,21 @@ def _parsed(fn: str, t: str) -> str:
 
 
 _CLEAN_DATE = f"btrim({SCHEMA}.normalize_digits($1), {_WHITESPACE})"
+
+
+def _text_to_date(calendar: str) -> str:
+    """``<calendar>_to_date(text)``: padded ASCII first, then other forms, then any digits and spaces."""
+    ymd = f"{calendar}_ymd_to_date"
+    return f"""create or replace function {SCHEMA}.{calendar}_to_date(text) returns date
+language sql immutable parallel safe as $$
+    select case
+        when $1 ~ {_DATE_PADDED} then {SCHEMA}.{ymd}({_PADDED_PARTS})
+        when $1 ~ {_DATE_FORMS} then {SCHEMA}.{ymd}({", ".join(_date_parts("$1"))})
+        else {_parsed(ymd, _CLEAN_DATE)}
+    end
+$$;"""
+
+
 _NOWRUZ = _nowruz_array()
 _FIRST_YEAR = JALALI_YEARS.start
 
@@ -239,14 +254,7 @@ $$;
 comment on function {SCHEMA}.jalali_ymd_to_date(integer, integer, integer) is
     'Jalali year, month, day to a date; NULL if impossible or outside anbar.jalali_calendar.';
 
-create or replace function {SCHEMA}.jalali_to_date(text) returns date
-language sql immutable parallel safe as $$
-    select case
-        when $1 ~ {_DATE_PADDED} then {SCHEMA}.jalali_ymd_to_date({_PADDED_PARTS})
-        when $1 ~ {_DATE_FORMS} then {SCHEMA}.jalali_ymd_to_date({", ".join(_date_parts("$1"))})
-        else {_parsed("jalali_ymd_to_date", _CLEAN_DATE)}
-    end
-$$;
+{_text_to_date("jalali")}
 comment on function {SCHEMA}.jalali_to_date(text) is
     'Jalali YYYY/MM/DD, YYYY-MM-DD or YYYY/M/D (any digits) to a date; NULL if impossible '
     'or outside anbar.jalali_calendar (which it agrees with day by day).';
@@ -265,14 +273,7 @@ $$;
 comment on function {SCHEMA}.gregorian_ymd_to_date(integer, integer, integer) is
     'Gregorian year, month, day to a date; NULL instead of an error if impossible.';
 
-create or replace function {SCHEMA}.gregorian_to_date(text) returns date
-language sql immutable parallel safe as $$
-    select case
-        when $1 ~ {_DATE_PADDED} then {SCHEMA}.gregorian_ymd_to_date({_PADDED_PARTS})
-        when $1 ~ {_DATE_FORMS} then {SCHEMA}.gregorian_ymd_to_date({", ".join(_date_parts("$1"))})
-        else {_parsed("gregorian_ymd_to_date", _CLEAN_DATE)}
-    end
-$$;
+{_text_to_date("gregorian")}
 comment on function {SCHEMA}.gregorian_to_date(text) is
     'Gregorian YYYY-MM-DD, YYYY/MM/DD or YYYY-M-D (any digits) to a date; NULL instead of an error.';
 """

@@ -87,7 +87,21 @@ def _normalise_periods(registry: Registry, periods: Mapping[str, Sequence[str]])
     return out
 
 
-class Simulators:
+class StateLayout:
+    """Where the simulators keep their outboxes and mail under ``state_dir``."""
+
+    state_dir: Path
+
+    @property
+    def sftp_root(self) -> Path:
+        return self.state_dir / "sftp"
+
+    @property
+    def maildir(self) -> Path:
+        return self.state_dir / "mail"
+
+
+class Simulators(StateLayout):
     """All servers in the current event loop: ``await start()`` ... ``await stop()``."""
 
     def __init__(
@@ -115,15 +129,6 @@ class Simulators:
         self._sftp: SftpServer | None = None
         self._api: ApiServer | None = None
         self._smtp: SmtpSink | None = None
-
-    # paths
-    @property
-    def sftp_root(self) -> Path:
-        return self.state_dir / "sftp"
-
-    @property
-    def maildir(self) -> Path:
-        return self.state_dir / "mail"
 
     @property
     def ready_path(self) -> Path:
@@ -268,21 +273,13 @@ class Simulators:
         self._api = self._sftp = self._smtp = None
 
 
-class SimulatorHandle:
+class SimulatorHandle(StateLayout):
     """What the demo and the tests get back: connections, paths, defects, ``stop()``."""
 
     state_dir: Path
     config: SimConfig
     periods: dict[str, list[str]]
     connections: dict[str, dict]
-
-    @property
-    def sftp_root(self) -> Path:
-        return self.state_dir / "sftp"
-
-    @property
-    def maildir(self) -> Path:
-        return self.state_dir / "mail"
 
     @property
     def ports(self) -> dict[str, int]:
