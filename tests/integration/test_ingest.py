@@ -139,15 +139,20 @@ def test_missing_manifest_is_recorded_missing_after_the_deadline(fresh_warehouse
     assert _mails(simulators, "MISSING sso/workplaces 1404-01")
 
 
-def test_rows_that_cannot_be_converted_are_kept_as_rejects(fresh_warehouse, simulators, tmp_path):
-    """A good delivery still balances when some rows are rejected by conversion."""
+def test_ledger_counts_of_an_accepted_delivery_match_the_tables(fresh_warehouse, simulators):
+    """The ledger's rejected count is the rejects table's, and loaded + rejected = the manifest's rows.
+
+    (Rows rejected by conversion themselves are exercised in test_loader.py.)"""
     conn = fresh_warehouse
     step = ingest.run_steps("sso", "insured_persons", "1404-06")
     [sub] = _ledger(conn, "sso", "insured_persons", "1404-06")
     assert step.state == "accepted"
     rejected = _count(conn, "select count(*) from raw.rejected_rows where submission_id = %s", sub["submission_id"])
-    assert rejected == sub["rows_rejected"]
-    assert sub["rows_manifest"] == sub["rows_loaded"] + rejected
+    loaded = _count(
+        conn, "select count(*) from clean.sso__insured_persons where _submission_id = %s", sub["submission_id"]
+    )
+    assert (loaded, rejected) == (sub["rows_loaded"], sub["rows_rejected"])
+    assert sub["rows_manifest"] == loaded + rejected > 0
 
 
 def test_an_empty_delivery_is_an_accepted_nil_return(fresh_warehouse, simulators):
