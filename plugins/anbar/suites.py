@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from string import Formatter
 from typing import TYPE_CHECKING, Any
@@ -43,9 +44,56 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
 PRINCIPLES = ("conversion", "system", "consistency", "quality")
 SEVERITIES = ("blocking", "warning")
+TABLES = ("clean", "raw")
+REJECTION_MODES = ("file", "rows")
 # Columns the loader adds to every clean table; checks may use them.
 META_COLUMNS = ("_submission_id", "_file", "_row_no", "_period")
+RAW_META_COLUMNS = ("_submission_id", "_file", "_row_no")
 ROW_QUERY_TYPE = "unexpected_rows_expectation"
+DEFAULT_MAX_REJECTED_PERCENT = 5.0
+
+
+@dataclass(frozen=True)
+class SuitePolicy:
+    """What a failed blocking rule does, chosen per dataset by the statisticians (the suite's ``meta``).
+
+    ``rejection: file`` (the default): any blocking failure rejects the whole delivery.
+    ``rejection: rows``: rows that fail a blocking row-level rule are rejected one by one (kept in
+    the rejects table with the rule) and the rest is accepted, unless more than
+    ``max_rejected_percent`` of the delivered rows are rejected; a blocking rule about the table
+    as a whole (a row count, a total) still rejects the delivery.
+    """
+
+    rejection: str = "file"
+    max_rejected_percent: float = DEFAULT_MAX_REJECTED_PERCENT
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> SuitePolicy:
+        return cls(
+            rejection=meta.get("rejection", "file"),
+            max_rejected_percent=float(meta.get("max_rejected_percent", DEFAULT_MAX_REJECTED_PERCENT)),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rejection": self.rejection, "max_rejected_percent": self.max_rejected_percent}
+
+
+def is_row_query(exp_type: str) -> bool:
+    """Whether the expectation is a SQL query returning offending rows (GX's own or anbar's context checks)."""
+    from anbar.gx_custom import CONTEXT_TYPES
+
+    return exp_type == ROW_QUERY_TYPE or exp_type in CONTEXT_TYPES
+
+
+def expectation_table(exp: dict[str, Any]) -> str:
+    """The partition an expectation runs on: ``raw`` (values as delivered) or ``clean`` (converted)."""
+    from anbar.gx_custom import RAW_TYPES
+
+    table = (exp.get("meta") or {}).get("table")
+    if table in TABLES:
+        return table
+    return "raw" if exp.get("type") in RAW_TYPES else "clean"
+
 
 # Keys GX 1.x accepts at the top of a suite file and of an expectation.
 _SUITE_KEYS = {"name", "id", "expectations", "suite_parameters", "meta", "notes"}
@@ -60,7 +108,7 @@ _EXPECTATION_KEYS = {
     "rendered_content",
 }
 # kwargs naming one column / a list of columns.
-_COLUMN_KWARGS = ("column", "column_A", "column_B")
+_COLUMN_KWARGS = ("column", "column_A", "column_B", "id_column", "birth_date_column")
 _COLUMN_LIST_KWARGS = ("column_list", "column_set")
 # kwargs GX types as bool but would accept "yes" for (pydantic v1 is lax).
 _BOOL_KWARGS = ("or_equal", "strict_min", "strict_max", "catch_exceptions", "exact_match")
@@ -372,11 +420,41 @@ def _check_meta(where: str, meta: Any, exp_type: str) -> None:
     rule = meta.get("rule")
     if rule is not None and (not isinstance(rule, str) or not rule.strip()):
         raise SuiteError(f"{where}: meta.rule must be a non-empty text")
+    table = meta.get("table")
+    if table is not None and table not in TABLES:
+        raise SuiteError(f"{where}: meta.table must be one of {', '.join(TABLES)}, not {table!r}")
+    from anbar.gx_custom import RAW_TYPES
+
+    if exp_type in RAW_TYPES and table == "clean":
+        raise SuiteError(f"{where}: {exp_type} checks the values as delivered; it runs on the raw table only")
     cols = meta.get("columns")
     if exp_type == ROW_QUERY_TYPE and cols is None:
         raise SuiteError(f"{where}: meta.columns is required for {ROW_QUERY_TYPE} (the columns the query checks)")
     if cols is not None and (not isinstance(cols, list) or not cols or not all(isinstance(c, str) for c in cols)):
         raise SuiteError(f"{where}: meta.columns must be a non-empty list of column names")
+
+
+def query_placeholders(query: str) -> set[str]:
+    """The ``{name}`` placeholders of a SQL text (``{{``/``}}`` are literal braces)."""
+    return {f[1] for f in Formatter().parse(query) if f[1] is not None}
+
+
+def check_query_placeholders(where: str, what: str, query: str) -> None:
+    from anbar.gx_custom import CONTEXT_PLACEHOLDERS, DATASET_KEY
+
+    try:
+        fields = query_placeholders(query)
+    except ValueError as exc:
+        raise SuiteError(
+            f"{where}: {what} has an unpaired brace ({exc}); write a literal brace twice: {{{{ }}}}"
+        ) from None
+    unknown = sorted(f for f in fields if f != "batch" and f not in CONTEXT_PLACEHOLDERS and not DATASET_KEY.match(f))
+    if unknown:
+        raise SuiteError(
+            f"{where}: {what} has unknown placeholders: {', '.join('{' + f + '}' for f in unknown)} "
+            f"(known: {{batch}}, {', '.join('{' + p + '}' for p in CONTEXT_PLACEHOLDERS)}, "
+            "{<org>__<dataset>}); write a literal brace twice: {{ }}"
+        )
 
 
 def _check_kwargs(where: str, exp_type: str, kwargs: dict[str, Any]) -> None:
@@ -392,19 +470,7 @@ def _check_kwargs(where: str, exp_type: str, kwargs: dict[str, Any]) -> None:
         query = kwargs.get("unexpected_rows_query")
         if not isinstance(query, str) or "{batch}" not in query:
             raise SuiteError(f"{where}: kwargs.unexpected_rows_query must be a SQL text selecting from {{batch}}")
-        try:
-            fields = {f[1] for f in Formatter().parse(query) if f[1] is not None}
-        except ValueError as exc:
-            raise SuiteError(
-                f"{where}: kwargs.unexpected_rows_query has an unpaired brace ({exc}); "
-                "write a literal brace twice: {{ }}"
-            ) from None
-        if fields - {"batch"}:
-            raise SuiteError(
-                f"{where}: kwargs.unexpected_rows_query has placeholders other than {{batch}}: "
-                f"{', '.join('{' + f + '}' for f in sorted(fields - {'batch'}))}; "
-                "write a literal brace twice: {{ }}"
-            )
+        check_query_placeholders(where, "kwargs.unexpected_rows_query", query)
     if "value_set" in kwargs and isinstance(kwargs["value_set"], list) and not kwargs["value_set"]:
         raise SuiteError(f"{where}: kwargs.value_set is empty")
 
@@ -419,6 +485,8 @@ def _build(where: str, exp: dict[str, Any]):
     from great_expectations.expectations.expectation_configuration import (
         ExpectationConfiguration,
     )
+
+    import anbar.gx_custom  # noqa: F401  (registers anbar's own expectation types)
 
     try:
         return ExpectationConfiguration(**exp).to_domain_obj()
@@ -445,7 +513,11 @@ def read_suite(path: Path | str, dataset: Dataset) -> dict[str, Any]:
     exps = data.get("expectations")
     if not isinstance(exps, list) or not exps:
         raise SuiteError(f"{path}: 'expectations' must be a non-empty list")
-    known_columns = set(dataset.column_names) | set(META_COLUMNS)
+    _check_policy(path, data.get("meta"))
+    known = {
+        "clean": set(dataset.column_names) | set(META_COLUMNS),
+        "raw": set(dataset.column_names) | set(RAW_META_COLUMNS),
+    }
     rules: dict[str, int] = {}
     for i, exp in enumerate(exps):
         where = f"{path}: expectations[{i}]"
@@ -468,6 +540,15 @@ def read_suite(path: Path | str, dataset: Dataset) -> dict[str, Any]:
             if rule in rules:
                 raise SuiteError(f"{where}: meta.rule {rule!r} repeats expectations[{rules[rule]}]")
             rules[rule] = i
+        from anbar.gx_custom import CONTEXT_TYPES
+
+        context_type = CONTEXT_TYPES.get(exp_type)
+        if context_type is not None:
+            for key in context_type.generated_kwargs:
+                if key in kwargs:
+                    raise SuiteError(f"{where}: kwargs.{key} is written by anbar from the other kwargs; remove it")
+        table = expectation_table(exp)
+        known_columns = known[table]
         for col in expectation_columns(exp):
             if col not in known_columns:
                 raise SuiteError(
@@ -478,8 +559,23 @@ def read_suite(path: Path | str, dataset: Dataset) -> dict[str, Any]:
         severity = exp.get("severity")
         if severity is not None and severity != _gx_severity(meta["severity"]):
             raise SuiteError(f"{where}: severity {severity!r} contradicts meta.severity {meta['severity']!r}")
-        _build(where, exp)
+        built = _build(where, exp)
+        if context_type is not None:
+            check_query_placeholders(where, "the query written from its kwargs", built.unexpected_rows_query)
     return data
+
+
+def _check_policy(path: Path, meta: Any) -> None:
+    if meta is None:
+        return
+    if not isinstance(meta, dict):
+        raise SuiteError(f"{path}: meta must be an object")
+    rejection = meta.get("rejection", "file")
+    if rejection not in REJECTION_MODES:
+        raise SuiteError(f"{path}: meta.rejection must be one of {', '.join(REJECTION_MODES)}, not {rejection!r}")
+    limit = meta.get("max_rejected_percent", DEFAULT_MAX_REJECTED_PERCENT)
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not 0 <= limit <= 100:
+        raise SuiteError(f"{path}: meta.max_rejected_percent must be a number from 0 to 100, not {limit!r}")
 
 
 def _gx_severity(severity: str) -> str:

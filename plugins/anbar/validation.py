@@ -19,11 +19,20 @@ import re
 import time
 import uuid
 from contextlib import suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
 
 from anbar.registry import AccessTier, Dataset
-from anbar.suites import PRINCIPLES, ROW_QUERY_TYPE, expectation_columns, load_suite
+from anbar.suites import (
+    PRINCIPLES,
+    ROW_QUERY_TYPE,
+    SuitePolicy,
+    expectation_columns,
+    expectation_table,
+    is_row_query,
+    load_suite,
+)
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
@@ -53,6 +62,10 @@ class ExpectationOutcome(TypedDict):
     observed_value: Any
     samples: list[dict[str, Any]]
     error: str | None
+    table: str  # clean (converted values) or raw (values as delivered)
+    skipped: str | None  # why the check did not apply to this submission (it counts as passed)
+    row_level: bool  # its offending rows can be named (and rejected or flagged one by one)
+    rows_failing: int | None  # distinct rows it found, once findings are recorded
 
 
 class ValidationResult(TypedDict):
@@ -63,6 +76,7 @@ class ValidationResult(TypedDict):
     table: str
     suite: str
     success: bool  # no blocking expectation failed
+    policy: dict[str, Any] | None  # the suite's decision policy (whole-file or row-level rejection)
     row_count: int | None
     evaluated: int
     blocking_failures: int  # failed blocking expectations
@@ -101,47 +115,94 @@ def partition_table(dataset: Dataset, submission_id: int) -> str:
 # -- running ---------------------------------------------------------------------------------------
 
 
-def validate_submission(
-    warehouse_url: str, dataset: Dataset, submission_id: int, suite_path: Path | str
-) -> ValidationResult:
-    """Run the suite at ``suite_path`` on the submission's clean partition.
+@dataclass
+class SuiteRun:
+    """What one run of a suite found: the summary, and how to find every offending row.
 
-    ``warehouse_url`` is a SQLAlchemy URL (``postgresql+psycopg2://...``). Raises
-    :class:`anbar.suites.SuiteError` for a broken suite file and
-    :class:`ValidationRunError` when the partition cannot be validated at all. A check
-    whose SQL fails is reported as a failed expectation with its ``error``.
+    ``row_queries`` maps the index of a failed expectation in ``summary["expectations"]`` to a SQL
+    query selecting ``_file, _row_no`` of all its offending rows (row-level checks only; a check
+    about the table as a whole, like a row count, has none). ``gx_results`` are GX's own
+    ``ExpectationSuiteValidationResult`` objects, for Data Docs.
     """
+
+    summary: ValidationResult
+    row_queries: dict[int, str] = field(default_factory=dict)
+    gx_results: list[Any] = field(default_factory=list)
+
+
+def validate_submission(
+    warehouse_url: str,
+    dataset: Dataset,
+    submission_id: int,
+    suite_path: Path | str,
+    context: dict[str, str | None] | None = None,
+) -> ValidationResult:
+    """Run the suite at ``suite_path`` on the submission's partitions; the summary only (see :func:`run_suite`)."""
+    return run_suite(warehouse_url, dataset, submission_id, suite_path, context).summary
+
+
+def run_suite(
+    warehouse_url: str,
+    dataset: Dataset,
+    submission_id: int,
+    suite_path: Path | str,
+    context: dict[str, str | None] | None = None,
+) -> SuiteRun:
+    """Run the suite at ``suite_path`` on the submission's clean partition (and raw, for checks of the
+    values as delivered).
+
+    ``warehouse_url`` is a SQLAlchemy URL (``postgresql+psycopg2://...``). ``context`` maps the
+    placeholders of context checks (``previous``, ``period_start``, other datasets' keys...) to SQL;
+    a placeholder mapped to None makes its checks *not applicable* (they pass, with the reason).
+    ``raw`` is always this submission's raw partition. Raises :class:`anbar.suites.SuiteError` for a
+    broken suite file and :class:`ValidationRunError` when the partition cannot be validated at all.
+    A check whose SQL fails is reported as a failed expectation with its ``error``.
+    """
+    from anbar import gx_custom
+
     started = time.monotonic()
     suite_path = Path(suite_path)
     suite = load_suite(suite_path, dataset)
     table = partition_table(dataset, submission_id)
+    tables = {"clean": f'clean."{table}"', "raw": f'raw."{table}"'}
+    context = {**(context or {}), "raw": tables["raw"]}
 
-    # The GX run, with the expectations tagged so results can be matched to the file.
-    plain, row_queries, by_id = [], [], {}
+    # The GX runs, with the expectations tagged so results can be matched to the file.
+    runs: dict[tuple[str, str], list[dict]] = {}
+    by_id: dict[str, dict] = {}
+    skipped: dict[str, str] = {}
     for exp in suite.expectations:
         config = exp.configuration.to_json_dict()
         config["id"] = str(uuid.uuid4())
         by_id[config["id"]] = config
-        (row_queries if config["type"] == ROW_QUERY_TYPE else plain).append(config)
-    plain.append(
-        {
-            "type": "expect_table_row_count_to_be_between",
-            "kwargs": {"min_value": 0},
-            "id": _ROW_COUNT_ID,
-        }
+        if config["type"] == ROW_QUERY_TYPE or config["type"] in gx_custom.CONTEXT_TYPES:
+            try:
+                query = gx_custom.resolve_query(config["kwargs"]["unexpected_rows_query"], context)
+            except gx_custom.NotApplicable as exc:
+                skipped[config["id"]] = _not_applicable_reason(exc.placeholder)
+                continue
+            config["kwargs"]["unexpected_rows_query"] = query
+            kind = "rows"
+        else:
+            kind = "map"
+        runs.setdefault((expectation_table(config), kind), []).append(config)
+    runs.setdefault(("clean", "map"), []).append(
+        {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 0}, "id": _ROW_COUNT_ID}
     )
 
-    gx_results = _run_gx(warehouse_url, dataset, submission_id, table, plain, row_queries)
+    gx_raw_results = _run_gx(warehouse_url, dataset, submission_id, runs)
 
     ids = identifier_columns(dataset)
     row_count = None
     outcomes: dict[str, ExpectationOutcome] = {}
-    for res in gx_results:
+    for res in (r.to_json_dict() for suite_result in gx_raw_results for r in suite_result.results):
         exp_id = res["expectation_config"]["id"]
         if exp_id == _ROW_COUNT_ID:
             row_count = (res.get("result") or {}).get("observed_value")
             continue
         outcomes[exp_id] = _outcome(by_id[exp_id], res, ids)
+    for exp_id, reason in skipped.items():
+        outcomes[exp_id] = _skipped(by_id[exp_id], reason)
     for outcome in outcomes.values():
         if outcome["unexpected_percent"] is None and outcome["unexpected_count"] is not None:
             if row_count:
@@ -150,39 +211,73 @@ def validate_submission(
                 outcome["unexpected_percent"] = 0.0
 
     # In the order of the suite file; an expectation GX did not report counts as failed.
-    ordered = [outcomes.get(i) or _not_evaluated(by_id[i]) for i in by_id]
-    by_principle: dict[str, PrincipleCounts] = {p: {"evaluated": 0, "failed": 0} for p in PRINCIPLES}
-    for o in ordered:
-        by_principle[o["principle"]]["evaluated"] += 1
-        by_principle[o["principle"]]["failed"] += 0 if o["success"] else 1
-    blocking = sum(1 for o in ordered if not o["success"] and o["severity"] == "blocking")
-    warnings = sum(1 for o in ordered if not o["success"] and o["severity"] == "warning")
-    duration = round(time.monotonic() - started, 3)
-    log.info(
-        "validated clean.%s with %s: %s rows, %d expectations, %d blocking failures, %d warnings, %.1fs",
-        table,
-        suite_path.name,
-        row_count,
-        len(ordered),
-        blocking,
-        warnings,
-        duration,
-    )
-    return ValidationResult(
+    ids_in_order = list(by_id)
+    ordered = [outcomes.get(i) or _not_evaluated(by_id[i]) for i in ids_in_order]
+    row_queries: dict[int, str] = {}
+    for n, exp_id in enumerate(ids_in_order):
+        if ordered[n]["success"]:
+            continue
+        query = failing_rows_sql(by_id[exp_id], tables[expectation_table(by_id[exp_id])])
+        if query is not None:
+            row_queries[n] = query
+            ordered[n]["row_level"] = True
+    summary = summarise(
+        ordered,
         dataset=dataset.key,
         submission_id=int(submission_id),
         table=f"clean.{table}",
         suite=suite_path.name,
-        success=blocking == 0,
         row_count=row_count,
-        evaluated=len(ordered),
+        policy=suite_policy(suite),
+        duration_seconds=round(time.monotonic() - started, 3),
+    )
+    log.info(
+        "validated clean.%s with %s: %s rows, %d expectations, %d blocking failures, %d warnings, %d not applicable, "
+        "%.1fs",
+        table,
+        suite_path.name,
+        row_count,
+        len(ordered),
+        summary["blocking_failures"],
+        summary["warnings"],
+        len(skipped),
+        summary["duration_seconds"],
+    )
+    return SuiteRun(summary=summary, row_queries=row_queries, gx_results=gx_raw_results)
+
+
+def suite_policy(suite: Any) -> SuitePolicy:
+    return SuitePolicy.from_meta(getattr(suite, "meta", None) or {})
+
+
+def summarise(outcomes: list[ExpectationOutcome], **fields: Any) -> ValidationResult:
+    """The summary of a list of outcomes: counts overall and per principle."""
+    by_principle: dict[str, PrincipleCounts] = {p: {"evaluated": 0, "failed": 0} for p in PRINCIPLES}
+    for o in outcomes:
+        if o.get("skipped"):
+            continue
+        by_principle[o["principle"]]["evaluated"] += 1
+        by_principle[o["principle"]]["failed"] += 0 if o["success"] else 1
+    blocking = sum(1 for o in outcomes if not o["success"] and o["severity"] == "blocking")
+    warnings = sum(1 for o in outcomes if not o["success"] and o["severity"] == "warning")
+    policy = fields.pop("policy", None)
+    return ValidationResult(
+        success=blocking == 0,
+        evaluated=sum(1 for o in outcomes if not o.get("skipped")),
         blocking_failures=blocking,
         warnings=warnings,
         by_principle=by_principle,
-        expectations=ordered,
+        expectations=outcomes,
+        policy=policy.as_dict() if policy else None,
         great_expectations_version=_gx_version(),
-        duration_seconds=duration,
+        **fields,
     )
+
+
+def _not_applicable_reason(placeholder: str) -> str:
+    if placeholder == "previous":
+        return "not applicable: no accepted delivery of an earlier period to compare with"
+    return f"not applicable: no accepted delivery of {placeholder} yet"
 
 
 def _gx_version() -> str:
@@ -195,62 +290,62 @@ def _run_gx(
     warehouse_url: str,
     dataset: Dataset,
     submission_id: int,
-    table: str,
-    plain: list[dict],
-    row_queries: list[dict],
-) -> list[dict]:
-    """Validate, and return the expectation results as JSON dicts. Leaves no connection open."""
+    runs: dict[tuple[str, str], list[dict]],
+) -> list[Any]:
+    """Validate, and return GX's suite validation results. Leaves no connection open."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    import anbar.gx_custom  # noqa: F401  (registers anbar's expectations with GX)
 
     context = gx.get_context(mode="ephemeral")
     # Progress bars are on unless the context says otherwise (tqdm on stderr).
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    name = f"anbar-{table}"
-    datasource = context.data_sources.add_postgres(
-        name=name,
-        connection_string=warehouse_url,
-        kwargs={"connect_args": _connect_args(warehouse_url, table)},
-    )
-    try:
+    table = partition_table(dataset, submission_id)
+    results: list[Any] = []
+    for schema in ("clean", "raw"):
+        schema_runs = {kind: configs for (s, kind), configs in runs.items() if s == schema and configs}
+        if not schema_runs:
+            continue
+        name = f"anbar-{schema}-{table}"
+        datasource = context.data_sources.add_postgres(
+            name=name,
+            connection_string=warehouse_url,
+            kwargs={"connect_args": _connect_args(warehouse_url, table, schema)},
+        )
         try:
-            asset = datasource.add_table_asset(name=table, table_name=table)
-            batch = asset.add_batch_definition_whole_table("whole-partition").get_batch()
-        except Exception as exc:
-            raise ValidationRunError(
-                f"cannot validate clean.{table} (submission {submission_id} of {dataset.key}): "
-                f"{_scrub(_first_line(exc))}"
-            ) from exc
-        results: list[dict] = []
-        runs = [
-            # Map expectations: counts, plus SAMPLE_SIZE unexpected values with their row
-            # references, each a LIMITed query (never COMPLETE: that fetches every value).
-            (
-                plain,
-                {
-                    "result_format": "SUMMARY",
-                    "partial_unexpected_count": SAMPLE_SIZE,
-                    "unexpected_index_column_names": ROW_REF_COLUMNS,
-                },
-            ),
-            # SQL checks only return their rows under COMPLETE; GX fetches at most 200 of
-            # them (MAX_RESULT_RECORDS) and counts the rest with a COUNT(*) query.
-            (row_queries, {"result_format": "COMPLETE"}),
-        ]
-        for configs, result_format in runs:
-            if not configs:
-                continue
-            suite = gx.ExpectationSuite(name=f"{dataset.key}-{uuid.uuid4().hex[:8]}", expectations=configs)
-            validation = batch.validate(suite, result_format=result_format)
-            results.extend(r.to_json_dict() for r in validation.results)
-        return results
-    finally:
-        _dispose(datasource)
-        with suppress(Exception):
-            context.data_sources.delete(name)
+            try:
+                asset = datasource.add_table_asset(name=f"{schema}.{table}", table_name=table)
+                batch = asset.add_batch_definition_whole_table("whole-partition").get_batch()
+            except Exception as exc:
+                raise ValidationRunError(
+                    f"cannot validate {schema}.{table} (submission {submission_id} of {dataset.key}): "
+                    f"{_scrub(_first_line(exc))}"
+                ) from exc
+            for kind, configs in schema_runs.items():
+                result_format = (
+                    # Map expectations: counts, plus SAMPLE_SIZE unexpected values with their row
+                    # references, each a LIMITed query (never COMPLETE: that fetches every value).
+                    {
+                        "result_format": "SUMMARY",
+                        "partial_unexpected_count": SAMPLE_SIZE,
+                        "unexpected_index_column_names": ROW_REF_COLUMNS,
+                    }
+                    if kind == "map"
+                    # SQL checks only return their rows under COMPLETE; GX fetches at most 200 of
+                    # them (MAX_RESULT_RECORDS) and counts the rest with a COUNT(*) query.
+                    else {"result_format": "COMPLETE"}
+                )
+                suite = gx.ExpectationSuite(name=f"{dataset.key}.{schema}.{kind}", expectations=configs)
+                results.append(batch.validate(suite, result_format=result_format))
+        finally:
+            _dispose(datasource)
+            with suppress(Exception):
+                context.data_sources.delete(name)
+    return results
 
 
-def _connect_args(warehouse_url: str, table: str) -> dict[str, str]:
+def _connect_args(warehouse_url: str, table: str, schema: str = "clean") -> dict[str, str]:
     """libpq settings for GX's connections.
 
     The partition is found through ``search_path`` (clean first): ``TableAsset.schema_name``
@@ -263,7 +358,7 @@ def _connect_args(warehouse_url: str, table: str) -> dict[str, str]:
     if not isinstance(options, str):  # given more than once in the URL
         options = " ".join(options)
     return {
-        "options": f"{options} -c search_path=clean,public".strip(),
+        "options": f"{options} -c search_path={schema},public".strip(),
         "application_name": f"anbar-validate-{table}"[:63],
     }
 
@@ -320,7 +415,25 @@ def _identified(config: dict, columns: list[str], **result) -> ExpectationOutcom
         principle=meta["principle"],
         severity=meta["severity"],
         description={"fa": meta["description"]["fa"], "en": meta["description"]["en"]},
+        table=expectation_table(config),
+        skipped=result.pop("skipped", None),
+        row_level=False,
+        rows_failing=None,
         **result,
+    )
+
+
+def _skipped(config: dict, reason: str) -> ExpectationOutcome:
+    return _identified(
+        config,
+        expectation_columns(config),
+        success=True,
+        unexpected_count=None,
+        unexpected_percent=None,
+        observed_value=None,
+        samples=[],
+        error=None,
+        skipped=reason,
     )
 
 
@@ -351,12 +464,13 @@ def _jsonable(value: Any) -> Any:
 def _samples(config: dict, result: dict, columns: list[str], ids: set[str]) -> list[dict]:
     """Up to SAMPLE_SIZE offending rows as ``{column: value}``, identifiers masked."""
     rows: list[dict] = []
-    if config["type"] == ROW_QUERY_TYPE:
+    if is_row_query(config["type"]):
         found = (result.get("details") or {}).get("unexpected_rows") or []
         keep = [c for c in ROW_REF_COLUMNS if c not in columns] + columns
         for row in found[:SAMPLE_SIZE]:
             if isinstance(row, dict):
-                rows.append({c: row[c] for c in keep if c in row})
+                # A row without a row reference is an aggregate (a count, a total): shown whole.
+                rows.append({c: row[c] for c in keep if c in row} if "_file" in row else dict(row))
     elif result.get("partial_unexpected_index_list"):
         for row in result["partial_unexpected_index_list"][:SAMPLE_SIZE]:
             rows.append({c: row[c] for c in [*ROW_REF_COLUMNS, *columns] if c in row})
@@ -375,7 +489,7 @@ def _outcome(config: dict, res: dict, ids: set[str]) -> ExpectationOutcome:
     result = res.get("result") or {}
     columns = expectation_columns(config)
     error = _error(res)
-    if config["type"] == ROW_QUERY_TYPE:
+    if is_row_query(config["type"]):
         count = result.get("observed_value")
         unexpected_count = count if isinstance(count, int) else None
         unexpected_percent = None  # filled from the row count
@@ -395,3 +509,98 @@ def _outcome(config: dict, res: dict, ids: set[str]) -> ExpectationOutcome:
         samples=[] if success else _samples(config, result, columns, ids),
         error=error,
     )
+
+
+# -- offending rows, in SQL --------------------------------------------------------------------------
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _col(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _row_predicate(exp_type: str, kw: dict[str, Any], table: str) -> str | None:
+    """SQL true for a row the expectation finds unexpected, for the types anbar knows; else None."""
+    c = _col(kw["column"]) if isinstance(kw.get("column"), str) else None
+    if exp_type == "expect_column_values_to_not_be_null" and c:
+        return f"{c} is null"
+    if exp_type in ("expect_column_values_to_be_in_set", "expect_column_values_to_not_be_in_set") and c:
+        values = kw.get("value_set")
+        if not isinstance(values, list) or not values:
+            return None
+        negate = "not " if exp_type == "expect_column_values_to_be_in_set" else ""
+        return f"{c} is not null and {c} {negate}in ({', '.join(_literal(v) for v in values)})"
+    if exp_type == "expect_column_values_to_be_between" and c:
+        out = []
+        if kw.get("min_value") is not None:
+            out.append(f"{c} {'<=' if kw.get('strict_min') else '<'} {_literal(kw['min_value'])}")
+        if kw.get("max_value") is not None:
+            out.append(f"{c} {'>=' if kw.get('strict_max') else '>'} {_literal(kw['max_value'])}")
+        return f"{c} is not null and ({' or '.join(out)})" if out else None
+    if exp_type == "expect_column_values_to_match_regex" and c and isinstance(kw.get("regex"), str):
+        return f"{c} is not null and {c}::text !~ {_literal(kw['regex'])}"
+    if exp_type == "expect_column_values_to_not_match_regex" and c and isinstance(kw.get("regex"), str):
+        return f"{c} is not null and {c}::text ~ {_literal(kw['regex'])}"
+    if exp_type == "expect_column_values_to_be_unique" and c:
+        return f"{c} in (select {c} from {table} group by {c} having count(*) > 1)"
+    if exp_type == "expect_compound_columns_to_be_unique" and isinstance(kw.get("column_list"), list):
+        cols = ", ".join(_col(x) for x in kw["column_list"])
+        return f"({cols}) in (select {cols} from {table} group by {cols} having count(*) > 1)"
+    if exp_type == "expect_column_pair_values_a_to_be_greater_than_b":
+        a, b = _col(kw["column_A"]), _col(kw["column_B"])
+        op = ">=" if kw.get("or_equal") else ">"
+        missing = kw.get("ignore_row_if", "both_values_are_missing")
+        if missing == "either_value_is_missing":
+            guard = f"{a} is not null and {b} is not null"
+        elif missing == "both_values_are_missing":
+            guard = f"not ({a} is null and {b} is null)"
+        else:
+            guard = "true"
+        return f"{guard} and not coalesce({a} {op} {b}, false)"
+    if exp_type == "expect_column_values_to_be_valid_person_id" and c:
+        return f"{c} is not null and not anbar.is_valid_person_id({c})"
+    if exp_type == "expect_column_values_to_be_valid_legal_entity_id" and c:
+        return f"{c} is not null and not anbar.is_valid_legal_entity_id({c})"
+    if exp_type == "expect_column_values_to_be_valid_calendar_date" and c:
+        fn = "anbar.jalali_to_date" if kw.get("calendar") == "jalali" else "anbar.gregorian_to_date"
+        text = f"btrim({c}::text)"
+        return f"{c} is not null and {text} <> '' and {fn}(replace(anbar.normalize_digits({text}), '-', '/')) is null"
+    if exp_type == "expect_column_values_to_be_in_code_list" and c and isinstance(kw.get("code_list"), str):
+        return (
+            f"{c} is not null and {c}::text not in "
+            f"(select code from ref.code_list_values where code_list = {_literal(kw['code_list'])})"
+        )
+    return None
+
+
+def failing_rows_sql(config: dict, table: str) -> str | None:
+    """A query selecting ``_file, _row_no`` of every row the (failed) expectation found, or None when
+    its finding is about the table as a whole or anbar cannot name the rows.
+
+    ``table`` is the partition the expectation ran on (SQL, quoted). A check restricted by GX's
+    ``row_condition`` is treated as a table-level finding.
+    """
+    kw = config.get("kwargs") or {}
+    if kw.get("row_condition"):
+        return None
+    if is_row_query(config["type"]):
+        from anbar.gx_custom import CONTEXT_TYPES
+
+        query = kw.get("unexpected_rows_query")
+        context_type = CONTEXT_TYPES.get(config["type"])
+        if not isinstance(query, str) or (context_type is not None and not context_type.row_level):
+            return None
+        # The query's own literal braces are doubled; format fills {batch} and undoubles them.
+        body = query.format(batch=table)
+        return f"select q._file, q._row_no from ({body}) q"
+    predicate = _row_predicate(config["type"], kw, table)
+    if predicate is None:
+        return None
+    return f"select _file, _row_no from {table} where {predicate}"

@@ -174,7 +174,7 @@ def _rule(data: dict, rule: str) -> dict:
             lambda d: _rule(d, "check_digit.national_id")["kwargs"].update(
                 unexpected_rows_query="select * from {batch} where national_id ~ '^[0-9]{10}$'"
             ),
-            "placeholders other than {batch}: {10}",
+            "unknown placeholders: {10}",
         ),
         (
             lambda d: _rule(d, "check_digit.national_id")["kwargs"].update(

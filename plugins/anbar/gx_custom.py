@@ -1,0 +1,332 @@
+"""anbar's own Great Expectations (1.x) expectations: the checks GX lacks, all run inside PostgreSQL.
+
+Importing this module registers them with GX, so suite files name them by ``type`` like any
+built-in expectation (``"type": "expect_column_values_to_be_valid_person_id"``).
+
+Two kinds:
+
+*Column map expectations* (one verdict per row, GX counts and samples them, ``mostly``
+works): the condition is a SQL expression over the column, evaluated by the server.
+
+- ``expect_column_values_to_be_valid_person_id`` / ``..._valid_legal_entity_id``: check digits
+  (``anbar.is_valid_person_id`` / ``anbar.is_valid_legal_entity_id``).
+- ``expect_column_values_to_be_valid_calendar_date``: the text *as delivered* is a real date of
+  its calendar (Jalali ``1404/07/31`` is not: month 7 has 30 days). Runs on the raw partition.
+- ``expect_column_values_to_be_in_code_list``: the value is a code of a registry code list,
+  looked up in ``ref.code_list_values`` (so the suite never holds a stale copy of the list).
+
+*Context expectations* (SQL over the submission and other accepted deliveries): subclasses
+of GX's ``UnexpectedRowsExpectation`` whose query anbar writes from the kwargs. The query may
+name, besides GX's ``{batch}`` (this submission's clean partition):
+
+- ``{raw}``: this submission's raw partition (every value as delivered, as text);
+- ``{previous}``: the clean partition of the latest accepted delivery of the same dataset for
+  the period before this one;
+- ``{<org>__<dataset>}``: the clean partition of the latest accepted delivery of any registry
+  dataset whose period started on or before this period's end (cross-supplier checks);
+- ``{period_start}``, ``{period_end}``: this period's first and last day, as SQL date literals.
+
+anbar substitutes them before GX runs the query (:func:`resolve_query`). A check whose table
+does not exist yet (the first period, a supplier with no accepted delivery) is *not applicable*
+for that submission and does not fail.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from string import Formatter
+from typing import Any, ClassVar, Literal
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+import great_expectations.compatibility.sqlalchemy as gx_sa
+from great_expectations.compatibility import pydantic
+from great_expectations.execution_engine import SqlAlchemyExecutionEngine
+from great_expectations.expectations.core.unexpected_rows_expectation import (
+    UnexpectedRowsExpectation,
+)
+from great_expectations.expectations.expectation import ColumnMapExpectation
+from great_expectations.expectations.metrics.map_metric_provider import (
+    ColumnMapMetricProvider,
+    column_condition_partial,
+)
+
+sa = gx_sa.sqlalchemy
+
+# Placeholders anbar fills in (GX fills {batch}).
+CONTEXT_PLACEHOLDERS = ("raw", "previous", "period_start", "period_end")
+DATASET_KEY = re.compile(r"^[a-z][a-z0-9_]*__[a-z][a-z0-9_]*$")
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+# Which partition an expectation runs on, by type; anything else runs on the clean one.
+RAW_TYPES = frozenset({"expect_column_values_to_be_valid_calendar_date"})
+
+
+def _ident(name: str) -> str:
+    """A column name from a suite file, as SQL (validated: no quoting tricks can pass)."""
+    if not _IDENT.match(name):
+        raise ValueError(f"{name!r} is not a plain column name (lower-case letters, digits, _)")
+    return name
+
+
+# -- column map metrics (the SQL conditions) --------------------------------------------------------
+
+
+class ColumnValuesValidPersonId(ColumnMapMetricProvider):
+    condition_metric_name = "column_values.anbar_valid_person_id"
+
+    @column_condition_partial(engine=SqlAlchemyExecutionEngine)
+    def _sqlalchemy(cls, column, **kwargs):
+        return sa.func.anbar.is_valid_person_id(column)
+
+
+class ColumnValuesValidLegalEntityId(ColumnMapMetricProvider):
+    condition_metric_name = "column_values.anbar_valid_legal_entity_id"
+
+    @column_condition_partial(engine=SqlAlchemyExecutionEngine)
+    def _sqlalchemy(cls, column, **kwargs):
+        return sa.func.anbar.is_valid_legal_entity_id(column)
+
+
+class ColumnValuesValidCalendarDate(ColumnMapMetricProvider):
+    condition_metric_name = "column_values.anbar_valid_calendar_date"
+    condition_value_keys = ("calendar",)
+
+    @column_condition_partial(engine=SqlAlchemyExecutionEngine)
+    def _sqlalchemy(cls, column, calendar, **kwargs):
+        # The loader's own normalisation (digits, '-' for '/'), then the loader's converter:
+        # a value passes here exactly when the loader can convert it. Blank counts as missing
+        # (completeness is another rule's business).
+        text = sa.func.btrim(sa.cast(column, sa.Text))
+        digits = sa.func.anbar.normalize_digits(text)
+        if calendar == "jalali":
+            converted = sa.func.anbar.jalali_to_date(sa.func.replace(digits, "-", "/"))
+        else:
+            converted = sa.func.anbar.gregorian_to_date(sa.func.replace(digits, "-", "/"))
+        return sa.or_(text == "", converted.isnot(None))
+
+
+class ColumnValuesInCodeList(ColumnMapMetricProvider):
+    condition_metric_name = "column_values.anbar_in_code_list"
+    condition_value_keys = ("code_list",)
+
+    @column_condition_partial(engine=SqlAlchemyExecutionEngine)
+    def _sqlalchemy(cls, column, code_list, **kwargs):
+        codes = sa.table("code_list_values", sa.column("code_list"), sa.column("code"), schema="ref")
+        return sa.cast(column, sa.Text).in_(sa.select(codes.c.code).where(codes.c.code_list == code_list))
+
+
+# -- column map expectations ---------------------------------------------------------------------------
+
+
+class ExpectColumnValuesToBeValidPersonId(ColumnMapExpectation):
+    """Values are national IDs of persons with a valid check digit (10 digits, mod 11)."""
+
+    map_metric: ClassVar[str] = "column_values.anbar_valid_person_id"
+    success_keys: ClassVar[tuple[str, ...]] = ("mostly",)
+    library_metadata: ClassVar[dict] = {"maturity": "production", "tags": ["anbar", "quality"], "contributors": []}
+
+
+class ExpectColumnValuesToBeValidLegalEntityId(ColumnMapExpectation):
+    """Values are national IDs of legal entities with a valid check digit (11 digits)."""
+
+    map_metric: ClassVar[str] = "column_values.anbar_valid_legal_entity_id"
+    success_keys: ClassVar[tuple[str, ...]] = ("mostly",)
+    library_metadata: ClassVar[dict] = {"maturity": "production", "tags": ["anbar", "quality"], "contributors": []}
+
+
+class ExpectColumnValuesToBeValidCalendarDate(ColumnMapExpectation):
+    """Date texts, as delivered, are real dates of the calendar (after digit normalisation)."""
+
+    calendar: Literal["jalali", "gregorian"]
+    map_metric: ClassVar[str] = "column_values.anbar_valid_calendar_date"
+    success_keys: ClassVar[tuple[str, ...]] = ("calendar", "mostly")
+    library_metadata: ClassVar[dict] = {"maturity": "production", "tags": ["anbar", "conversion"], "contributors": []}
+
+
+class ExpectColumnValuesToBeInCodeList(ColumnMapExpectation):
+    """Values are codes of the named registry code list (``ref.code_list_values``)."""
+
+    code_list: str = pydantic.Field(min_length=1)
+    map_metric: ClassVar[str] = "column_values.anbar_in_code_list"
+    success_keys: ClassVar[tuple[str, ...]] = ("code_list", "mostly")
+    library_metadata: ClassVar[dict] = {"maturity": "production", "tags": ["anbar", "system"], "contributors": []}
+
+
+# -- context expectations (SQL written from the kwargs) -----------------------------------------------
+
+
+class _ContextExpectation(UnexpectedRowsExpectation):
+    """An UnexpectedRowsExpectation whose query anbar writes from typed kwargs."""
+
+    unexpected_rows_query: str = ""
+
+    @pydantic.root_validator(pre=True)
+    def _write_query(cls, values: dict[str, Any]) -> dict[str, Any]:
+        if not values.get("unexpected_rows_query"):
+            values["unexpected_rows_query"] = cls.query_for(values)
+        return values
+
+    @classmethod
+    def query_for(cls, kwargs: dict[str, Any]) -> str:  # pragma: no cover - every subclass writes one
+        raise NotImplementedError
+
+    @classmethod
+    def row_columns(cls, kwargs: dict[str, Any]) -> list[str]:
+        """The dataset columns the query reports for an offending row (besides _file, _row_no)."""
+        return []
+
+    # The query is anbar's, not the suite author's: do not show it among the kwargs in files.
+    generated_kwargs: ClassVar[tuple[str, ...]] = ("unexpected_rows_query",)
+    # Whether the query selects offending rows (``_file, _row_no``) or one row describing the table.
+    row_level: ClassVar[bool] = True
+
+
+def _tolerance(kwargs: dict[str, Any]) -> float:
+    value = kwargs.get("tolerance")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 10:
+        raise ValueError(f"tolerance must be a share between 0 and 10 (0.2 = 20%), not {value!r}")
+    return float(value)
+
+
+class ExpectTableRowCountToBeWithinToleranceOfPreviousPeriod(_ContextExpectation):
+    """The number of rows differs from the previous accepted period by at most ``tolerance`` (a share)."""
+
+    tolerance: float
+    row_level: ClassVar[bool] = False
+
+    @classmethod
+    def query_for(cls, kwargs: dict[str, Any]) -> str:
+        tol = _tolerance(kwargs)
+        return (
+            "select cur.n as row_count, prev.n as previous_row_count, "
+            "round(100.0 * (cur.n - prev.n) / nullif(prev.n, 0), 1) as change_percent "
+            "from (select count(*) as n from {batch}) cur, (select count(*) as n from {previous}) prev "
+            f"where abs(cur.n - prev.n) > {tol!r} * prev.n"
+        )
+
+
+class ExpectColumnTotalToBeWithinToleranceOfPreviousPeriod(_ContextExpectation):
+    """A key total (sum, or count of distinct values) differs from the previous accepted period by at most
+    ``tolerance``."""
+
+    column: str
+    aggregate: Literal["sum", "count_distinct"] = "sum"
+    tolerance: float
+    row_level: ClassVar[bool] = False
+
+    @classmethod
+    def query_for(cls, kwargs: dict[str, Any]) -> str:
+        tol = _tolerance(kwargs)
+        col = _ident(str(kwargs.get("column") or ""))
+        agg = kwargs.get("aggregate") or "sum"
+        expr = {"sum": f"sum({col})", "count_distinct": f"count(distinct {col})"}.get(agg)
+        if expr is None:
+            raise ValueError(f"aggregate must be sum or count_distinct, not {agg!r}")
+        return (
+            f"select cur.t as total, prev.t as previous_total, "
+            "round(100.0 * (cur.t - prev.t) / nullif(prev.t, 0), 1) as change_percent "
+            f"from (select {expr}::numeric as t from {{batch}}) cur, "
+            f"(select {expr}::numeric as t from {{previous}}) prev "
+            f"where abs(cur.t - prev.t) > {tol!r} * abs(prev.t)"
+        )
+
+
+class ExpectPersonsToBeNoYoungerThanInPreviousPeriod(_ContextExpectation):
+    """A person present in the previous accepted period does not have a later birth date now."""
+
+    id_column: str
+    birth_date_column: str = "birth_date"
+
+    @classmethod
+    def query_for(cls, kwargs: dict[str, Any]) -> str:
+        pid = _ident(str(kwargs.get("id_column") or ""))
+        birth = _ident(str(kwargs.get("birth_date_column") or "birth_date"))
+        return (
+            f"select b._file, b._row_no, b.{pid}, b.{birth} from {{batch}} b "
+            f"where exists (select 1 from {{previous}} p where p.{pid} = b.{pid} and p.{birth} < b.{birth})"
+        )
+
+    @classmethod
+    def row_columns(cls, kwargs: dict[str, Any]) -> list[str]:
+        return [kwargs.get("id_column"), kwargs.get("birth_date_column") or "birth_date"]
+
+
+class ExpectPersonsToNotBeActiveInOtherDataset(_ContextExpectation):
+    """Rows (optionally only those matching ``row_condition_sql``) whose person is in the latest accepted
+    delivery of ``other_dataset`` (optionally only its rows matching ``other_condition_sql``)."""
+
+    id_column: str
+    other_dataset: str
+    other_id_column: str | None = None
+    row_condition_sql: str | None = None
+    other_condition_sql: str | None = None
+
+    @classmethod
+    def query_for(cls, kwargs: dict[str, Any]) -> str:
+        pid = _ident(str(kwargs.get("id_column") or ""))
+        other = str(kwargs.get("other_dataset") or "")
+        if not DATASET_KEY.match(other):
+            raise ValueError(f"other_dataset must be a dataset key like cspf__pensioners, not {other!r}")
+        other_pid = _ident(str(kwargs.get("other_id_column") or pid))
+        where = [f"exists (select 1 from {{{other}}} o where o.{other_pid} = b.{pid}"]
+        if kwargs.get("other_condition_sql"):
+            where[0] += f" and ({kwargs['other_condition_sql']})"
+        where[0] += ")"
+        if kwargs.get("row_condition_sql"):
+            where.append(f"({kwargs['row_condition_sql']})")
+        return f"select b._file, b._row_no, b.{pid} from {{batch}} b where " + " and ".join(where)
+
+    @classmethod
+    def row_columns(cls, kwargs: dict[str, Any]) -> list[str]:
+        return [kwargs.get("id_column")]
+
+
+CONTEXT_TYPES: dict[str, type[_ContextExpectation]] = {
+    cls.__dict__.get("expectation_type") or "": cls
+    for cls in (
+        ExpectTableRowCountToBeWithinToleranceOfPreviousPeriod,
+        ExpectColumnTotalToBeWithinToleranceOfPreviousPeriod,
+        ExpectPersonsToBeNoYoungerThanInPreviousPeriod,
+        ExpectPersonsToNotBeActiveInOtherDataset,
+    )
+}
+
+
+def placeholders(query: str) -> set[str]:
+    """The ``{name}`` fields of a query (doubled braces are literal)."""
+    return {f[1] for f in Formatter().parse(query) if f[1] is not None}
+
+
+def resolve_query(query: str, tables: dict[str, str | None]) -> str:
+    """Fill anbar's placeholders, keeping ``{batch}`` for GX and literal braces doubled.
+
+    ``tables`` maps placeholder -> SQL text (a quoted table name or a date literal). A placeholder
+    it maps to None is a table that does not exist: :class:`NotApplicable` is raised.
+    """
+    out: list[str] = []
+    for literal, field, spec, conversion in Formatter().parse(query):
+        out.append(literal.replace("{", "{{").replace("}", "}}"))
+        if field is None:
+            continue
+        if spec or conversion:
+            raise ValueError(f"placeholder {{{field}}} takes no format spec or conversion")
+        if field == "batch":
+            out.append("{batch}")
+            continue
+        if field not in tables:
+            raise KeyError(field)
+        value = tables[field]
+        if value is None:
+            raise NotApplicable(field)
+        out.append(value.replace("{", "{{").replace("}", "}}"))
+    return "".join(out)
+
+
+class NotApplicable(LookupError):
+    """A context table the check needs does not exist for this submission."""
+
+    def __init__(self, placeholder: str):
+        super().__init__(placeholder)
+        self.placeholder = placeholder
