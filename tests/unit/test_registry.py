@@ -74,3 +74,55 @@ def test_unreadable_yaml(registry_copy):
     (registry_copy / "tvto.yml").write_text("code: [unclosed", encoding="utf-8")
     with pytest.raises(RegistryError, match=r"tvto\.yml: cannot read"):
         load_registry(registry_copy)
+
+
+# The official classifications shipped as code lists (sources: registry/code_lists/SOURCES.md).
+OFFICIAL_LISTS = {
+    # name: (number of codes, digits per code)
+    "isic4_division": (88, 2),
+    "isic4_class": (419, 4),
+    "isco08_unit_group": (436, 4),
+    "iran_county": (482, 4),
+}
+
+
+@pytest.fixture(scope="module")
+def committed_registry():
+    return load_registry()
+
+
+@pytest.mark.parametrize(("name", "size", "width"), [(n, s, w) for n, (s, w) in OFFICIAL_LISTS.items()])
+def test_official_code_list_is_complete_and_well_formed(committed_registry, name, size, width):
+    codes = committed_registry.code_lists[name].codes
+    assert len(codes) == size
+    assert all(len(code) == width and code.isascii() and code.isdigit() for code in codes), name
+    for code, label in codes.items():
+        assert label.fa.strip() and label.en.strip(), f"{name} {code} has an empty label"
+        # Persian labels are already in the standard representation (conversion principle).
+        assert not set(label.fa) & set("\u064a\u0649\u0643"), f"{name} {code}: Arabic yeh/kaf in {label.fa!r}"
+    # PyYAML keeps the last of two equal keys silently: count the keys of the file itself.
+    text = (default_root() / "code_lists" / f"{name}.yml").read_text(encoding="utf-8")
+    top = yaml.compose(text)
+    codes_node = next(value for key, value in top.value if key.value == "codes")
+    keys = [key.value for key, _ in codes_node.value]
+    assert len(keys) == len(set(keys)) == size
+
+
+def test_isic_classes_fall_in_the_divisions(committed_registry):
+    divisions = set(committed_registry.code_lists["isic4_division"].codes)
+    classes = committed_registry.code_lists["isic4_class"].codes
+    assert {code[:2] for code in classes} == divisions
+
+
+def test_every_county_code_starts_with_a_province_code(committed_registry):
+    provinces = set(committed_registry.code_lists["province"].codes)
+    counties = committed_registry.code_lists["iran_county"].codes
+    assert {code[:2] for code in counties} == provinces  # and every province has counties
+
+
+def test_course_occupations_are_isco08_unit_groups(committed_registry):
+    from anbar.sim.population import ISCO_COURSES
+
+    assert committed_registry.dataset("tvto", "trainees").column("isco_code").code_list == "isco08_unit_group"
+    unit_groups = committed_registry.code_lists["isco08_unit_group"].codes
+    assert sorted({code for code, _, _ in ISCO_COURSES} - set(unit_groups)) == []
