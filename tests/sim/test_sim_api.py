@@ -8,7 +8,7 @@ import pytest
 from anbar.sim.api_server import ApiServer, create_api_app
 from anbar.sim.defects import ROW_COUNT_SURPLUS, SimConfig
 
-from .helpers import TVTO_PERIODS, value_problems
+from .helpers import TVTO_PERIODS, context_problems, delivery_context, value_problems
 
 TOKEN = "test-token-tvto"
 PAGE = 10  # small pages, so paging is exercised
@@ -26,9 +26,14 @@ def api(loop, population, registry, config):
             "tvto/trainees/2026-10": "duplicate_keys",
             "tvto/trainees/2026-06": "invalid_national_ids",
             "tvto/trainees/2026-05": "unknown_codes",
+            "tvto/trainees/2026-04": "invalid_dates",
+            "tvto/trainees/2026-03": "out_of_range",
+            "tvto/trainees/2026-02": "inconsistent_dates",
+            "tvto/trainees/2026-07": "count_drop",
+            "tvto/trainees/2026-12": "rejuvenated_persons",
         },
     )
-    periods = {"tvto": [*TVTO_PERIODS, "2026-05", "2026-06"]}
+    periods = {"tvto": [*TVTO_PERIODS, "2026-02", "2026-03", "2026-04", "2026-05", "2026-06", "2026-07", "2026-12"]}
     app = create_api_app(population, registry, cfg, periods, {"tvto": TOKEN}, page_size=PAGE)
     server = loop.run(ApiServer.start(app))
     with httpx.Client(
@@ -124,12 +129,19 @@ def test_row_count_mismatch_means_the_manifest_lies(api):
         ("2026-10", "duplicate_keys"),
         ("2026-06", "invalid_national_ids"),
         ("2026-05", "unknown_codes"),
+        ("2026-04", "invalid_dates"),
+        ("2026-03", "out_of_range"),
+        ("2026-02", "inconsistent_dates"),
+        ("2026-07", "count_drop"),
+        ("2026-12", "rejuvenated_persons"),
     ],
 )
-def test_record_defects_are_detectable(api, registry, period, problem):
+def test_record_defects_are_detectable(api, population, registry, period, problem):
     manifest, records, _ = _pull(api, period)
     assert manifest["rows"] == len(records)
-    assert value_problems(records, registry.dataset("tvto", "trainees"), registry) == {problem}
+    ds = registry.dataset("tvto", "trainees")
+    context = delivery_context(population, registry, "tvto", "trainees", period)
+    assert value_problems(records, ds, registry) | context_problems(records, ds, context) == {problem}
 
 
 def test_cursors_are_checked(api):

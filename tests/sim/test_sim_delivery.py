@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from anbar.registry import load_registry
 from anbar.sim.defects import (
     API_DEFECTS,
     DEFECTS,
     HOSTILE_FILE_NAME,
+    SFTP_DEFECTS,
     SimConfig,
     applicable_defects,
     expected_defect,
@@ -19,7 +21,7 @@ from anbar.sim.defects import (
 from anbar.sim.delivery import publish_sftp_periods, write_sftp_delivery
 from anbar.sim.extracts import VARIANTS, extract_rows
 
-from .helpers import DETECTED_AS, SSO_PERIODS, inspect_delivery
+from .helpers import DETECTED_AS, SSO_PERIODS, delivery_context, inspect_delivery
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -122,11 +124,19 @@ def test_other_seed_gives_other_bytes(tmp_path, good, registry, config):
 
 
 def _cases():
+    registry = load_registry()
     for defect in DEFECTS:
         for dataset in ("insured_persons", "workplaces"):
-            if defect == "wrong_encoding" and dataset == "insured_persons":
-                continue  # no free text: ASCII reads the same in every encoding
-            yield defect, dataset
+            # e.g. no wrong_encoding for insured_persons: no free text, ASCII reads the same in every encoding
+            if defect in applicable_defects(registry.dataset("sso", dataset), "sftp"):
+                yield defect, dataset
+
+
+def test_every_defect_can_be_shown_by_some_dataset():
+    registry = load_registry()
+    for kind, defects in (("sftp", SFTP_DEFECTS), ("api", API_DEFECTS)):
+        shown = {d for ds in registry.datasets for d in applicable_defects(ds, kind)}
+        assert shown == set(defects), kind
 
 
 @pytest.mark.parametrize(("defect", "dataset"), list(_cases()))
@@ -141,7 +151,8 @@ def test_every_defect_is_detectable(tmp_path, population, registry, config, defe
     deliveries = publish_sftp_periods(tmp_path, population, registry, cfg, {"sso": [period]})
     ds = registry.dataset("sso", dataset)
     for d in deliveries:
-        problems = inspect_delivery(Path(d.path), registry.dataset("sso", d.dataset), registry)
+        context = delivery_context(population, registry, "sso", d.dataset, period)
+        problems = inspect_delivery(Path(d.path), registry.dataset("sso", d.dataset), registry, context)
         if d.dataset == dataset:
             assert d.defect == defect
             assert DETECTED_AS[defect] <= problems, (defect, problems)
@@ -242,10 +253,16 @@ def test_overrides_win_and_are_validated():
         )
     with pytest.raises(ValueError, match="cannot be simulated"):
         SimConfig(overrides={"tvto/trainees/2026-09": "missing_manifest"}).defect_for("tvto", "trainees", "2026-09")
-    assert set(applicable_defects_for_tvto()) == set(API_DEFECTS)
+    assert set(applicable_defects_for_tvto()) == set(API_DEFECTS) - {"pensioners_hired"}
+    with pytest.raises(ValueError, match="cannot be simulated"):
+        SimConfig(overrides={"tvto/trainees/2026-09": "pensioners_hired"}).defect_for("tvto", "trainees", "2026-09")
+    with pytest.raises(ValueError, match="cannot be simulated"):
+        SimConfig(overrides={"sso/workplaces/1405-06": "out_of_range"}).defect_for("sso", "workplaces", "1405-06")
+    for defect in ("invalid_dates", "count_drop", "rejuvenated_persons", "pensioners_hired"):
+        key = f"sso/insured_persons/1405-06={defect}"
+        cfg = SimConfig(overrides={key.split("=")[0]: defect})
+        assert expected_defect("sso", "insured_persons", "1405-06", config=cfg) == defect
 
 
 def applicable_defects_for_tvto():
-    from anbar.registry import load_registry
-
     return applicable_defects(load_registry().dataset("tvto", "trainees"), "api")

@@ -13,12 +13,14 @@ from anbar.sim.defects import expected_defect
 from anbar.sim.serve import start_simulators
 
 from .helpers import (
+    CSPF_PERIODS,
     DETECTED_AS,
     PERSONS,
     SEED,
     SSO_PERIODS,
     TVTO_PERIODS,
     WORKPLACES,
+    delivery_context,
     inspect_delivery,
 )
 
@@ -33,7 +35,7 @@ def _start(state: Path):
         persons=PERSONS,
         workplaces=WORKPLACES,
         defect_share=SHARE,
-        periods={"sso": SSO_PERIODS, "tvto": TVTO_PERIODS},
+        periods={"sso": SSO_PERIODS, "cspf": CSPF_PERIODS, "tvto": TVTO_PERIODS},
         overrides=OVERRIDES,
     )
 
@@ -68,7 +70,10 @@ def test_state_files_and_connection_format(sims):
     assert ready["pid"] == sims.pid and set(ready["ports"]) == {"sftp", "api", "smtp"}
     conns = json.loads((state / "connections.json").read_text())
     assert conns == sims.connections
-    assert set(conns) == {"anbar_sftp_sso", "anbar_api_tvto", "anbar_smtp"}
+    assert set(conns) == {"anbar_sftp_sso", "anbar_sftp_cspf", "anbar_api_tvto", "anbar_smtp"}
+    cspf = conns["anbar_sftp_cspf"]
+    assert (cspf["login"], cspf["port"]) == ("cspf", ready["ports"]["sftp"])
+    assert cspf["extra"] == conns["anbar_sftp_sso"]["extra"], "same pinned host key and client key"
 
     sftp = conns["anbar_sftp_sso"]
     assert (sftp["conn_type"], sftp["host"], sftp["login"]) == ("sftp", "127.0.0.1", "sso")
@@ -96,7 +101,7 @@ def test_state_files_and_connection_format(sims):
 
 def test_published_defects_are_the_expected_ones(sims):
     deliveries = sims.deliveries()
-    assert len(deliveries) == 2 * len(SSO_PERIODS) + len(TVTO_PERIODS)
+    assert len(deliveries) == 2 * len(SSO_PERIODS) + len(CSPF_PERIODS) + len(TVTO_PERIODS)
     for d in deliveries:
         want = expected_defect(d["org"], d["dataset"], d["period"], seed=SEED, defect_share=SHARE, overrides=OVERRIDES)
         assert d["defect"] == want == sims.expected_defect(d["org"], d["dataset"], d["period"])
@@ -106,24 +111,30 @@ def test_published_defects_are_the_expected_ones(sims):
     assert any(d["defect"] for d in deliveries if (d["org"], d["period"]) != ("sso", "1405-06"))
 
 
-def test_pull_every_sftp_delivery_through_sftphook(sims, airflow_connections, registry, tmp_path):
+@pytest.mark.parametrize("org", ["sso", "cspf"])
+def test_pull_every_sftp_delivery_through_sftphook(sims, airflow_connections, registry, population, tmp_path, org):
     from airflow.providers.sftp.hooks.sftp import SFTPHook
 
-    hook = SFTPHook(ssh_conn_id="anbar_sftp_sso", conn_retry_attempts=1)
+    hook = SFTPHook(ssh_conn_id=f"anbar_sftp_{org}", conn_retry_attempts=1)
     assert hook.host_key is not None
+    assert hook.list_directory("/") == ["outbox"], "chrooted to the organisation's own directory"
+    pulled = 0
     for d in sims.deliveries():
-        if d["org"] != "sso":
+        if d["org"] != org:
             continue
         remote = f"outbox/{d['dataset']}/{d['period']}"
         local = tmp_path / d["dataset"] / d["period"]
         local.mkdir(parents=True)
         for name in hook.list_directory(remote):
             hook.retrieve_file(f"{remote}/{name}", str(local / name))
-        problems = inspect_delivery(local, registry.dataset("sso", d["dataset"]), registry)
+        context = delivery_context(population, registry, org, d["dataset"], d["period"])
+        problems = inspect_delivery(local, registry.dataset(org, d["dataset"]), registry, context)
         if d["defect"] is None:
             assert problems == set(), d
         else:
             assert DETECTED_AS[d["defect"]] <= problems, (d, problems)
+        pulled += 1
+    assert pulled == sum(len(registry.org(org).datasets) for _ in SSO_PERIODS)
     hook.close_conn()
 
 
@@ -164,6 +175,7 @@ def test_sigterm_stops_cleanly_and_a_restart_keeps_keys_and_bytes(sims):
     try:
         after = again.connections
         assert after["anbar_sftp_sso"]["extra"] == before["anbar_sftp_sso"]["extra"]
+        assert after["anbar_sftp_cspf"]["extra"] == before["anbar_sftp_cspf"]["extra"]
         assert after["anbar_api_tvto"]["password"] == before["anbar_api_tvto"]["password"]
         assert _outbox(state) == outbox, "byte-identical deliveries"
     finally:

@@ -10,8 +10,10 @@ Endpoints (bearer token per organisation; the token decides the organisation)::
     GET /v1/health                                  (no token) {"status": "ok"}
 
 401 without a token or with a wrong one. Defects: ``row_count_mismatch`` makes
-the manifest lie about ``rows``; ``duplicate_keys``, ``invalid_national_ids``
-and ``unknown_codes`` damage the records.
+the manifest lie about ``rows``; the row-level ones (``VALUE_DEFECTS`` in
+``anbar.sim.defects``: duplicate keys, invalid IDs, unknown codes, invalid,
+out-of-range or inconsistent values, dropped rows, rejuvenated persons) damage
+the records.
 """
 
 from __future__ import annotations
@@ -50,7 +52,9 @@ def api_delivery_rows(
     period = as_period(period_label, organisation.calendar)
     defect = config.defect_for(org, dataset, period.label)
     rows = extract_rows(population, ds, period, registry=registry)
-    rows = apply_row_defect(rows, ds, defect, registry=registry, seed=config.seed, period=period.label)
+    rows = apply_row_defect(
+        rows, ds, defect, registry=registry, seed=config.seed, period=period.label, population=population
+    )
     return rows, defect
 
 

@@ -111,8 +111,8 @@ def write_sftp_delivery(
     File-level defects are applied here: ``missing_manifest``,
     ``checksum_mismatch``, ``truncated_file``, ``wrong_encoding``,
     ``hostile_file_name``, ``row_count_mismatch``. Row-level defects
-    (``missing_column``, ``duplicate_keys``, ``invalid_national_ids``,
-    ``unknown_codes``) must already be in ``rows`` (see
+    (``ROW_DEFECTS``: ``missing_column``, ``duplicate_keys``, ``invalid_dates``,
+    ``count_drop``, ...) must already be in ``rows`` (see
     ``anbar.sim.defects.apply_row_defect``); here they are only recorded.
     """
     if encoding not in ENCODINGS:
@@ -226,7 +226,9 @@ def sftp_delivery_rows(
     defect = config.defect_for(org, dataset, period.label)
     variant = sftp_variant(registry, org, dataset, period)
     rows = extract_rows(population, ds, period, registry=registry)
-    rows = apply_row_defect(rows, ds, defect, registry=registry, seed=config.seed, period=period.label)
+    rows = apply_row_defect(
+        rows, ds, defect, registry=registry, seed=config.seed, period=period.label, population=population
+    )
     rows = represent(rows, ds, variant, seed=config.seed, period=period.label)
     columns = ds.column_names
     if defect == "missing_column":

@@ -3,7 +3,7 @@
 ``extract_rows`` turns the population into the rows of one (org, dataset,
 period): exactly the registry's columns in registry order, every value a string
 (empty string = no value). Dates are written in the column's calendar: Jalali
-``YYYY/MM/DD`` (SSO), Gregorian ``YYYY-MM-DD`` (TVTO).
+``YYYY/MM/DD`` (SSO, CSPF), Gregorian ``YYYY-MM-DD`` (TVTO).
 
 ``sftp_variant`` picks how an SFTP delivery is represented (encoding, letter
 forms, digits, delimiter, number of files), deterministically per (dataset,
@@ -129,10 +129,32 @@ def _tvto_trainees(pop: Population, ds: Dataset, period: Period) -> list[Row]:
     return [rows[k] for k in sorted(rows)]
 
 
+def _cspf_pensioners(pop: Population, ds: Dataset, period: Period) -> list[Row]:
+    cal = lambda col: ds.column(col).calendar or period.calendar  # noqa: E731
+    year = jdatetime.date.fromgregorian(date=period.start).year
+    rows = []
+    for pension in pop.pensioners_before(period.start):
+        person = pop.persons[pension.person]
+        rows.append(
+            {
+                "national_id": person.national_id,
+                "sex": person.sex,
+                "birth_date": format_date(person.birth_date, cal("birth_date")),
+                "pension_type": pension.pension_type,
+                "retirement_date": format_date(pension.start, cal("retirement_date")),
+                "pension_amount": str(pension.amount_in(year)),
+                "province": pension.province,
+            }
+        )
+    rows.sort(key=lambda r: r["national_id"])
+    return rows
+
+
 _BUILDERS = {
     ("sso", "insured_persons"): _sso_insured_persons,
     ("sso", "workplaces"): _sso_workplaces,
     ("tvto", "trainees"): _tvto_trainees,
+    ("cspf", "pensioners"): _cspf_pensioners,
 }
 
 

@@ -1,10 +1,11 @@
 """One synthetic population behind every simulated supplier.
 
 Persons, workplaces, employment spells (who is insured where, from when to
-when) and vocational training courses are generated once per seed, as life
-histories over a fixed horizon, so that every supplier's monthly extract is a
-consistent view of the same people: a trainee whose course ended in October
-may be an insured employee at SSO in December.
+when), vocational training courses and civil-service pensions are generated
+once per seed, as life histories over a fixed horizon, so that every supplier's
+monthly extract is a consistent view of the same people: a trainee whose course
+ended in October may be an insured employee at SSO in December, and a few
+pensioners of the CSPF take an insured job at SSO after they retire.
 
 Randomness comes only from ``random.Random`` seeded with stable strings (and
 SHA-256 for hashing); Python's ``hash()`` is never used, so the same seed gives
@@ -48,6 +49,19 @@ ISIC_WEIGHTS = {
 }  # fmt: skip
 INSURANCE_TYPE_WEIGHTS = {"1": 80, "2": 5, "3": 6, "4": 5, "5": 4}
 RESULT_WEIGHTS = {"P": 75, "F": 15, "A": 10}
+
+# Civil-service pensions (CSPF). Civil servants are not insured at SSO, so pensioners are
+# drawn from the persons without SSO employment (CIVIL_SERVANT_SHARE of those old enough),
+# plus a few persons with SSO employment who retired from the civil service and were then
+# hired by an SSO-insured employer (HIRED_PENSIONER_SHARE of those with a job started
+# after 50): a pensioner who is also an active insured, legal and rare.
+RETIREMENT_AGE = (50, 62)
+CIVIL_SERVANT_SHARE = 0.3
+HIRED_PENSIONER_SHARE = 0.05
+PENSION_TYPE_WEIGHTS = {"1": 78, "2": 7, "3": 15}  # retirement, disability, survivor
+PENSION_RANGE = (90_000_000, 900_000_000)  # monthly, rials, in Jalali year PENSION_BASE_YEAR
+PENSION_BASE_YEAR = 1404
+PENSION_INDEXATION = 0.2  # yearly rise on 1 Farvardin
 
 # ISCO-08 unit groups of typical technical and vocational courses, with hours.
 ISCO_COURSES: tuple[tuple[str, str, int], ...] = (
@@ -206,6 +220,20 @@ class Employment:
 
 
 @dataclass(frozen=True, slots=True)
+class Pension:
+    person: int
+    start: dt.date  # retirement date: the first day of the pension (after RETIREMENT_AGE[0])
+    pension_type: str  # code list cspf_pension_type
+    amount: int  # monthly, rials, in Jalali year PENSION_BASE_YEAR
+    province: str
+
+    def amount_in(self, jalali_year: int) -> int:
+        """The monthly amount paid in a Jalali year (indexed yearly), rials."""
+        factor = (1 + PENSION_INDEXATION) ** (jalali_year - PENSION_BASE_YEAR)
+        return int(self.amount * factor) // 10_000 * 10_000
+
+
+@dataclass(frozen=True, slots=True)
 class Course:
     code: str
     isco_code: str
@@ -267,6 +295,12 @@ class Population:
         self.employments: tuple[Employment, ...] = tuple(employments)
         self.trainings: tuple[Training, ...] = tuple(trainings)
         self._training_ends = [t.end for t in self.trainings]
+        # After (and independent of) the histories above, so adding pensions changed none of them.
+        pension_types = registry.code_lists.get("cspf_pension_type")
+        self.pension_types = tuple(sorted(pension_types.codes)) if pension_types else tuple(PENSION_TYPE_WEIGHTS)
+        self._pension_type = _Weighted({k: PENSION_TYPE_WEIGHTS.get(k, 1.0) for k in self.pension_types})
+        self.pensions: tuple[Pension, ...] = self._make_pensions()
+        self._pension_starts = [p.start for p in self.pensions]
 
     @classmethod
     def scaled(cls, seed: int, scale: float = 1.0, **kwargs: object) -> Population:
@@ -455,6 +489,43 @@ class Population:
             employed = not employed
             first = False
 
+    def _make_pensions(self) -> tuple[Pension, ...]:
+        jobs: dict[int, list[Employment]] = {}
+        for e in self.employments:
+            jobs.setdefault(e.person, []).append(e)
+        lo, hi = RETIREMENT_AGE
+        out = []
+        for p in self.persons:
+            rng = stable_random(self.seed, "pension", p.index)
+            earliest = add_years(p.birth_date, lo)
+            if earliest >= HORIZON_END:
+                continue
+            mine = jobs.get(p.index, [])
+            if not mine:  # never insured at SSO: a civil servant, perhaps
+                if rng.random() >= CIVIL_SERVANT_SHARE:
+                    continue
+                start = earliest + dt.timedelta(days=rng.randrange((add_years(p.birth_date, hi) - earliest).days))
+                kind = self._pension_type(rng)
+            else:  # retired from the civil service, then hired by an SSO-insured employer
+                if rng.random() >= HIRED_PENSIONER_SHARE:
+                    continue
+                later = [e for e in mine if e.start > earliest + dt.timedelta(days=60)]
+                if not later:
+                    continue
+                job = later[0]
+                start = max(earliest, job.start - dt.timedelta(days=rng.randrange(30, 720)))
+                if any(e.start <= start and (e.end is None or e.end > start) for e in mine):
+                    continue  # insured on the day of retirement: not a civil servant
+                kind = "1" if "1" in self.pension_types else self.pension_types[0]
+            if start >= HORIZON_END:
+                continue
+            lo_amount, hi_amount = PENSION_RANGE
+            amount = min(hi_amount, max(lo_amount, rng.lognormvariate(19.0, 0.4))) // 10_000 * 10_000
+            province = p.province if rng.random() < 0.95 else rng.choice(self.province_codes)
+            out.append(Pension(p.index, start, kind, int(amount), province))
+        out.sort(key=lambda x: (x.start, x.person))
+        return tuple(out)
+
     # -- queries ----------------------------------------------------------------------------
 
     @cached_property
@@ -471,10 +542,14 @@ class Population:
         hi = bisect.bisect_left(self._training_ends, end)
         return list(self.trainings[lo:hi])
 
+    def pensioners_before(self, day: dt.date) -> list[Pension]:
+        """Pensions that started before ``day``: the active pensioners of a period starting then."""
+        return list(self.pensions[: bisect.bisect_left(self._pension_starts, day)])
+
     def fingerprint(self) -> str:
         """SHA-256 over every generated record (equal fingerprints = identical populations)."""
         h = hashlib.sha256()
-        for group in (self.persons, self.workplaces, self.employments):
+        for group in (self.persons, self.workplaces, self.employments, self.pensions):
             h.update("\n".join(map(repr, group)).encode())
         h.update(
             "\n".join(

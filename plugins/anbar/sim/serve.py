@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 HOST = "127.0.0.1"
 SMTP_CONN_ID = "anbar_smtp"
 DEFAULT_PERIODS: dict[str, list[str]] = {
+    "cspf": ["1405-05", "1405-06", "1405-07"],
     "sso": ["1405-05", "1405-06", "1405-07"],
     "tvto": ["2026-08", "2026-09", "2026-10"],
 }
