@@ -101,6 +101,57 @@ create table if not exists raw.rejected_rows (
     primary key (submission_id, file, row_no)
 );
 
+create table if not exists anbar.row_findings (
+    submission_id  bigint not null references anbar.submissions (submission_id),
+    file           text not null,
+    row_no         bigint not null,
+    rule           text not null,
+    principle      text not null,
+    severity       text not null,
+    primary key (submission_id, file, row_no, rule)
+);
+comment on table anbar.row_findings is
+    'Every row a failed rule found (file and row number of the delivery): blocking ones are rejected '
+    'or reject the delivery, warnings are flags on the loaded row (clean._flags).';
+
+create table if not exists anbar.quality_scorecard (
+    submission_id    bigint not null references anbar.submissions (submission_id),
+    org              text not null,
+    dataset          text not null,
+    period           text not null,
+    version          integer not null,
+    principle        text not null check (principle in ('conversion', 'system', 'consistency', 'quality')),
+    rules_evaluated  integer not null,
+    rules_failed     integer not null,
+    blocking_failed  integer not null,
+    rows_failing     bigint,
+    outcome          text not null,
+    scored_at        timestamptz not null default now(),
+    primary key (submission_id, principle)
+);
+comment on table anbar.quality_scorecard is
+    'Per delivery (org, dataset, period, version) and principle: rules evaluated, rules failed, rows failing.';
+
+create or replace view anbar.quality_scorecard_latest as
+    select distinct on (org, dataset, period, principle) *
+    from anbar.quality_scorecard
+    order by org, dataset, period, principle, version desc;
+comment on view anbar.quality_scorecard_latest is
+    'The scorecard of the latest version delivered for each period (what the monthly report shows).';
+
+create or replace view anbar.submission_versions as
+    select s.org, s.dataset, s.period, s.version, s.submission_id, s.status, s.reason, s.received_at,
+           s.rows_manifest, s.rows_loaded, s.rows_rejected,
+           s.version = max(s.version) over w as is_latest,
+           s.submission_id = (array_agg(s.submission_id) filter (where s.status = 'accepted') over w)[1]
+               as is_in_use,
+           lead(s.version) over (partition by s.org, s.dataset, s.period order by s.version) as superseded_by
+    from anbar.submissions s
+    window w as (partition by s.org, s.dataset, s.period order by s.version desc
+                 rows between unbounded preceding and unbounded following);
+comment on view anbar.submission_versions is
+    'Every version of every period with its outcome; is_in_use marks the accepted version the warehouse uses.';
+
 create table if not exists ref.code_list_values (
     code_list  text not null,
     code       text not null,
@@ -120,6 +171,7 @@ META_COLUMNS_CLEAN = [
     ("_file", "text not null"),
     ("_row_no", "bigint not null"),
     ("_period", "text not null"),
+    ("_flags", "text[]"),  # rules with severity warning the row failed (it is loaded all the same)
 ]
 
 
@@ -168,6 +220,8 @@ def _add_missing_columns(cur, schema: str, ds: Dataset, typed: bool) -> None:
         (schema, ds.key),
     )
     have = {r[0] for r in cur.fetchall()}
+    if typed and "_flags" not in have:
+        cur.execute(sql.SQL("alter table {} add column _flags text[]").format(sql.Identifier(schema, ds.key)))
     for c in ds.columns:
         if c.name not in have:
             cur.execute(

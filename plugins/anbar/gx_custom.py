@@ -24,7 +24,8 @@ name, besides GX's ``{batch}`` (this submission's clean partition):
   the period before this one;
 - ``{<org>__<dataset>}``: the clean partition of the latest accepted delivery of any registry
   dataset whose period started on or before this period's end (cross-supplier checks);
-- ``{period_start}``, ``{period_end}``: this period's first and last day, as SQL date literals.
+- ``{period_start}``, ``{period_end}``: this period's first day and the first day after it, as SQL
+  date literals (``x >= {period_start} and x < {period_end}`` is "within the period").
 
 anbar substitutes them before GX runs the query (:func:`resolve_query`). A check whose table
 does not exist yet (the first period, a supplier with no accepted delivery) is *not applicable*
@@ -303,7 +304,7 @@ def resolve_query(query: str, tables: dict[str, str | None]) -> str:
     """Fill anbar's placeholders, keeping ``{batch}`` for GX and literal braces doubled.
 
     ``tables`` maps placeholder -> SQL text (a quoted table name or a date literal). A placeholder
-    it maps to None is a table that does not exist: :class:`NotApplicable` is raised.
+    it maps to None, or does not map, is a table that does not exist: :class:`NotApplicable` is raised.
     """
     out: list[str] = []
     for literal, field, spec, conversion in Formatter().parse(query):
@@ -315,9 +316,7 @@ def resolve_query(query: str, tables: dict[str, str | None]) -> str:
         if field == "batch":
             out.append("{batch}")
             continue
-        if field not in tables:
-            raise KeyError(field)
-        value = tables[field]
+        value = tables.get(field)  # absent from the context: nothing to compare with
         if value is None:
             raise NotApplicable(field)
         out.append(value.replace("{", "{{").replace("}", "}}"))

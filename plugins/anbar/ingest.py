@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from anbar import ddl, ledger, notify, settings, warehouse
+from anbar import ddl, ledger, notify, settings, verdict, warehouse
 from anbar.exchange import MANIFEST_NAME, DeliveryRejected, parse_api_manifest, parse_manifest
 from anbar.hooks import SupplierApiHook, SupplierSftpHook
 from anbar.landing import LandedFile, LandingArchive, sha256_bytes
@@ -107,6 +107,7 @@ def record_missing(step: Step, registry: Registry | None = None) -> Step:
         sub = ledger.record_missing(
             conn, org=step.org, dataset=step.dataset, period=step.period, message=step.message or "no delivery"
         )
+        verdict.score_rejection(conn, sub, "missing")
         step.submission_id, step.version = sub.submission_id, sub.version
         return step
     finally:
@@ -142,6 +143,7 @@ def _reject(conn, sub: ledger.Submission, step: Step, exc: DeliveryRejected, sta
     updated = ledger.update(
         conn, sub, stage, "rejected", reason=exc.reason, message=exc.message, rows_loaded=0, rows_rejected=rows
     )
+    verdict.score_rejection(conn, updated, exc.reason)
     log.warning("%s/%s/%s v%s rejected at %s: %s", step.org, step.dataset, step.period, updated.version, stage, exc)
     step.state, step.reason, step.message = "rejected", exc.reason, exc.message
     step.detail = {**step.detail, **exc.detail, "stage": stage}
@@ -384,10 +386,12 @@ def load(step: Step, registry: Registry | None = None, archive: LandingArchive |
 
 
 def validate(step: Step, registry: Registry | None = None) -> Step:
+    """Run the dataset's suite, decide (accept, reject, or reject rows), record findings and the scorecard."""
     if step.decided:
         return step
-    from anbar.suites import write_suite
-    from anbar.validation import validate_submission
+    from anbar import verdict
+    from anbar.suites import SuitePolicy, write_suite
+    from anbar.validation import run_suite
 
     registry = registry or load_registry()
     ds = registry.dataset(step.org, step.dataset)
@@ -398,41 +402,27 @@ def validate(step: Step, registry: Registry | None = None) -> Step:
         if sub.status in ("accepted", "rejected"):
             step.state = sub.status
             return step
+        context = verdict.context_tables(conn, registry, ds, sub.period)
         suite = settings.expectations_dir() / f"{ds.key}.json"
         if suite.exists():
-            summary = validate_submission(warehouse.sqlalchemy_url(), ds, sub.submission_id, suite)
+            run = run_suite(warehouse.sqlalchemy_url(), ds, sub.submission_id, suite, context)
         else:
             # A dataset just added to the registry is checked against the suite its registry entry implies
             # until the statisticians commit a file for it (`anbar suites check` lists the gap).
             log.warning("no suite file %s; validating with the suite generated from the registry", suite)
             with tempfile.TemporaryDirectory() as tmp:
                 drafted = write_suite(tmp, ds, registry)
-                summary = validate_submission(warehouse.sqlalchemy_url(), ds, sub.submission_id, drafted)
-            summary["suite"] = "generated from the registry (no file in expectations/)"
-        if summary["success"]:
-            ledger.update(conn, sub, "validate", "validated", validation_summary=summary)
-            sub = ledger.get(conn, sub.submission_id)
-            ledger.update(conn, sub, "publish", "accepted")
-            step.state = "accepted"
-        else:
-            failed = [
-                e for e in summary.get("expectations", []) if not e.get("success") and e.get("severity") == "blocking"
-            ]
-            names = ", ".join(f"{e.get('principle')}:{e.get('rule') or e.get('type')}" for e in failed)
-            message = f"{len(failed)} blocking check(s) failed: {names}"
-            ledger.update(
-                conn,
-                sub,
-                "validate",
-                "rejected",
-                reason="validation",
-                message=message,
-                validation_summary=summary,
-                rows_loaded=0,
-                rows_rejected=sub.rows_manifest,
-            )
-            step.state, step.reason, step.message = "rejected", "validation", message
-        step.detail = {**step.detail, "validation": {k: summary.get(k) for k in ("success", "by_principle")}}
+                run = run_suite(warehouse.sqlalchemy_url(), ds, sub.submission_id, drafted, context)
+            run.summary["suite"] = "generated from the registry (no file in expectations/)"
+        policy = SuitePolicy(**run.summary["policy"]) if run.summary.get("policy") else SuitePolicy()
+        outcome = verdict.decide_and_record(conn, registry, ds, sub, run, policy)
+        step.state = outcome.status
+        if outcome.status == "rejected":
+            step.reason, step.message = "validation", outcome.message
+        step.detail = {
+            **step.detail,
+            "validation": {k: outcome.summary.get(k) for k in ("success", "by_principle", "decision")},
+        }
         return step
     finally:
         conn.close()

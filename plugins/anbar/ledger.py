@@ -171,9 +171,11 @@ def update(
     reason: str | None = None,
     message: str | None = None,
     validation_summary: dict | None = None,
+    commit: bool = True,
     **fields: Any,
 ) -> Submission:
-    """Move a submission to ``status`` and log the step, in one transaction."""
+    """Move a submission to ``status`` and log the step, in one transaction (``commit=False``: in the
+    caller's transaction)."""
     allowed = {"rows_loaded", "rows_rejected", "landing_path", "rows_manifest"}
     unknown = set(fields) - allowed
     if unknown:
@@ -205,7 +207,8 @@ def update(
     if message:
         detail["message"] = message
     log_event(conn, sub.org, sub.dataset, sub.period, step, status, sub.submission_id, **detail)
-    conn.commit()
+    if commit:
+        conn.commit()
     return updated
 
 

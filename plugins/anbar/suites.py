@@ -150,6 +150,7 @@ def _exp(
     fa: str,
     en: str,
     columns: list[str] | None = None,
+    table: str | None = None,
 ) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "rule": rule,
@@ -159,28 +160,75 @@ def _exp(
     }
     if columns is not None:
         meta["columns"] = columns
+    if table is not None:
+        meta["table"] = table
     return {"type": type_, "kwargs": kwargs, "meta": meta}
 
 
 def _identifier_check(col: Column) -> dict[str, Any]:
-    fn, kind_fa, kind_en = {
-        Identifier.person: ("anbar.is_valid_person_id", "کد ملی", "national ID of a person"),
+    type_, kind_fa, kind_en = {
+        Identifier.person: ("expect_column_values_to_be_valid_person_id", "کد ملی", "national ID of a person"),
         Identifier.legal_entity: (
-            "anbar.is_valid_legal_entity_id",
+            "expect_column_values_to_be_valid_legal_entity_id",
             "شناسه ملی اشخاص حقوقی",
             "national ID of a legal entity",
         ),
     }[col.identifier]
-    query = f"select _file, _row_no, {col.name} from {{batch}} where {col.name} is not null and not {fn}({col.name})"
     return _exp(
         f"check_digit.{col.name}",
-        ROW_QUERY_TYPE,
-        {"unexpected_rows_query": query},
+        type_,
+        {"column": col.name},
         "quality",
         "blocking",
         f"رقم کنترل «{col.description.fa}» ({kind_fa}) درست است",
         f"{col.description.en} has a valid check digit ({kind_en})",
-        columns=[col.name],
+    )
+
+
+# Digits in any of the scripts the conversion principle accepts, as a regex class.
+_ANY_DIGIT = "0-9\u06f0-\u06f9\u0660-\u0669\u09e6-\u09ef"
+
+
+def _identifier_as_delivered(col: Column) -> dict[str, Any]:
+    width = 10 if col.identifier is Identifier.person else 11
+    return _exp(
+        f"digits_only.{col.name}",
+        "expect_column_values_to_match_regex",
+        {"column": col.name, "regex": f"^\\s*[{_ANY_DIGIT}]{{1,{width}}}\\s*$"},
+        "conversion",
+        "blocking",
+        f"«{col.description.fa}» فقط با رقم نوشته شده است (بی‌جداکننده، بی‌نماد علمی اکسل، حداکثر {_fa(width)} رقم)",
+        f"{col.description.en} is written in digits only (no separators, no spreadsheet "
+        f"scientific notation, at most {width} digits)",
+        table="raw",
+    )
+
+
+def _date_as_delivered(col: Column, calendar: str) -> dict[str, Any]:
+    cal_fa = "شمسی" if calendar == "jalali" else "میلادی"
+    return _exp(
+        f"calendar_date.{col.name}",
+        "expect_column_values_to_be_valid_calendar_date",
+        {"column": col.name, "calendar": calendar},
+        "conversion",
+        "blocking",
+        f"«{col.description.fa}» تاریخ {cal_fa} معتبری است (مثلاً ماه هفتم ۳۰ روز دارد)",
+        f"{col.description.en} is a real {calendar} date as delivered (e.g. Jalali month 7 has 30 days)",
+        table="raw",
+    )
+
+
+def _letters_converted(col: Column) -> dict[str, Any]:
+    return _exp(
+        f"standard_letters.{col.name}",
+        "expect_column_values_to_not_match_regex",
+        # Arabic kaf, yeh, alef maksura and invisible characters other than the zero-width
+        # non-joiner (which Persian spelling needs) should be gone after conversion.
+        {"column": col.name, "regex": "[\\u0643\\u064a\\u0649\\u200b\\u200d\\u2060\\ufeff]"},
+        "conversion",
+        "warning",
+        f"«{col.description.fa}» پس از تبدیل حرف عربی (ي، ك، ى) یا نویسهٔ نامرئی ندارد",
+        f"{col.description.en} has no Arabic letter forms (ي ك ى) or invisible characters left after conversion",
     )
 
 
@@ -283,14 +331,87 @@ def _date_consistency(ds: Dataset) -> list[dict[str, Any]]:
     return out
 
 
-def generate_suite(dataset: Dataset, registry: Registry) -> dict[str, Any]:
-    """The first draft of a dataset's suite, from its registry entry (a JSON-ready dict).
+# Cross-period tolerances of a first draft; the statisticians tune them per dataset.
+ROW_COUNT_TOLERANCE = 0.3
+TOTAL_TOLERANCE = 0.3
+OPTIONAL_FILLED_MOSTLY = 0.9
 
-    Used once to write ``expectations/<org>__<dataset>.json``; the statisticians own the
-    file afterwards.
-    """
-    ds = dataset
-    exps: list[dict[str, Any]] = []
+
+def _conversion_rules(ds: Dataset, registry: Registry) -> list[dict[str, Any]]:
+    org = registry.org(ds.org)
+    out = [_identifier_as_delivered(c) for c in ds.columns if c.identifier is not None]
+    out += [_date_as_delivered(c, org.date_calendar(c).value) for c in ds.date_columns]
+    out += [_letters_converted(c) for c in ds.columns if c.type is ColumnType.text and c.identifier is None]
+    return out
+
+
+def _system_rules(ds: Dataset, registry: Registry) -> list[dict[str, Any]]:
+    out = []
+    for col in ds.columns:
+        if col.code_list:
+            cl = registry.code_lists[col.code_list]
+            out.append(
+                _exp(
+                    f"code_list.{col.name}",
+                    "expect_column_values_to_be_in_code_list",
+                    {"column": col.name, "code_list": cl.name},
+                    "system",
+                    "blocking",
+                    f"«{col.description.fa}» کدی از فهرست «{cl.description.fa}» است",
+                    f"{col.description.en} is a code of the list {cl.description.en}",
+                )
+            )
+    return out
+
+
+def _cross_period_rules(ds: Dataset) -> list[dict[str, Any]]:
+    tol = ROW_COUNT_TOLERANCE
+    out = [
+        _exp(
+            "row_count_vs_previous_period",
+            "expect_table_row_count_to_be_within_tolerance_of_previous_period",
+            {"tolerance": tol},
+            "consistency",
+            "blocking",
+            f"تعداد ردیف‌ها حداکثر {_fa(tol * 100)}٪ با آخرین دورهٔ پذیرفته‌شده فرق دارد",
+            f"The number of rows is within {_number(tol * 100)}% of the latest accepted period's",
+        )
+    ]
+    for col in ds.columns:
+        if col.type in (ColumnType.bigint, ColumnType.numeric) and col.name not in ds.primary_key:
+            out.append(
+                _exp(
+                    f"total_vs_previous_period.{col.name}",
+                    "expect_column_total_to_be_within_tolerance_of_previous_period",
+                    {"column": col.name, "aggregate": "sum", "tolerance": TOTAL_TOLERANCE},
+                    "consistency",
+                    "warning",
+                    f"جمع «{col.description.fa}» حداکثر {_fa(TOTAL_TOLERANCE * 100)}٪ با آخرین دورهٔ "
+                    "پذیرفته‌شده فرق دارد",
+                    f"The total of {col.description.en} is within {_number(TOTAL_TOLERANCE * 100)}% of the "
+                    "latest accepted period's",
+                )
+            )
+    person = next((c for c in ds.columns if c.identifier is Identifier.person), None)
+    birth = next((c for c in ds.date_columns if c.name == "birth_date"), None)
+    if person is not None and birth is not None:
+        out.append(
+            _exp(
+                f"not_younger_than_previous_period.{person.name}",
+                "expect_persons_to_be_no_younger_than_in_previous_period",
+                {"id_column": person.name, "birth_date_column": birth.name},
+                "consistency",
+                "blocking",
+                f"«{birth.description.fa}» هیچ فردی دیرتر از آنچه در دورهٔ پذیرفته‌شدهٔ پیشین آمده نیست "
+                "(کسی جوان‌تر نمی‌شود)",
+                f"No person's {birth.description.en.lower()} is later than in the previous accepted period "
+                "(nobody gets younger)",
+            )
+        )
+    return out
+
+
+def _quality_rules(ds: Dataset) -> list[dict[str, Any]]:
     pk = list(ds.primary_key)
     # GX's compound check wants two columns or more; one column has its own expectation.
     unique_type, unique_kwargs = (
@@ -298,7 +419,16 @@ def generate_suite(dataset: Dataset, registry: Registry) -> dict[str, Any]:
         if len(pk) == 1
         else ("expect_compound_columns_to_be_unique", {"column_list": pk})
     )
-    exps.append(
+    out = [
+        _exp(
+            "not_empty",
+            "expect_table_row_count_to_be_between",
+            {"min_value": 1},
+            "quality",
+            "blocking",
+            "تحویل دست‌کم یک ردیف دارد",
+            "The delivery holds at least one row",
+        ),
         _exp(
             "primary_key_unique",
             unique_type,
@@ -307,49 +437,70 @@ def generate_suite(dataset: Dataset, registry: Registry) -> dict[str, Any]:
             "blocking",
             f"کلید اصلی ({'، '.join(pk)}) یکتاست: هیچ دو ردیفی کلید یکسان ندارند",
             f"The primary key ({', '.join(pk)}) is unique: no two rows share it",
-        )
-    )
+        ),
+    ]
     for col in ds.columns:
+        d = col.description
         if col.required:
-            exps.append(
+            out.append(
                 _exp(
                     f"not_null.{col.name}",
                     "expect_column_values_to_not_be_null",
                     {"column": col.name},
                     "quality",
                     "blocking",
-                    f"«{col.description.fa}» ({col.name}) پر شده است",
-                    f"{col.description.en} ({col.name}) is filled in",
+                    f"«{d.fa}» ({col.name}) پر شده است",
+                    f"{d.en} ({col.name}) is filled in",
                 )
             )
-    for col in ds.columns:
-        if col.code_list:
-            cl = registry.code_lists[col.code_list]
-            exps.append(
+        else:
+            share = OPTIONAL_FILLED_MOSTLY
+            out.append(
                 _exp(
-                    f"code_list.{col.name}",
-                    "expect_column_values_to_be_in_set",
-                    {"column": col.name, "value_set": sorted(cl.codes)},
-                    "system",
-                    "blocking",
-                    f"«{col.description.fa}» کدی از فهرست «{cl.description.fa}» است",
-                    f"{col.description.en} is a code of the list {cl.description.en}",
+                    f"mostly_filled.{col.name}",
+                    "expect_column_values_to_not_be_null",
+                    {"column": col.name, "mostly": share},
+                    "quality",
+                    "warning",
+                    f"«{d.fa}» (اختیاری) دست‌کم در {_fa(share * 100)}٪ ردیف‌ها پر شده است",
+                    f"{d.en} (optional) is filled in at least {_number(share * 100)}% of rows",
                 )
             )
     for col in ds.columns:
         if col.type in (ColumnType.integer, ColumnType.bigint, ColumnType.numeric) and (
             col.min is not None or col.max is not None
         ):
-            exps.append(_range_check(col))
-    for col in ds.columns:
-        if col.identifier is not None:
-            exps.append(_identifier_check(col))
-    exps.extend(_date_consistency(ds))
+            out.append(_range_check(col))
+    out += [_identifier_check(c) for c in ds.columns if c.identifier is not None]
+    return out
+
+
+def generate_suite(dataset: Dataset, registry: Registry) -> dict[str, Any]:
+    """The first draft of a dataset's suite, from its registry entry (a JSON-ready dict).
+
+    Rules of every principle the registry implies: conversion (identifiers and dates as
+    delivered, letters after conversion), system (code lists), consistency (dates within a
+    record, counts and totals against the previous period, birth dates across periods), quality
+    (not empty, unique key, completeness, ranges, check digits, plausible ages). Used once to
+    write ``expectations/<org>__<dataset>.json``; the statisticians own the file afterwards.
+    """
+    ds = dataset
+    within_record = _date_consistency(ds)
+    exps = (
+        _conversion_rules(ds, registry)
+        + _system_rules(ds, registry)
+        + [e for e in within_record if e["meta"]["principle"] == "consistency"]
+        + _cross_period_rules(ds)
+        + _quality_rules(ds)
+        + [e for e in within_record if e["meta"]["principle"] == "quality"]
+    )
     return {
         "name": ds.key,
         "meta": {
             "dataset": ds.key,
             "schema_version": ds.schema_version,
+            "rejection": "file",
+            "max_rejected_percent": DEFAULT_MAX_REJECTED_PERCENT,
             "drafted_by": "anbar.suites.generate_suite",
             "great_expectations_version": _gx_version(),
         },
@@ -638,7 +789,27 @@ def check_all(expectations_dir: Path | str, registry: Registry) -> list[str]:
             continue
         for i, exp in enumerate(data["expectations"]):
             problems.extend(_code_list_drift(path, i, exp, ds, registry))
+            problems.extend(_registry_references(path, i, exp, keys, registry))
     return problems
+
+
+def _registry_references(path: Path, i: int, exp: dict[str, Any], keys: set[str], registry: Registry) -> list[str]:
+    """Code lists and datasets a rule names must exist in the registry."""
+    from anbar.gx_custom import DATASET_KEY
+
+    where = f"{path}: expectations[{i}] ({exp['type']})"
+    kwargs = exp["kwargs"]
+    out = []
+    code_list = kwargs.get("code_list")
+    if isinstance(code_list, str) and code_list not in registry.code_lists:
+        out.append(f"{where}: no code list {code_list!r} in the registry")
+    named = set()
+    if isinstance(kwargs.get("other_dataset"), str):
+        named.add(kwargs["other_dataset"])
+    if isinstance(kwargs.get("unexpected_rows_query"), str):
+        named |= {f for f in query_placeholders(kwargs["unexpected_rows_query"]) if DATASET_KEY.match(f)}
+    out += [f"{where}: no dataset {key!r} in the registry" for key in sorted(named - keys)]
+    return out
 
 
 def _code_list_drift(path: Path, i: int, exp: dict[str, Any], ds: Dataset, registry: Registry) -> list[str]:

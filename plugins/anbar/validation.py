@@ -268,7 +268,7 @@ def summarise(outcomes: list[ExpectationOutcome], **fields: Any) -> ValidationRe
         warnings=warnings,
         by_principle=by_principle,
         expectations=outcomes,
-        policy=policy.as_dict() if policy else None,
+        policy=policy.as_dict() if isinstance(policy, SuitePolicy) else policy,
         great_expectations_version=_gx_version(),
         **fields,
     )

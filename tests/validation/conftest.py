@@ -63,6 +63,31 @@ def _bootstrap(conn, registry: Registry) -> None:
     ddl.bootstrap(conn, registry)
 
 
+def _as_delivered(ds: Dataset, column: str, value: Any) -> str | None:
+    """A clean value as the supplier would have written it (dates in the dataset's calendar)."""
+    if value is None:
+        return None
+    if isinstance(value, dt.date):
+        from anbar.sim.extracts import format_date
+
+        return format_date(value, ds.column(column).calendar or ("jalali" if ds.org == "sso" else "gregorian"))
+    return str(value)
+
+
+def _add_partition(cur, schema: str, ds: Dataset, sid: int, meta: list[str], values: list[tuple]) -> None:
+    from psycopg2 import sql
+    from psycopg2.extras import execute_values
+
+    part = sql.Identifier(schema, f"{ds.key}_s{sid}")
+    parent = sql.Identifier(schema, ds.key)
+    cur.execute(sql.SQL("create table {} (like {} including defaults)").format(part, parent))
+    if values:
+        cols = [*meta, *ds.column_names]
+        insert = sql.SQL("insert into {} ({}) values %s").format(part, sql.SQL(", ").join(map(sql.Identifier, cols)))
+        execute_values(cur, insert.as_string(cur), values)
+    cur.execute(sql.SQL("alter table {} attach partition {} for values in ({})").format(parent, part, sql.Literal(sid)))
+
+
 class Warehouse:
     """One bootstrapped database; each partition gets a fresh submission id."""
 
@@ -80,33 +105,21 @@ class Warehouse:
 
     def partition(self, ds: Dataset, rows: list[dict[str, Any]]) -> int:
         """Load ``rows`` into a new clean partition the way the loader does; returns its id."""
-        from psycopg2 import sql
-        from psycopg2.extras import execute_values
 
         sid = next(self._ids)
-        part = sql.Identifier("clean", f"{ds.key}_s{sid}")
-        parent = sql.Identifier("clean", ds.key)
-        cols = ["_submission_id", "_file", "_row_no", "_period", *ds.column_names]
-        values = [
+        clean_values = [
             (sid, "part-1.csv", i + 1, "2025-10", *(r.get(c) for c in ds.column_names)) for i, r in enumerate(rows)
+        ]
+        # The raw partition holds the same rows as the supplier wrote them (text, dates in its calendar).
+        raw_values = [
+            (sid, "part-1.csv", i + 1, *(_as_delivered(ds, c, r.get(c)) for c in ds.column_names))
+            for i, r in enumerate(rows)
         ]
         conn = self.connect()
         try:
             with conn.cursor() as cur:
-                cur.execute(sql.SQL("create table {} (like {} including defaults)").format(part, parent))
-                if values:
-                    execute_values(
-                        cur,
-                        sql.SQL("insert into {} ({}) values %s")
-                        .format(part, sql.SQL(", ").join(map(sql.Identifier, cols)))
-                        .as_string(cur),
-                        values,
-                    )
-                cur.execute(
-                    sql.SQL("alter table {} attach partition {} for values in ({})").format(
-                        parent, part, sql.Literal(sid)
-                    )
-                )
+                _add_partition(cur, "clean", ds, sid, ["_submission_id", "_file", "_row_no", "_period"], clean_values)
+                _add_partition(cur, "raw", ds, sid, ["_submission_id", "_file", "_row_no"], raw_values)
             conn.commit()
         finally:
             conn.close()

@@ -59,7 +59,11 @@ def test_drafted_suite_covers_the_registry_rules(registry):
     assert by_rule["primary_key_unique"]["kwargs"] == {"column_list": ["national_id", "workshop_code"]}
     for col in ds.columns:
         assert (f"not_null.{col.name}" in by_rule) == col.required
-    assert by_rule["code_list.insurance_type"]["kwargs"]["value_set"] == ["1", "2", "3", "4", "5"]
+    assert by_rule["code_list.insurance_type"]["kwargs"] == {
+        "column": "insurance_type",
+        "code_list": "sso_insurance_type",
+    }
+    assert by_rule["code_list.insurance_type"]["type"] == "expect_column_values_to_be_in_code_list"
     assert by_rule["code_list.insurance_type"]["meta"]["principle"] == "system"
     assert by_rule["range.days_worked"]["kwargs"] == {
         "column": "days_worked",
@@ -67,18 +71,29 @@ def test_drafted_suite_covers_the_registry_rules(registry):
         "max_value": 31,
     }
     assert by_rule["range.insured_wage"]["kwargs"] == {"column": "insured_wage", "min_value": 0}
-    check = by_rule["check_digit.national_id"]
-    assert check["type"] == "unexpected_rows_expectation"
-    assert "anbar.is_valid_person_id(national_id)" in check["kwargs"]["unexpected_rows_query"]
+    assert by_rule["check_digit.national_id"]["type"] == "expect_column_values_to_be_valid_person_id"
     assert by_rule["order.employment_start_after_birth_date"]["meta"]["principle"] == "consistency"
     assert by_rule["plausible_age.employment_start"]["meta"]["severity"] == "warning"
+    # conversion: values as delivered, on the raw table, in the organisation's calendar
+    assert by_rule["calendar_date.birth_date"]["kwargs"] == {"column": "birth_date", "calendar": "jalali"}
+    assert by_rule["calendar_date.birth_date"]["meta"]["table"] == "raw"
+    assert by_rule["digits_only.national_id"]["meta"] == {**by_rule["digits_only.national_id"]["meta"], "table": "raw"}
+    # consistency across periods
+    assert by_rule["row_count_vs_previous_period"]["kwargs"] == {"tolerance": 0.3}
+    assert by_rule["total_vs_previous_period.insured_wage"]["meta"]["severity"] == "warning"
+    assert by_rule["not_younger_than_previous_period.national_id"]["kwargs"]["id_column"] == "national_id"
+    # an optional column: a completeness warning, not a blocking rule
+    assert by_rule["mostly_filled.employment_start"]["kwargs"]["mostly"] == 0.9
+    assert data["meta"]["rejection"] == "file"
+    assert {e["meta"]["principle"] for e in data["expectations"]} == set(PRINCIPLES)
     tvto = {
         e["meta"]["rule"]: e for e in generate_suite(registry.dataset("tvto", "trainees"), registry)["expectations"]
     }
     assert tvto["order.course_end_after_course_start"]["kwargs"]["column_A"] == "course_end"
+    assert tvto["calendar_date.course_end"]["kwargs"]["calendar"] == "gregorian"
     workplaces = generate_suite(registry.dataset("sso", "workplaces"), registry)["expectations"]
     legal = next(e for e in workplaces if e["meta"]["rule"] == "check_digit.legal_id")
-    assert "anbar.is_valid_legal_entity_id(legal_id)" in legal["kwargs"]["unexpected_rows_query"]
+    assert legal["type"] == "expect_column_values_to_be_valid_legal_entity_id"
 
 
 def test_drafted_suites_load_and_are_only_written_once(registry, tmp_path):
@@ -136,21 +151,46 @@ def _rule(data: dict, rule: str) -> dict:
             "column 'course' is not a column",
         ),
         (
-            lambda d: _rule(d, "check_digit.national_id")["meta"].update(columns=["nid"]),
+            lambda d: _rule(d, "plausible_age.course_start")["meta"].update(columns=["nid"]),
             "column 'nid' is not a column",
         ),
         (
-            lambda d: _rule(d, "check_digit.national_id")["meta"].pop("columns"),
+            lambda d: _rule(d, "plausible_age.course_start")["meta"].pop("columns"),
             "meta.columns is required",
         ),
         (
-            lambda d: _rule(d, "code_list.province")["kwargs"].update(value_set="23"),
-            "bad kwargs: value_set: value is not a valid list",
+            lambda d: _rule(d, "code_list.province")["kwargs"].update(code_list=["province"]),
+            "bad kwargs: code_list: str type expected",
         ),
         (
             lambda d: _rule(d, "code_list.province")["kwargs"].update(valueset=["23"]),
             "valueset: extra fields not permitted",
         ),
+        (
+            lambda d: _rule(d, "calendar_date.birth_date")["kwargs"].update(calendar="lunar"),
+            "bad kwargs: calendar",
+        ),
+        (
+            lambda d: _rule(d, "calendar_date.birth_date")["meta"].update(table="clean"),
+            "runs on the raw table only",
+        ),
+        (lambda d: _rule(d, "not_null.sex")["meta"].update(table="staging"), "meta.table must be one of"),
+        (
+            lambda d: _rule(d, "row_count_vs_previous_period")["kwargs"].update(unexpected_rows_query="select 1"),
+            "kwargs.unexpected_rows_query is written by anbar",
+        ),
+        (
+            lambda d: _rule(d, "row_count_vs_previous_period")["kwargs"].update(tolerance="a lot"),
+            "tolerance must be a share",
+        ),
+        (
+            lambda d: _rule(d, "not_younger_than_previous_period.national_id")["kwargs"].update(
+                id_column="national_id; drop table x"
+            ),
+            "is not a column of tvto__trainees",
+        ),
+        (lambda d: d["meta"].update(rejection="some"), "meta.rejection must be one of file, rows"),
+        (lambda d: d["meta"].update(max_rejected_percent=150), "max_rejected_percent must be a number"),
         (
             lambda d: _rule(d, "range.hours")["kwargs"].update(min_value=3000),
             "min_value 3000 is greater than max_value 2000",
@@ -165,19 +205,19 @@ def _rule(data: dict, rule: str) -> dict:
             "unknown expectation type",
         ),
         (
-            lambda d: _rule(d, "check_digit.national_id")["kwargs"].update(
+            lambda d: _rule(d, "plausible_age.course_start")["kwargs"].update(
                 unexpected_rows_query="select * from clean.tvto__trainees where true"
             ),
             "selecting from {batch}",
         ),
         (
-            lambda d: _rule(d, "check_digit.national_id")["kwargs"].update(
+            lambda d: _rule(d, "plausible_age.course_start")["kwargs"].update(
                 unexpected_rows_query="select * from {batch} where national_id ~ '^[0-9]{10}$'"
             ),
             "unknown placeholders: {10}",
         ),
         (
-            lambda d: _rule(d, "check_digit.national_id")["kwargs"].update(
+            lambda d: _rule(d, "plausible_age.course_start")["kwargs"].update(
                 unexpected_rows_query="select * from {batch} where national_id ~ '^[0-9]{10'"
             ),
             "unpaired brace",

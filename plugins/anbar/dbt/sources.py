@@ -30,6 +30,10 @@ META_DOCS = {
     "_file": "Name of the delivered file the row came from.",
     "_row_no": "Row number of the record in the delivered file.",
     "_period": ("Reporting period label in the organisation's calendar (YYYY-MM, e.g. 1405-07 Jalali)."),
+    "_flags": (
+        "Warning rules of the expectation suite this row failed ('principle: rule'); the row is loaded all the "
+        "same. Empty when it passed every rule."
+    ),
 }
 
 SUBMISSIONS_COLUMNS = {
