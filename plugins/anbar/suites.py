@@ -262,7 +262,7 @@ def _range_check(col: Column) -> dict[str, Any]:
 
 
 def _date_consistency(ds: Dataset) -> list[dict[str, Any]]:
-    """Within-record order of dates: ``*_end`` not before ``*_start``; starts not before birth."""
+    """Within-record order of dates: ``*_end`` not before ``*_start``; no event before the birth date."""
     out: list[dict[str, Any]] = []
     dates = {c.name: c for c in ds.date_columns}
     for name, col in dates.items():
@@ -286,11 +286,25 @@ def _date_consistency(ds: Dataset) -> list[dict[str, Any]]:
                     f"{end.description.en} is not before {col.description.en}",
                 )
             )
+    for name, col in dates.items():
+        out.append(
+            _exp(
+                f"not_after_period.{name}",
+                ROW_QUERY_TYPE,
+                {"unexpected_rows_query": _future_dates_query(name)},
+                "consistency",
+                "blocking",
+                f"«{col.description.fa}» پس از پایان دورهٔ گزارش نیست (تاریخ آینده نیست)",
+                f"{col.description.en} is not after the end of the reporting period (no future date)",
+                columns=[name],
+            )
+        )
     birth = dates.get("birth_date")
     if birth is None:
         return out
     for name, col in dates.items():
-        if not name.endswith("_start"):
+        # Every event of a person's life is after the birth; an end is covered by its start.
+        if name == birth.name or (name.endswith("_end") and name[: -len("_end")] + "_start" in dates):
             continue
         out.append(
             _exp(
@@ -308,6 +322,8 @@ def _date_consistency(ds: Dataset) -> list[dict[str, Any]]:
                 f"{col.description.en} is not before the {birth.description.en.lower()}",
             )
         )
+        if not name.endswith("_start"):
+            continue
         # Plausibility, not validity: a warning, and disjoint from the order check above.
         age = MIN_PLAUSIBLE_AGE
         out.append(
@@ -331,6 +347,10 @@ def _date_consistency(ds: Dataset) -> list[dict[str, Any]]:
     return out
 
 
+def _future_dates_query(column: str) -> str:
+    return f"select _file, _row_no, {column} from {{batch}} where {column} >= {{period_end}}"
+
+
 # Cross-period tolerances of a first draft; the statisticians tune them per dataset.
 ROW_COUNT_TOLERANCE = 0.3
 TOTAL_TOLERANCE = 0.3
@@ -341,7 +361,12 @@ def _conversion_rules(ds: Dataset, registry: Registry) -> list[dict[str, Any]]:
     org = registry.org(ds.org)
     out = [_identifier_as_delivered(c) for c in ds.columns if c.identifier is not None]
     out += [_date_as_delivered(c, org.date_calendar(c).value) for c in ds.date_columns]
-    out += [_letters_converted(c) for c in ds.columns if c.type is ColumnType.text and c.identifier is None]
+    # Free text only: codes are checked against their lists, identifiers by their check digits.
+    out += [
+        _letters_converted(c)
+        for c in ds.columns
+        if c.type is ColumnType.text and c.identifier is None and not c.code_list and c.name not in ds.primary_key
+    ]
     return out
 
 
@@ -419,16 +444,9 @@ def _quality_rules(ds: Dataset) -> list[dict[str, Any]]:
         if len(pk) == 1
         else ("expect_compound_columns_to_be_unique", {"column_list": pk})
     )
+    # No "not empty" rule: an empty delivery is a valid nil return (exchange standard §7); an
+    # unexpected one is caught by the row count against the previous period.
     out = [
-        _exp(
-            "not_empty",
-            "expect_table_row_count_to_be_between",
-            {"min_value": 1},
-            "quality",
-            "blocking",
-            "تحویل دست‌کم یک ردیف دارد",
-            "The delivery holds at least one row",
-        ),
         _exp(
             "primary_key_unique",
             unique_type,

@@ -170,6 +170,8 @@ def good_value(ds: Dataset, col, i: int, registry: Registry) -> Any:
         if col.name.endswith("_end"):
             return dt.date(2024, 6, 1) + dt.timedelta(days=i % 60)
         return dt.date(2015, 3, 1)
+    if col.name.endswith(("wage", "amount")):
+        return 80_000_000 + i * 1_000_000  # rials: a plausible monthly wage or pension
     if col.type in (ColumnType.integer, ColumnType.bigint, ColumnType.numeric):
         lo = int(col.min) if col.min is not None else 0
         hi = int(col.max) if col.max is not None else lo + 1_000_000

@@ -291,8 +291,26 @@ def test_check_all_reports_missing_orphan_broken_and_stale(registry, tmp_path):
     (tmp_path / "sso__workplaces.json").unlink()
     (tmp_path / "swo__beneficiaries.json").write_text("{}", encoding="utf-8")
     tvto = json.loads((tmp_path / "tvto__trainees.json").read_text(encoding="utf-8"))
-    province = _rule(tvto, "code_list.province")
-    province["kwargs"]["value_set"] = [*province["kwargs"]["value_set"][1:], "31"]
+    _rule(tvto, "code_list.province")["kwargs"]["code_list"] = "provinces"
+    tvto["expectations"].append(
+        {
+            "type": "expect_column_values_to_be_in_set",
+            "kwargs": {"column": "sex", "value_set": ["1", "9"]},
+            "meta": {
+                "rule": "sex_copy",
+                "principle": "system",
+                "severity": "warning",
+                "description": {"fa": "کپی فهرست", "en": "a copy of the code list"},
+            },
+        }
+    )
+    _rule(tvto, "not_younger_than_previous_period.national_id")["type"] = (
+        "expect_persons_to_not_be_active_in_other_dataset"
+    )
+    _rule(tvto, "not_younger_than_previous_period.national_id")["kwargs"] = {
+        "id_column": "national_id",
+        "other_dataset": "swo__beneficiaries",
+    }
     (tmp_path / "tvto__trainees.json").write_text(json.dumps(tvto), encoding="utf-8")
     insured = json.loads((tmp_path / "sso__insured_persons.json").read_text(encoding="utf-8"))
     _rule(insured, "not_null.sex")["meta"]["principle"] = "timeliness"
@@ -300,12 +318,14 @@ def test_check_all_reports_missing_orphan_broken_and_stale(registry, tmp_path):
 
     problems = check_all(tmp_path, registry)
     text = "\n".join(problems)
-    assert len(problems) == 5, text
+    assert len(problems) == 7, text
     assert "sso__workplaces.json: missing" in text
     assert "swo__beneficiaries.json: no dataset 'swo__beneficiaries' in the registry" in text
     assert "sso__insured_persons.json" in text and "unknown principle 'timeliness'" in text
-    assert "codes not in code list 'province': 31" in text
-    assert "missing from value_set: 00" in text
+    assert "no code list 'provinces' in the registry" in text
+    assert "codes not in code list 'sex': 9" in text
+    assert "missing from value_set: 2" in text
+    assert "(expect_persons_to_not_be_active_in_other_dataset): no dataset 'swo__beneficiaries'" in text
 
 
 def test_read_suite_returns_the_checked_file(registry):
