@@ -126,6 +126,13 @@ SIM_DEFECTS = {
     "sso/insured_persons/1404-08": "invalid_national_ids",
     "tvto/trainees/2025-10": "row_count_mismatch",
     "tvto/trainees/2025-11": "duplicate_keys",
+    "cspf/pensioners/1404-01": "unknown_codes",
+    "cspf/pensioners/1404-02": "invalid_dates",
+    "cspf/pensioners/1404-03": "out_of_range",
+    "cspf/pensioners/1404-04": "inconsistent_dates",
+    "cspf/pensioners/1404-06": "count_drop",
+    "cspf/pensioners/1404-08": "rejuvenated_persons",
+    "sso/insured_persons/1404-05": "pensioners_hired",
 }
 
 
