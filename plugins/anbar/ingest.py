@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from anbar import ddl, ledger, notify, settings, verdict, warehouse
+from anbar import ddl, feedback, ledger, notify, settings, verdict, warehouse
 from anbar.exchange import MANIFEST_NAME, DeliveryRejected, parse_api_manifest, parse_manifest
 from anbar.hooks import SupplierApiHook, SupplierSftpHook
 from anbar.landing import LandedFile, LandingArchive, sha256_bytes
@@ -449,44 +449,22 @@ def conclude(step: Step, registry: Registry | None = None, archive: LandingArchi
                 "select validation_summary from anbar.submissions where submission_id = %s", (sub.submission_id,)
             )
             (summary,) = cur.fetchone()
+            cur.execute(
+                "select file, row_no, principle, rule, severity from anbar.row_findings where submission_id = %s "
+                "order by file, row_no, rule",
+                (sub.submission_id,),
+            )
+            findings = cur.fetchall()
         conn.commit()
+        report = feedback.build(org, ds, asdict(sub), summary)
         if sub.landing_path:
-            archive.write_report(
-                Path(sub.landing_path),
-                {
-                    "submission_id": sub.submission_id,
-                    "org": sub.org,
-                    "dataset": sub.dataset,
-                    "period": sub.period,
-                    "version": sub.version,
-                    "status": sub.status,
-                    "reason": sub.reason,
-                    "message": sub.message,
-                    "rows_manifest": sub.rows_manifest,
-                    "rows_loaded": sub.rows_loaded,
-                    "rows_rejected": sub.rows_rejected,
-                    "validation": summary,
-                },
-            )
-        if sub.status == "rejected":
-            if sub.landing_path:
-                archive.quarantine(Path(sub.landing_path), sub.org, sub.dataset, sub.period, sub.version)
-            notify.send(
-                conn,
-                notify.rejection_mail(
-                    org,
-                    ds,
-                    submission_id=sub.submission_id,
-                    period=sub.period,
-                    version=sub.version,
-                    reason=sub.reason or "",
-                    message=sub.message or "",
-                    rows_manifest=sub.rows_manifest,
-                    rows_loaded=sub.rows_loaded,
-                    rows_rejected=sub.rows_rejected,
-                    summary=summary,
-                ),
-            )
+            delivery = Path(sub.landing_path)
+            archive.write_report(delivery, {**report, "validation": summary})
+            archive.write_text(delivery, "feedback.html", feedback.render_html(report))
+            archive.write_text(delivery, "findings.csv", feedback.findings_csv(findings))
+            if sub.status == "rejected":
+                archive.quarantine(delivery, sub.org, sub.dataset, sub.period, sub.version)
+        notify.send(conn, notify.feedback_mail(org, ds, report))
         step.state = sub.status
         return step
     finally:

@@ -107,6 +107,14 @@ class LandingArchive:
         os.replace(tmp, path)
         return path
 
+    def write_text(self, delivery_dir: Path, name: str, text: str) -> Path:
+        """A feedback file beside the landed delivery (rewritten by a rerun, like report.json)."""
+        path = Path(delivery_dir) / name
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
     def quarantine(self, delivery_dir: Path, org: str, dataset: str, period: str, version: int) -> Path:
         """Index a rejected delivery under quarantine/ (a link; the bytes stay where they are)."""
         link = self.root / "quarantine" / org / dataset / f"{period}-v{version}"

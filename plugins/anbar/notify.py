@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from anbar import settings
+from anbar import feedback, settings
 from anbar.registry import Dataset, Organisation
 
 _env = Environment(
@@ -19,28 +19,6 @@ _env = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-
-REASONS_FA = {
-    "missing": "تحویل انجام نشده است",
-    "invalid_manifest": "فایل manifest نامعتبر است",
-    "manifest_mismatch": "مشخصات manifest با محل تحویل مطابقت ندارد",
-    "schema_version": "نسخه طرح داده مصوب نیست",
-    "unsupported_encoding": "کدگذاری نویسه پشتیبانی نمی‌شود",
-    "unsafe_file_name": "نام فایل مجاز نیست",
-    "missing_file": "فایل اعلام‌شده تحویل نشده است",
-    "size_mismatch": "اندازه فایل با manifest مطابقت ندارد",
-    "checksum_mismatch": "چکیده sha256 فایل با manifest مطابقت ندارد",
-    "encoding_error": "کدگذاری فایل با کدگذاری اعلام‌شده مطابقت ندارد",
-    "missing_column": "ستون الزامی وجود ندارد",
-    "unexpected_column": "ستون خارج از طرح مصوب",
-    "invalid_header": "سطر عنوان نامعتبر است",
-    "malformed_csv": "ساختار CSV نامعتبر است",
-    "malformed_records": "رکوردهای API نامعتبر است",
-    "row_count_mismatch": "تعداد سطرها با manifest مطابقت ندارد",
-    "validation": "داده در بررسی استانداردها رد شد",
-}
-
-PRINCIPLES_FA = {"conversion": "تبدیل", "system": "نظام‌های طبقه‌بندی", "consistency": "سازگاری", "quality": "کیفیت"}
 
 
 @dataclass
@@ -53,32 +31,17 @@ class Mail:
     submission_id: int | None = None
 
 
-def _sample_text(sample: dict | str) -> str:
-    """One offending row as 'file:row col=value' (identifiers arrive masked by the validator)."""
-    if not isinstance(sample, dict):
-        return str(sample)
-    where = f"{sample.get('_file', '')}:{sample.get('_row_no', '')}"
-    values = " ".join(f"{k}={v}" for k, v in sample.items() if not k.startswith("_"))
-    return f"{where} {values}".strip()
-
-
-def _failures(summary: dict | None) -> list[dict]:
-    out = []
-    for e in (summary or {}).get("expectations", []):
-        if e.get("success"):
-            continue
-        desc = e.get("description") or {}
-        out.append(
-            {
-                "principle": e.get("principle", ""),
-                "severity": e.get("severity", ""),
-                "description_en": desc.get("en", e.get("type", "")),
-                "description_fa": desc.get("fa", ""),
-                "unexpected_count": e.get("unexpected_count"),
-                "sample": [_sample_text(s) for s in (e.get("samples") or [])][:5],
-            }
-        )
-    return out
+def feedback_mail(org: Organisation, ds: Dataset, report: dict) -> Mail:
+    """The feedback on one submission (accepted or rejected), per principle, to the focal points."""
+    kind = "rejected" if report["status"] == "rejected" else "accepted"
+    return Mail(
+        dedup_key=f"{kind}:{report['submission_id']}",
+        kind=kind,
+        recipients=[*org.focal_points, *settings.warehouse_team()],
+        subject=feedback.subject(report),
+        html=feedback.render_html(report),
+        submission_id=report["submission_id"],
+    )
 
 
 def rejection_mail(
@@ -95,26 +58,18 @@ def rejection_mail(
     rows_rejected: int | None,
     summary: dict | None = None,
 ) -> Mail:
-    subject = f"[anbar] REJECTED {org.code}/{ds.name} {period} v{version}: {reason} | رد تحویل"
-    return _supplier_mail(
-        f"rejected:{submission_id}",
-        "rejected",
-        org,
-        subject,
-        "rejection.html",
-        submission_id=submission_id,
-        ds=ds,
-        period=period,
-        version=version,
-        reason=reason,
-        reason_fa=REASONS_FA.get(reason, reason),
-        message=message,
-        rows_manifest=rows_manifest,
-        rows_loaded=rows_loaded or 0,
-        rows_rejected=rows_rejected or 0,
-        failures=_failures(summary),
-        principles_fa=PRINCIPLES_FA,
-    )
+    submission = {
+        "submission_id": submission_id,
+        "period": period,
+        "version": version,
+        "status": "rejected",
+        "reason": reason,
+        "message": message,
+        "rows_manifest": rows_manifest,
+        "rows_loaded": rows_loaded or 0,
+        "rows_rejected": rows_rejected or 0,
+    }
+    return feedback_mail(org, ds, feedback.build(org, ds, submission, summary))
 
 
 def missing_mail(org: Organisation, ds: Dataset, period: str, detail: str) -> Mail:

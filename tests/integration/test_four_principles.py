@@ -15,6 +15,8 @@ import pytest
 from anbar import ingest
 from anbar.sim.defects import DEFECT_PRINCIPLE, DEFECTS
 
+from .db import fetch
+
 pytestmark = pytest.mark.integration
 
 LATE = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)  # long after every deadline: a delivery not there is missing
@@ -89,15 +91,6 @@ def test_every_defect_mode_has_a_case():
             assert DEFECT_PRINCIPLE[defect] == case[4], defect
 
 
-def _fetch(conn, query, *args):
-    with conn.cursor() as cur:
-        cur.execute(query, args)
-        cols = [d.name for d in cur.description]
-        rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
-    conn.commit()
-    return rows
-
-
 @pytest.mark.parametrize("defect", sorted(CASES))
 def test_defect_trips_a_rule_of_its_principle(defect, fresh_warehouse, simulators):
     conn = fresh_warehouse
@@ -108,7 +101,7 @@ def test_defect_trips_a_rule_of_its_principle(defect, fresh_warehouse, simulator
     step = ingest.run_steps(org, dataset, period, now=LATE)
     assert step.state == outcome, step
 
-    [sub] = _fetch(
+    [sub] = fetch(
         conn,
         "select submission_id, status, reason, rows_manifest, rows_loaded, rows_rejected, validation_summary "
         "from anbar.submissions where org = %s and dataset = %s and period = %s",
@@ -122,7 +115,7 @@ def test_defect_trips_a_rule_of_its_principle(defect, fresh_warehouse, simulator
 
     scores = {
         r["principle"]: r
-        for r in _fetch(conn, "select * from anbar.quality_scorecard where submission_id = %s", sub["submission_id"])
+        for r in fetch(conn, "select * from anbar.quality_scorecard where submission_id = %s", sub["submission_id"])
     }
     assert set(scores) == {"conversion", "system", "consistency", "quality"}
     assert scores[principle]["rules_failed"] >= 1, scores
@@ -139,7 +132,7 @@ def test_defect_trips_a_rule_of_its_principle(defect, fresh_warehouse, simulator
         (e["principle"], e["rule"]) for e in failed
     ]
     if outcome == "accepted":  # a warning: the rows are loaded, flagged with the rule
-        flagged = _fetch(
+        flagged = fetch(
             conn,
             f'select count(*) as n from clean."{org}__{dataset}_s{sub["submission_id"]}" where %s = any(_flags)',
             f"{principle}: {rule}",
