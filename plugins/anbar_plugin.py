@@ -1,4 +1,4 @@
-"""The anbar Airflow plugin: registers the Jalali monthly timetable.
+"""The anbar Airflow plugin: the Jalali monthly timetable, period macros, and the Data Docs web app.
 
 Airflow serializes a DAG's timetable by the class's import path and, for anything
 outside ``airflow.timetables``, only accepts classes that a plugin lists in
@@ -8,16 +8,33 @@ file from the plugins folder. DAG files import the class as
 
 It also offers the period helpers as template macros, e.g.
 ``{{ macros.anbar.period_label_for(data_interval_start) }}`` -> ``1404-08``.
+
+The API server mounts the Data Docs app (:mod:`anbar.web`) under ``/anbar-docs``: the Great
+Expectations Data Docs of every validated delivery, for users allowed to read the organisation's
+ingest DAG (the app authenticates every request itself: Airflow does not authenticate plugin apps).
+A DAG run's page gets a "Data Docs" tab listing the sites that run built.
 """
 
 from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
+from anbar.data_docs import URL_PREFIX
 from anbar.timetables import JalaliMonthlyTimetable, period_for, period_label_for
+from anbar.web import app as data_docs_app
 
 
 class AnbarPlugin(AirflowPlugin):
     name = "anbar"
     timetables = [JalaliMonthlyTimetable]  # noqa: RUF012 (AirflowPlugin declares these as lists)
     macros = [period_label_for, period_for]  # noqa: RUF012
+    fastapi_apps = [{"app": data_docs_app, "url_prefix": URL_PREFIX, "name": "anbar data docs"}]  # noqa: RUF012
+    # A tab on every DAG run's page (the UI fills in the ids; a relative href follows [api] base_url).
+    external_views = [  # noqa: RUF012
+        {
+            "name": "Data Docs",
+            "href": f"{URL_PREFIX.lstrip('/')}/runs/{{DAG_ID}}/{{RUN_ID}}/",
+            "destination": "dag_run",
+            "url_route": "anbar-data-docs",
+        }
+    ]

@@ -27,3 +27,8 @@ def warehouse_team() -> list[str]:
 
 def mail_from() -> str:
     return os.environ.get("ANBAR_MAIL_FROM", "anbar@mcls.example.ir")
+
+
+def data_docs_dir() -> Path:
+    """Where the Great Expectations Data Docs of each delivery are built: ``<org>/<dataset>/<period>/v<version>/``."""
+    return Path(os.environ.get("ANBAR_DATA_DOCS_DIR", REPO_ROOT / ".anbar" / "data_docs"))
