@@ -68,6 +68,8 @@ def _suites(args) -> int:
     from anbar.suites import check_all, write_suite
 
     registry = load_registry(args.registry)
+    if args.action == "try":
+        return _suites_try(args, registry)
     if args.action == "draft":
         if not (args.org and args.dataset):
             print("usage: anbar suites draft ORG DATASET", file=sys.stderr)
@@ -81,6 +83,36 @@ def _suites(args) -> int:
     if not problems:
         print(f"every suite in {settings.expectations_dir()} loads and covers the registry")
     return 1 if problems else 0
+
+
+def _suites_try(args, registry) -> int:
+    import json
+    from pathlib import Path
+
+    from anbar.suite_trial import TrialError, format_trial, try_suite
+
+    names = [n for n in (args.org, args.dataset) if n]
+    key = "__".join(names) if len(names) == 2 else (names[0].replace("/", "__") if names else "")
+    if "__" not in key or not args.period:
+        print(
+            "usage: anbar suites try ORG__DATASET --period PERIOD [--version N] [--suite FILE] [--json]",
+            file=sys.stderr,
+        )
+        return 2
+    org, dataset = key.split("__", 1)
+    try:
+        ds = registry.dataset(org, dataset)
+        trial = try_suite(
+            registry, ds, args.period, suite=Path(args.suite) if args.suite else None, version=args.version
+        )
+    except (KeyError, TrialError) as exc:
+        print(str(exc).strip("'\""), file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(trial.__dict__, ensure_ascii=False, indent=2, default=str))
+    else:
+        print(format_trial(trial))
+    return 0
 
 
 def _ingest(args) -> int:
@@ -117,11 +149,16 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("suites", help="expectation suites")
     p.add_argument(
         "action",
-        choices=["check", "draft"],
-        help="check: lint every suite against the registry; draft: write a new dataset's first suite",
+        choices=["check", "draft", "try"],
+        help="check: lint every suite against the registry; draft: write a new dataset's first suite; "
+        "try: run the suite on disk against a landed period, writing nothing",
     )
-    p.add_argument("org", nargs="?")
+    p.add_argument("org", nargs="?", help="organisation code, or ORG__DATASET")
     p.add_argument("dataset", nargs="?")
+    p.add_argument("--period", help="try: the period to run on (YYYY-MM in the organisation's calendar)")
+    p.add_argument("--version", type=int, help="try: a version of the period (default: the latest with rows)")
+    p.add_argument("--suite", help="try: a suite file to use instead of expectations/<org>__<dataset>.json")
+    p.add_argument("--json", action="store_true", help="try: print the result as JSON")
     p.set_defaults(func=_suites)
 
     p = sub.add_parser("ingest", help="ingest one dataset and period now, outside Airflow (operators' fallback)")

@@ -244,8 +244,9 @@ class ExpectPersonsToBeNoYoungerThanInPreviousPeriod(_ContextExpectation):
     def query_for(cls, kwargs: dict[str, Any]) -> str:
         pid = _ident(str(kwargs.get("id_column") or ""))
         birth = _ident(str(kwargs.get("birth_date_column") or "birth_date"))
+        # GX renders {batch} as an aliased subquery: name it through a CTE, never alias it directly.
         return (
-            f"select b._file, b._row_no, b.{pid}, b.{birth} from {{batch}} b "
+            f"with b as (select * from {{batch}}) select b._file, b._row_no, b.{pid}, b.{birth} from b "
             f"where exists (select 1 from {{previous}} p where p.{pid} = b.{pid} and p.{birth} < b.{birth})"
         )
 
@@ -277,7 +278,9 @@ class ExpectPersonsToNotBeActiveInOtherDataset(_ContextExpectation):
         where[0] += ")"
         if kwargs.get("row_condition_sql"):
             where.append(f"({kwargs['row_condition_sql']})")
-        return f"select b._file, b._row_no, b.{pid} from {{batch}} b where " + " and ".join(where)
+        return f"with b as (select * from {{batch}}) select b._file, b._row_no, b.{pid} from b where " + " and ".join(
+            where
+        )
 
     @classmethod
     def row_columns(cls, kwargs: dict[str, Any]) -> list[str]:

@@ -122,6 +122,11 @@ def builtin_outcome(rule: Rule, severity: str, *, success: bool, **result: Any) 
     return outcome
 
 
+def builtin_outcomes(conn, registry: Registry, dataset: Dataset, sub: ledger.Submission) -> list[ExpectationOutcome]:
+    """anbar's own rules for a loaded submission: values convert to their types; delivered on time."""
+    return [_conversion(conn, sub, int(sub.rows_manifest or 0)), _timeliness(conn, registry, dataset, sub)]
+
+
 def _timeliness(conn, registry: Registry, dataset: Dataset, sub: ledger.Submission) -> ExpectationOutcome:
     org = registry.org(dataset.org)
     due = Period.parse(sub.period, org.calendar).due_date(dataset.due_day)
@@ -252,7 +257,7 @@ def _distinct_failing_rows(cur, submission_id: int, severity: str) -> int:
 # -- the decision -----------------------------------------------------------------------------------------
 
 
-def _decide(outcomes: list[ExpectationOutcome], policy: SuitePolicy, rows_in: int, rows_to_reject: int) -> str | None:
+def decide(outcomes: list[ExpectationOutcome], policy: SuitePolicy, rows_in: int, rows_to_reject: int) -> str | None:
     """None to accept, else the reason for rejecting the whole delivery."""
     blocking = [o for o in outcomes if not o["success"] and o["severity"] == "blocking"]
     if not blocking:
@@ -278,7 +283,7 @@ def decide_and_record(
 ) -> Verdict:
     """Decide the submission's outcome from its suite run, and record everything (one transaction)."""
     rows_in = int(sub.rows_manifest or 0)
-    builtins = [_conversion(conn, sub, rows_in), _timeliness(conn, registry, dataset, sub)]
+    builtins = builtin_outcomes(conn, registry, dataset, sub)
     suite_outcomes = list(run.summary["expectations"])
     outcomes = builtins + suite_outcomes
     row_queries = {n + len(builtins): q for n, q in run.row_queries.items()}
@@ -286,7 +291,7 @@ def decide_and_record(
         with conn.cursor() as cur:
             _record_findings(cur, sub.submission_id, outcomes, row_queries)
             to_reject = _distinct_failing_rows(cur, sub.submission_id, "blocking")
-            reason = _decide(outcomes, policy, rows_in, to_reject)
+            reason = decide(outcomes, policy, rows_in, to_reject)
             moved = flagged = 0
             if reason is None:
                 moved = _reject_rows(cur, dataset, sub.submission_id) if policy.rejection == "rows" else 0

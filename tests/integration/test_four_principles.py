@@ -128,6 +128,7 @@ def test_defect_trips_a_rule_of_its_principle(defect, fresh_warehouse, simulator
         assert (broken.principle, broken.rule) == (principle, rule)
         return
     failed = [e for e in summary["expectations"] if not e["success"]]
+    assert not [e for e in summary["expectations"] if e["error"]], "a rule's SQL failed"
     assert any(e["rule"].startswith(rule) and e["principle"] == principle for e in failed), [
         (e["principle"], e["rule"]) for e in failed
     ]
