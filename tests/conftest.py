@@ -36,6 +36,7 @@ os.environ.update(
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
         "GX_ANALYTICS_ENABLED": "False",
         "ANBAR_LANDING_DIR": str(STATE / "landing"),
+        "ANBAR_DATA_DOCS_DIR": str(STATE / "data_docs"),
         "ANBAR_WAREHOUSE_URL": PG.url("warehouse"),
         "ANBAR_PSEUDONYM_KEY": "test-only-pseudonym-key",
         "AIRFLOW_CONN_ANBAR_WAREHOUSE": json.dumps(

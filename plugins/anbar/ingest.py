@@ -390,6 +390,7 @@ def validate(step: Step, registry: Registry | None = None) -> Step:
     if step.decided:
         return step
     from anbar import verdict
+    from anbar.data_docs import publish_data_docs
     from anbar.suites import SuitePolicy, write_suite
     from anbar.validation import run_suite
 
@@ -414,6 +415,11 @@ def validate(step: Step, registry: Registry | None = None) -> Step:
                 drafted = write_suite(tmp, ds, registry)
                 run = run_suite(warehouse.sqlalchemy_url(), ds, sub.submission_id, drafted, context)
             run.summary["suite"] = "generated from the registry (no file in expectations/)"
+        published = publish_data_docs(run, ds, step.org, sub.period, sub.version)
+        if published:
+            log.info("Data Docs of %s %s v%s: %s", ds.key, sub.period, sub.version, published[1])
+            run.summary["data_docs_url"] = published[1]
+            step.detail = {**step.detail, "data_docs": published[1]}
         policy = SuitePolicy(**run.summary["policy"]) if run.summary.get("policy") else SuitePolicy()
         outcome = verdict.decide_and_record(conn, registry, ds, sub, run, policy)
         step.state = outcome.status

@@ -211,6 +211,7 @@ class Stack:
                 "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
                 "GX_ANALYTICS_ENABLED": "False",
                 "ANBAR_LANDING_DIR": str(self.landing_dir),
+                "ANBAR_DATA_DOCS_DIR": str(self.state_dir / "data_docs"),
                 "ANBAR_PSEUDONYM_KEY": self._secret("pseudonym-key"),
                 "ANBAR_WH_HOST": "127.0.0.1",
                 "ANBAR_WH_PORT": str(self.pg.port),
