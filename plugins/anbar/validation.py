@@ -569,9 +569,10 @@ def _row_predicate(exp_type: str, kw: dict[str, Any], table: str) -> str | None:
     if exp_type == "expect_column_values_to_be_valid_legal_entity_id" and c:
         return f"{c} is not null and not anbar.is_valid_legal_entity_id({c})"
     if exp_type == "expect_column_values_to_be_valid_calendar_date" and c:
-        fn = "anbar.jalali_to_date" if kw.get("calendar") == "jalali" else "anbar.gregorian_to_date"
-        text = f"btrim({c}::text)"
-        return f"{c} is not null and {text} <> '' and {fn}(replace(anbar.normalize_digits({text}), '-', '/')) is null"
+        from anbar.gx_custom import condition_sql, sa, valid_calendar_date
+
+        valid = condition_sql(valid_calendar_date(sa.column(kw["column"]), kw.get("calendar", "jalali")))
+        return f"{c} is not null and not ({valid})"
     if exp_type == "expect_column_values_to_be_in_code_list" and c and isinstance(kw.get("code_list"), str):
         return (
             f"{c} is not null and {c}::text not in "
