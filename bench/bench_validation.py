@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import psycopg2
-from bench_load import write_extract
+from bench_load import bare_copy, write_extract
 
 from anbar import ddl, ledger, verdict
 from anbar.devenv.postgres import LocalPostgres
@@ -34,16 +34,19 @@ from anbar.validation import run_suite
 
 
 def _damage(path: Path, share: float) -> int:
-    """Give a share of rows a wrong check digit (row-level findings to record)."""
+    """Give a share of rows a wrong check digit (row-level findings to record); streams the file."""
     rng = random.Random(2)
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     bad = 0
-    for i in range(1, len(lines)):
-        if rng.random() < share:
-            nid, rest = lines[i].split(",", 1)
-            lines[i] = nid[:-1] + str((int(nid[-1]) + 1) % 10) + "," + rest
-            bad += 1
-    path.write_text("".join(lines), encoding="utf-8")
+    damaged = path.with_suffix(".damaged")
+    with open(path, encoding="utf-8") as src, open(damaged, "w", encoding="utf-8") as out:
+        out.write(next(src))
+        for line in src:
+            if rng.random() < share:
+                nid, rest = line.split(",", 1)
+                line = nid[:-1] + str((int(nid[-1]) + 1) % 10) + "," + rest
+                bad += 1
+            out.write(line)
+    damaged.replace(path)
     return bad
 
 
@@ -82,14 +85,7 @@ def main() -> None:
         csv_path = tmp / "extract.csv"
         size = write_extract(csv_path, args.rows, "utf-8")
 
-        with conn.cursor() as cur:
-            cur.execute(f"create table bare ({', '.join(f'{c} text' for c in ds.column_names)})")
-        conn.commit()
-        t0 = time.perf_counter()
-        with conn.cursor() as cur, open(csv_path, "rb") as fh:
-            cur.copy_expert("copy bare from stdin with (format csv, header true)", fh, size=1 << 20)
-        conn.commit()
-        bare = time.perf_counter() - t0
+        bare = bare_copy(conn, ds, csv_path)
 
         previous = _load(conn, org, ds, "1404-07", csv_path, args.rows)
         ledger.update(conn, ledger.update(conn, previous, "validate", "validated"), "publish", "accepted")

@@ -105,7 +105,9 @@ def build_ingest_dag(org: Organisation, registry: Registry) -> DAG:
         schedule=timetable_for(org.calendar),
         start_date=START_DATE,
         catchup=False,
-        max_active_runs=3,
+        # Periods of one organisation are decided in order: the cross-period rules compare a
+        # delivery with the previous accepted period, which must be decided first.
+        max_active_runs=1,
         default_args=default_args(org.owner),
         tags=tags,
         doc_md=doc_md(org),

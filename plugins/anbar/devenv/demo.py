@@ -16,8 +16,10 @@ from anbar.devenv.stack import WAREHOUSE_DB, Stack, demo_periods, say
 
 # Defective deliveries the demo always shows (more come from the simulators' defect share).
 DEMO_DEFECTS = {
-    ("sso", "insured_persons", 1): "invalid_national_ids",
-    ("tvto", "trainees", 0): "duplicate_keys",
+    ("sso", "insured_persons", 1): "invalid_national_ids",  # quality: too many bad rows, rejected
+    ("sso", "insured_persons", 2): "pensioners_hired",  # consistency across suppliers: a warning, flagged
+    ("tvto", "trainees", 0): "duplicate_keys",  # quality: rejected
+    ("cspf", "pensioners", 2): "count_drop",  # consistency across periods: rejected
 }
 WAREHOUSE_DAG = "anbar_warehouse"
 PSQL = bin_path("psql")
@@ -162,16 +164,36 @@ def _print_summary(stack: Stack, env_file) -> None:
     )
     for r in rows:
         print(f"  {r[0]:5} {r[1]:16} {r[2]:8} {r[3]:>2} {r[4]:9} {r[5] or 0:>8} {r[6] or 0:>7} {r[7] or 0:>8}  {r[8]}")
+    _print_scorecard(stack)
     mails = sorted(stack.mail_dir.glob("*.eml")) if stack.mail_dir.exists() else []
     print(f"""
 anbar demo is up.
   Airflow UI   {stack.airflow_url()}   login: admin / {stack.admin_password}
   Mails        {stack.mail_dir}  ({len(mails)} messages, .eml files)
-  Landing      {stack.landing_dir}
+  Landing      {stack.landing_dir}  (feedback.html, report.json, findings.csv beside each delivery)
+  Data Docs    {stack.airflow_url()}/anbar-docs/  (GX validation pages; Airflow login)
   Mart query   . {env_file} && PGPASSWORD=$ANBAR_WH_PASSWORD {PSQL} -h 127.0.0.1 -p {stack.pg.port} \\
                  -U anbar_admin {WAREHOUSE_DB} -c 'select * from marts.fct_insured_employment_monthly limit 20'
   Stop         make stop
 """)
+
+
+def _print_scorecard(stack: Stack) -> None:
+    conn = psycopg2.connect(stack.pg.dsn(WAREHOUSE_DB))
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "select org, dataset, period, version, outcome, "
+            "string_agg(format('%s/%s', rules_failed, rules_evaluated) "
+            "  || coalesce(format(' (%s rows)', nullif(rows_failing, 0)), ''), ' | ' order by "
+            "  array_position(array['conversion', 'system', 'consistency', 'quality'], principle)) "
+            "from anbar.quality_scorecard_latest group by 1, 2, 3, 4, 5 order by 1, 2, 3"
+        )
+        rows = cur.fetchall()
+    conn.close()
+    print("\nQuality scorecard (rules failed / evaluated per principle, latest version of each period):")
+    print(f"  {'org':5} {'dataset':16} {'period':8} {'v':>2} {'outcome':9} conversion | system | consistency | quality")
+    for org, dataset, period, version, outcome, cells in rows:
+        print(f"  {org:5} {dataset:16} {period:8} {version:>2} {outcome:9} {cells}")
 
 
 def down() -> None:
