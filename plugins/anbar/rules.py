@@ -83,6 +83,18 @@ REASON_RULES: dict[str, Rule] = {
         "ستونی خارج از طرح مصوب وجود ندارد",
         "No column outside the approved schema",
     ),
+    "schema_version": Rule(
+        "quality.schema_version",
+        "quality",
+        "تحویل در نسخهٔ مصوب طرح داده است",
+        "The delivery follows the approved schema version",
+    ),
+    "unsupported_encoding": Rule(
+        "conversion.encoding",
+        "conversion",
+        "کدگذاری اعلام‌شده یکی از کدگذاری‌های مجاز است",
+        "The declared encoding is one of those allowed",
+    ),
     "encoding_error": Rule(
         "conversion.encoding",
         "conversion",

@@ -358,7 +358,8 @@ def _connect_args(warehouse_url: str, table: str, schema: str = "clean") -> dict
     if not isinstance(options, str):  # given more than once in the URL
         options = " ".join(options)
     return {
-        "options": f"{options} -c search_path={schema},public".strip(),
+        # Read-only: the suite's SQL (statisticians write some of it) can read, never write.
+        "options": f"{options} -c search_path={schema},public -c default_transaction_read_only=on".strip(),
         "application_name": f"anbar-validate-{table}"[:63],
     }
 

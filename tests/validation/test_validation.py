@@ -342,8 +342,41 @@ def test_connection_options_in_the_url_are_kept():
 
     url = "postgresql+psycopg2://u:p@h:5432/wh?options=-c%20statement_timeout%3D600000"
     args = _connect_args(url, "tvto__trainees_s1")
-    assert args["options"] == "-c statement_timeout=600000 -c search_path=clean,public"
+    assert args["options"] == (
+        "-c statement_timeout=600000 -c search_path=clean,public -c default_transaction_read_only=on"
+    )
     assert args["application_name"] == "anbar-validate-tvto__trainees_s1"
+
+
+def test_a_rule_written_in_sql_cannot_change_the_warehouse(warehouse, tvto, registry, good_rows, write_suite_file):
+    data = generate_suite(tvto, registry)
+    data["expectations"].append(
+        {
+            "type": "unexpected_rows_expectation",
+            "kwargs": {
+                "unexpected_rows_query": (
+                    "with gone as (delete from ref.code_list_values returning code) "
+                    "select _file, _row_no, province from {batch} where province in (select code from gone)"
+                )
+            },
+            "meta": {
+                "rule": "vandal",
+                "principle": "system",
+                "severity": "warning",
+                "columns": ["province"],
+                "description": {"fa": "آزمون", "en": "test"},
+            },
+        }
+    )
+    result = run(warehouse, tvto, good_rows(tvto), write_suite_file(data))
+    assert "read-only transaction" in by_rule(result, "vandal")["error"]
+    conn = warehouse.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select count(*) from ref.code_list_values")
+            assert cur.fetchone()[0] > 0
+    finally:
+        conn.close()
 
 
 def test_partition_name(tvto):
