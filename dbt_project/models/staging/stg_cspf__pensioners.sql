@@ -41,7 +41,10 @@ renamed as (
         source._submission_id as submission_id,
         source._version as submission_version,
         source._file as source_file,
-        source._row_no as source_row_no
+        source._row_no as source_row_no,
+
+        -- warning rules of the suite this row failed (it was loaded all the same)
+        source._flags as quality_flags
 
     from source
     left join jalali_months

@@ -97,28 +97,38 @@ def up(today: dt.date | None = None, n_periods: int = 3, timeout: float = 900) -
         time.sleep(3)
     for dag_id in wanted:
         api.unpause(dag_id)
-    for code, labels in periods.items():
-        for label in labels:
-            api.trigger(f"anbar_ingest__{code}", f"demo__{label}", {"period": label})
-            say(f"triggered anbar_ingest__{code} for period {label}")
-    _wait_for_runs(api, ingest_dags, sum(len(v) for v in periods.values()), timeout)
+    _run_periods_in_order(api, periods, timeout)
     _wait_for_warehouse(api, timeout)
     _print_summary(stack, env_file)
 
 
-def _wait_for_runs(api: AirflowApi, dag_ids: list[str], expected: int, timeout: float) -> None:
+def _run_periods_in_order(api: AirflowApi, periods: dict[str, list[str]], timeout: float) -> None:
+    """Trigger each organisation's periods oldest first, the next once the previous has finished: the
+    cross-period rules compare a delivery with the previous accepted period (organisations run in parallel)."""
     deadline = time.monotonic() + timeout
+    pending = {code: list(labels) for code, labels in periods.items()}
+    current: dict[str, str | None] = dict.fromkeys(periods)
     last = ""
     while True:
-        runs = [r for d in dag_ids for r in api.runs(d) if r["dag_run_id"].startswith("demo__")]
         states: dict[str, int] = {}
-        for r in runs:
-            states[r["state"]] = states.get(r["state"], 0) + 1
+        for code in periods:
+            dag_id = f"anbar_ingest__{code}"
+            runs = {r["dag_run_id"]: r["state"] for r in api.runs(dag_id) if r["dag_run_id"].startswith("demo__")}
+            for state in runs.values():
+                states[state] = states.get(state, 0) + 1
+            running = current[code]
+            if (running is None or runs.get(f"demo__{running}") in ("success", "failed")) and pending[code]:
+                label = pending[code].pop(0)
+                api.trigger(dag_id, f"demo__{label}", {"period": label})
+                current[code] = label
+                say(f"triggered {dag_id} for period {label}")
+            elif running is not None and runs.get(f"demo__{running}") in ("success", "failed"):
+                current[code] = None
         line = ", ".join(f"{k}: {v}" for k, v in sorted(states.items()))
         if line != last:
             say(f"ingest runs — {line}")
             last = line
-        if len(runs) >= expected and all(r["state"] in ("success", "failed") for r in runs):
+        if not any(pending.values()) and all(c is None for c in current.values()):
             return
         if time.monotonic() > deadline:
             raise RuntimeError("the demo runs did not finish in time; look at the Airflow UI")
@@ -184,7 +194,7 @@ def _print_scorecard(stack: Stack) -> None:
         cur.execute(
             "select org, dataset, period, version, outcome, "
             "string_agg(format('%s/%s', rules_failed, rules_evaluated) "
-            "  || coalesce(format(' (%s rows)', nullif(rows_failing, 0)), ''), ' | ' order by "
+            "  || case when rows_failing > 0 then format(' (%s rows)', rows_failing) else '' end, ' | ' order by "
             "  array_position(array['conversion', 'system', 'consistency', 'quality'], principle)) "
             "from anbar.quality_scorecard_latest group by 1, 2, 3, 4, 5 order by 1, 2, 3"
         )
