@@ -13,6 +13,8 @@ import psycopg2
 from anbar import ddl
 from anbar.devenv.postgres import bin_path
 from anbar.devenv.stack import WAREHOUSE_DB, Stack, demo_periods, say
+from anbar.periods import Period
+from anbar.timetables import data_interval_for
 
 # Defective deliveries the demo always shows (more come from the simulators' defect share).
 DEMO_DEFECTS = {
@@ -57,11 +59,19 @@ class AirflowApi:
     def runs(self, dag_id: str) -> list[dict]:
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=100")["dag_runs"]
 
-    def trigger(self, dag_id: str, run_id: str, conf: dict) -> None:
+    def trigger(self, dag_id: str, run_id: str, conf: dict, interval=None) -> None:
+        body: dict = {"dag_run_id": run_id, "logical_date": None, "conf": conf}
+        if interval is not None:
+            # The run of that data interval, as the scheduler would make it: the scheduler then makes
+            # no run of its own for it, and queued runs start in order of run_after.
+            body |= {
+                "logical_date": interval.start.isoformat(),
+                "data_interval_start": interval.start.isoformat(),
+                "data_interval_end": interval.end.isoformat(),
+                "run_after": interval.end.isoformat(),
+            }
         try:
-            self._request(
-                "POST", f"/api/v2/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": conf}
-            )
+            self._request("POST", f"/api/v2/dags/{dag_id}/dagRuns", body)
         except urllib.error.HTTPError as exc:
             if exc.code != 409:  # 409: this run exists already (demo run twice)
                 raise
@@ -95,40 +105,34 @@ def up(today: dt.date | None = None, n_periods: int = 3, timeout: float = 900) -
         if time.monotonic() > deadline:
             raise RuntimeError(f"DAGs not parsed: {set(wanted) - set(api.dag_ids())}; see {stack.airflow.log_file}")
         time.sleep(3)
+    # Every period is triggered before the DAGs are unpaused: an unpaused DAG at once gets a
+    # scheduled run for its latest period, which would then be decided before the earlier ones.
+    for code, labels in periods.items():
+        calendar = stack.registry.org(code).calendar
+        for label in labels:
+            interval = data_interval_for(Period.parse(label, calendar))
+            api.trigger(f"anbar_ingest__{code}", f"demo__{label}", {"period": label}, interval)
+            say(f"triggered anbar_ingest__{code} for period {label}")
     for dag_id in wanted:
         api.unpause(dag_id)
-    _run_periods_in_order(api, periods, timeout)
+    _wait_for_runs(api, ingest_dags, sum(len(v) for v in periods.values()), timeout)
     _wait_for_warehouse(api, timeout)
     _print_summary(stack, env_file)
 
 
-def _run_periods_in_order(api: AirflowApi, periods: dict[str, list[str]], timeout: float) -> None:
-    """Trigger each organisation's periods oldest first, the next once the previous has finished: the
-    cross-period rules compare a delivery with the previous accepted period (organisations run in parallel)."""
+def _wait_for_runs(api: AirflowApi, dag_ids: list[str], expected: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    pending = {code: list(labels) for code, labels in periods.items()}
-    current: dict[str, str | None] = dict.fromkeys(periods)
     last = ""
     while True:
+        runs = [r for d in dag_ids for r in api.runs(d) if r["dag_run_id"].startswith("demo__")]
         states: dict[str, int] = {}
-        for code in periods:
-            dag_id = f"anbar_ingest__{code}"
-            runs = {r["dag_run_id"]: r["state"] for r in api.runs(dag_id) if r["dag_run_id"].startswith("demo__")}
-            for state in runs.values():
-                states[state] = states.get(state, 0) + 1
-            running = current[code]
-            if (running is None or runs.get(f"demo__{running}") in ("success", "failed")) and pending[code]:
-                label = pending[code].pop(0)
-                api.trigger(dag_id, f"demo__{label}", {"period": label})
-                current[code] = label
-                say(f"triggered {dag_id} for period {label}")
-            elif running is not None and runs.get(f"demo__{running}") in ("success", "failed"):
-                current[code] = None
+        for r in runs:
+            states[r["state"]] = states.get(r["state"], 0) + 1
         line = ", ".join(f"{k}: {v}" for k, v in sorted(states.items()))
         if line != last:
             say(f"ingest runs — {line}")
             last = line
-        if not any(pending.values()) and all(c is None for c in current.values()):
+        if len(runs) >= expected and all(r["state"] in ("success", "failed") for r in runs):
             return
         if time.monotonic() > deadline:
             raise RuntimeError("the demo runs did not finish in time; look at the Airflow UI")
