@@ -115,6 +115,26 @@ def _suites_try(args, registry) -> int:
     return 0
 
 
+def _pseudonym(args) -> int:
+    from anbar import pseudonym, warehouse
+
+    conn = warehouse.connect()
+    try:
+        if args.action == "status":
+            found = pseudonym.installed_fingerprint(conn)
+            print(f"pseudonym key installed: fingerprint {found}" if found else "no pseudonym key installed")
+            return 0 if found else 1
+        try:
+            fingerprint = pseudonym.install_key(conn, rotate=args.rotate)
+        except pseudonym.PseudonymKeyError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        print(f"pseudonym key installed: fingerprint {fingerprint}")
+        return 0
+    finally:
+        conn.close()
+
+
 def _ingest(args) -> int:
     from anbar import ingest
 
@@ -160,6 +180,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--suite", help="try: a suite file to use instead of expectations/<org>__<dataset>.json")
     p.add_argument("--json", action="store_true", help="try: print the result as JSON")
     p.set_defaults(func=_suites)
+
+    p = sub.add_parser("pseudonym", help="the warehouse's pseudonym key (HMAC of person IDs)")
+    p.add_argument(
+        "action",
+        choices=["status", "install"],
+        help="status: the installed key's fingerprint; install: from ANBAR_PSEUDONYM_KEY or the Airflow connection "
+        "anbar_pseudonym",
+    )
+    p.add_argument("--rotate", action="store_true", help="install: replace a different key (every person_key changes)")
+    p.set_defaults(func=_pseudonym)
 
     p = sub.add_parser("ingest", help="ingest one dataset and period now, outside Airflow (operators' fallback)")
     p.add_argument("org")

@@ -233,7 +233,7 @@ def _add_missing_columns(cur, schema: str, ds: Dataset, typed: bool) -> None:
 
 def bootstrap(conn, registry: Registry) -> None:
     """Create (or bring up to date) every schema and table the registry implies."""
-    from anbar import sql_functions
+    from anbar import pseudonym, sql_functions
 
     with conn.cursor() as cur:
         # One bootstrap at a time: mapped tasks start together.
@@ -241,6 +241,9 @@ def bootstrap(conn, registry: Registry) -> None:
     try:
         _bootstrap_locked(conn, registry)
         sql_functions.install(conn)
+        pseudonym.install_functions(conn)
+        if pseudonym.configured_key():
+            pseudonym.install_key(conn)  # refuses a key other than the warehouse's own
     finally:
         with conn.cursor() as cur:
             cur.execute("select pg_advisory_unlock(hashtext('anbar.bootstrap'))")

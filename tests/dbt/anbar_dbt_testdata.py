@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
@@ -33,7 +34,7 @@ EXPECTED_TASKS = {f"{m}.{step}" for m in MODELS for step in ("run", "test")} | {
 
 
 def person_key(national_id: str, key: str = PSEUDONYM_KEY) -> str:
-    return hashlib.sha256((key + national_id).encode("utf-8")).hexdigest()
+    return hmac.new(key.encode("utf-8"), national_id.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def pg_round2(value: Decimal) -> Decimal:
@@ -367,6 +368,9 @@ def make_warehouse(pg, registry, dbname: str):
     conn = psycopg2.connect(pg.dsn(dbname))
     try:
         bootstrap_warehouse(conn, registry)
+        from anbar import pseudonym
+
+        pseudonym.install_key(conn, PSEUDONYM_KEY, rotate=True)  # the tests' own key, whatever the environment
         load_synthetic(conn, registry, synthetic)
     finally:
         conn.close()

@@ -16,7 +16,7 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="anbar-airflow-home-"))
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
 
-from anbar_dbt_testdata import PSEUDONYM_KEY, make_warehouse
+from anbar_dbt_testdata import make_warehouse
 
 
 # --------------------------------------------------------------------------------------
@@ -54,7 +54,6 @@ def wh_env(local_pg):
         password=local_pg.password,
         dbname="dbt_wh",
         target="dev",
-        pseudonym_key=PSEUDONYM_KEY,
     )
 
 

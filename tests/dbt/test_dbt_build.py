@@ -158,12 +158,32 @@ def test_no_national_id_anywhere_in_the_models(built, cur):
             assert not values & ids, f"{schema}.{table} holds a national ID"
 
 
-def test_pseudonym_key_is_not_kept_in_the_catalog(built, cur):
-    cur.execute(
-        "select schemaname, viewname from pg_views where definition like %s",
-        (f"%{PSEUDONYM_KEY}%",),
-    )
+def test_the_pseudonym_key_is_nowhere_but_in_its_locked_table(built, cur, dbt_artifacts, local_pg):
+    # not in a view, nor a function body, nor anything dbt compiled or logged
+    cur.execute("select viewname from pg_views where definition like %s", (f"%{PSEUDONYM_KEY}%",))
     assert cur.fetchall() == []
+    cur.execute("select proname from pg_proc where prosrc like %s", (f"%{PSEUDONYM_KEY}%",))
+    assert cur.fetchall() == []
+    for path in dbt_artifacts.rglob("*"):
+        if path.is_file():
+            assert PSEUDONYM_KEY not in path.read_text(encoding="utf-8", errors="replace"), path
+    # A role that may read the models cannot read the key, and still gets person keys.
+    cur.execute("drop role if exists anbar_test_reader")
+    cur.execute("create role anbar_test_reader")
+    cur.execute("grant usage on schema anbar to anbar_test_reader")
+    cur.connection.commit()
+    cur.execute("set role anbar_test_reader")
+    try:
+        cur.execute("select anbar.pseudonymise('0076229645')")
+        assert cur.fetchone()[0] == person_key("0076229645")
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            cur.execute("select * from anbar_secret.pseudonym_key")
+    finally:
+        cur.connection.rollback()
+        cur.execute("reset role")
+        cur.execute("drop owned by anbar_test_reader")
+        cur.execute("drop role anbar_test_reader")
+        cur.connection.commit()
 
 
 def test_documented_columns_are_the_built_columns(built, cur, dbt_artifacts):
@@ -180,16 +200,24 @@ def test_documented_columns_are_the_built_columns(built, cur, dbt_artifacts):
         assert sorted(built_cols) == sorted(node["columns"]), node["name"]
 
 
-def test_prod_target_refuses_to_run_without_the_key(built, wh_env, dbt_artifacts):
-    env = {k: v for k, v in wh_env.items() if k != "ANBAR_PSEUDONYM_KEY"}
-    env["ANBAR_WH_TARGET"] = "prod"
+def test_a_warehouse_without_the_pseudonym_key_stops_the_run_at_once(built, wh_env, dbt_artifacts, local_pg, registry):
+    from anbar import ddl, pseudonym
+
+    local_pg.create_database("dbt_wh_nokey")
+    conn = psycopg2.connect(local_pg.dsn("dbt_wh_nokey"))
+    try:
+        ddl._bootstrap_locked(conn, registry)
+        pseudonym.install_functions(conn)  # the functions, no key
+    finally:
+        conn.close()
+    env = {**wh_env, "ANBAR_WH_DBNAME": "dbt_wh_nokey"}
     proc = run_dbt(
         [
-            "compile",
+            "run",
             "--select",
-            "stg_tvto__trainees",
+            "stg_ref__code_list_values",
             "--target-path",
-            str(dbt_artifacts / "prod"),
+            str(dbt_artifacts / "nokey"),
             "--log-path",
             str(dbt_artifacts / "logs"),
         ],
@@ -198,5 +226,5 @@ def test_prod_target_refuses_to_run_without_the_key(built, wh_env, dbt_artifacts
         capture=True,
     )
     assert proc.returncode != 0
-    assert "ANBAR_PSEUDONYM_KEY is not set" in proc.stdout + proc.stderr
+    assert "the pseudonym key is not installed in this warehouse" in proc.stdout + proc.stderr
     assert PROJECT_DIR.is_dir()

@@ -54,11 +54,14 @@ def dbt_env(
     password: str | None = None,
     dbname: str | None = None,
     target: str | None = None,
-    pseudonym_key: str | None = None,
     base: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Environment for a dbt subprocess: ``base`` (default os.environ) plus the given values."""
+    """Environment for a dbt subprocess: ``base`` (default os.environ) plus the given values.
+
+    The pseudonym key is not passed: dbt never sees it (the database function uses the key
+    installed in the warehouse), so it is removed from the environment dbt inherits."""
     env = dict(os.environ if base is None else base)
+    env.pop("ANBAR_PSEUDONYM_KEY", None)
     values = {
         "ANBAR_WH_HOST": host,
         "ANBAR_WH_PORT": port,
@@ -66,7 +69,6 @@ def dbt_env(
         "ANBAR_WH_PASSWORD": password,
         "ANBAR_WH_DBNAME": dbname,
         "ANBAR_WH_TARGET": target,
-        "ANBAR_PSEUDONYM_KEY": pseudonym_key,
     }
     env.update({k: str(v) for k, v in values.items() if v is not None})
     env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
@@ -104,7 +106,7 @@ def dbt_parse(env: Mapping[str, str] | None = None) -> Path:
     Unset connection variables get placeholders: parsing reads no database.
     """
     env = dict(env if env is not None else os.environ)
-    # Parsing needs no pseudonym key; keep the secret out of every parse artifact.
+    # dbt never needs the pseudonym key; keep the secret out of every artifact.
     env.pop("ANBAR_PSEUDONYM_KEY", None)
     for key, value in PROFILE_ENV_PLACEHOLDERS.items():
         env.setdefault(key, value)

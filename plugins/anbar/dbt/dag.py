@@ -35,15 +35,16 @@ scheduled on all of them combined with `|`. A manual trigger rebuilds everything
 
 **Data read**: `clean.<org>__<dataset>`, restricted by the `latest_accepted` macro to the
 latest *accepted* version of each period in `anbar.submissions`; `anbar.jalali_calendar`;
-`ref.code_list_values`. National IDs are replaced by `person_key` (keyed SHA-256) in staging.
+`ref.code_list_values`. National IDs are replaced by `person_key` (HMAC-SHA256 by the database function
+`anbar.pseudonymise`, whose key dbt never sees) in staging.
 
 ## Triage: what to check when a task fails
 1. **Open the task log**: Cosmos logs the exact `dbt` command and dbt's own error.
 2. **Connection errors** (`could not connect`, `password authentication failed`): the Airflow
    connection `anbar_warehouse` (host, port, login, password, schema = database name).
-3. **`ANBAR_PSEUDONYM_KEY is not set`**: the worker environment lacks the pseudonym key; the
-   prod target refuses to hash IDs with the development key. Never "fix" by changing the key:
-   a new key changes every `person_key`.
+3. **`the pseudonym key is not installed in this warehouse`** (the run's first statement): run
+   `anbar pseudonym install` on a worker with `ANBAR_PSEUDONYM_KEY` set (or the Airflow
+   connection `anbar_pseudonym`). A different key is refused: a new key changes every `person_key`.
 4. **A `staging` model fails** (`relation "clean..." does not exist`, missing column): the
    registry and `_sources.yml` disagree with the database; run the ingest bootstrap and
    `python -m anbar.dbt sources --check`.
