@@ -146,6 +146,25 @@ def _ingest(args) -> int:
     return 0 if step.state in ("accepted", "noop", "waiting") else 1
 
 
+def _sdmx_export(args) -> int:
+    from pathlib import Path
+
+    from anbar import warehouse
+    from anbar.sdmx_export import SdmxExportError, export_marts
+
+    conn = warehouse.connect()
+    try:
+        paths = export_marts(conn, Path(args.out))
+    except SdmxExportError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    finally:
+        conn.close()
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="anbar", description="anbar: the ministry's microdata warehouse")
     parser.add_argument("--registry", default=None, help="registry directory (default: registry/ of the repo)")
@@ -196,6 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dataset")
     p.add_argument("period", help="YYYY-MM in the organisation's calendar")
     p.set_defaults(func=_ingest)
+
+    p = sub.add_parser("sdmx-export", help="write the analyst marts as SDMX-CSV, with their SDMX-ML structures")
+    p.add_argument("--out", required=True, help="directory to write structure.xml and one DF_<MART>.csv per mart into")
+    p.set_defaults(func=_sdmx_export)
 
     args = parser.parse_args(argv)
     return args.func(args)
