@@ -21,6 +21,7 @@ MODELS = [
     "stg_sso__workplaces",
     "stg_tvto__trainees",
     "stg_cspf__pensioners",
+    "stg_swo__beneficiaries",
     "stg_ref__code_list_values",
     "int_persons",
     "fct_insured_employment_monthly",

@@ -150,7 +150,7 @@ def test_no_national_id_anywhere_in_the_models(built, cur):
         (list(SCHEMAS),),
     )
     relations = cur.fetchall()
-    assert len(relations) == 7
+    assert len(relations) == 8
     for schema, table in relations:
         cur.execute(f'select row_to_json(t)::text from "{schema}"."{table}" as t')
         for (text,) in cur.fetchall():

@@ -33,6 +33,7 @@ def test_models_and_layers(manifest):
         "stg_sso__workplaces",
         "stg_tvto__trainees",
         "stg_cspf__pensioners",
+        "stg_swo__beneficiaries",
         "stg_ref__code_list_values",
         "int_persons",
         "fct_insured_employment_monthly",
