@@ -7,12 +7,14 @@ every defect mode is detectable and that good deliveries are clean.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import hashlib
 import io
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,7 @@ WORKPLACES = 80
 
 SSO_PERIODS = ["1405-05", "1405-06", "1405-07"]
 CSPF_PERIODS = SSO_PERIODS
+SWO_PERIODS = SSO_PERIODS
 TVTO_PERIODS = ["2026-08", "2026-09", "2026-10"]
 
 # What a receiving system must find for each defect (at least these problems).
@@ -54,6 +57,9 @@ DETECTED_AS = {
     "rejuvenated_persons": {"rejuvenated_persons"},
     "pensioners_hired": {"pensioners_hired"},
 }
+# Found besides the defect's own problem: an unknown province code is also one the county
+# code (whose first two digits are the province code) does not belong to.
+ALSO_DETECTED = {("swo", "beneficiaries", "unknown_codes"): {"county_outside_province"}}
 # Findings that need other deliveries (the previous period, another supplier): see Context.
 CONTEXT_FINDINGS = {"count_drop", "rejuvenated_persons", "pensioners_hired"}
 COUNT_TOLERANCE = 0.3  # a delivery may have 30% fewer rows than the previous period's (TVTO moves by 25%)
@@ -103,6 +109,7 @@ def date_order(dataset) -> list[tuple[str, str]]:
         ("sso", "insured_persons"): [("birth_date", "employment_start")],
         ("tvto", "trainees"): [("birth_date", "course_start"), ("course_start", "course_end")],
         ("cspf", "pensioners"): [("birth_date", "retirement_date")],
+        ("swo", "beneficiaries"): [("birth_date", "support_start")],
     }.get((dataset.org, dataset.name), [])
 
 
@@ -208,6 +215,11 @@ def value_problems(records: list[dict], dataset, registry: Registry) -> set[str]
             hi = float("inf") if col.max is None else col.max
             if any(not lo <= float(v) <= hi for v in values):
                 problems.add("out_of_range")
+    columns = {c.code_list: c.name for c in dataset.columns if c.code_list in ("province", "iran_county")}
+    if len(columns) == 2:  # a county code starts with the code of its province
+        province, county = columns["province"], columns["iran_county"]
+        if any(r.get(county) and r.get(province) and r[county][:2] != r[province] for r in norm):
+            problems.add("county_outside_province")
     for earlier, later in date_order(dataset):
         cal_a = registry.org(dataset.org).date_calendar(dataset.column(earlier))
         cal_b = registry.org(dataset.org).date_calendar(dataset.column(later))
@@ -244,3 +256,23 @@ def context_problems(records: list[dict], dataset, context: Context) -> set[str]
         if len(hired) > HIRED_PENSIONERS_TOLERANCE * len(norm):
             problems.add("pensioners_hired")
     return problems
+
+
+@contextlib.contextmanager
+def api_client(loop, app, token: str) -> Iterator:
+    """An httpx client with the bearer token, on ``app`` served by uvicorn in ``loop``'s thread."""
+    import httpx
+
+    from anbar.sim.api_server import ApiServer
+
+    server = loop.run(ApiServer.start(app))
+    try:
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{server.port}",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+            trust_env=False,
+        ) as client:
+            yield client
+    finally:
+        loop.run(server.close())

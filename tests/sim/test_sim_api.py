@@ -8,7 +8,7 @@ import pytest
 from anbar.sim.api_server import ApiServer, create_api_app
 from anbar.sim.defects import ROW_COUNT_SURPLUS, SimConfig
 
-from .helpers import TVTO_PERIODS, context_problems, delivery_context, value_problems
+from .helpers import TVTO_PERIODS, api_client, context_problems, delivery_context, value_problems
 
 TOKEN = "test-token-tvto"
 PAGE = 10  # small pages, so paging is exercised
@@ -35,15 +35,8 @@ def api(loop, population, registry, config):
     )
     periods = {"tvto": [*TVTO_PERIODS, "2026-02", "2026-03", "2026-04", "2026-05", "2026-06", "2026-07", "2026-12"]}
     app = create_api_app(population, registry, cfg, periods, {"tvto": TOKEN}, page_size=PAGE)
-    server = loop.run(ApiServer.start(app))
-    with httpx.Client(
-        base_url=f"http://127.0.0.1:{server.port}",
-        headers={"Authorization": f"Bearer {TOKEN}"},
-        timeout=10,
-        trust_env=False,
-    ) as client:
+    with api_client(loop, app, TOKEN) as client:
         yield client
-    loop.run(server.close())
 
 
 def _pull(client: httpx.Client, period: str) -> tuple[dict, list[dict], int]:

@@ -15,12 +15,13 @@ from anbar.sim.delivery import publish_sftp_periods
 
 from .helpers import DETECTED_AS, inspect_delivery, value_problems
 
-SWO = """
-code: swo
-names: {fa: سازمان بهزیستی کشور, en: State Welfare Organization}
+# Imam Khomeini Relief Foundation: not in the registry (SWO is, with its own extract builder).
+IKRF = """
+code: ikrf
+names: {fa: کمیته امداد امام خمینی, en: Imam Khomeini Relief Foundation}
 kind: agency
-focal_points: [stats@swo.example.ir]
-transport: {kind: sftp, conn_id: anbar_sftp_swo}
+focal_points: [stats@ikrf.example.ir]
+transport: {kind: sftp, conn_id: anbar_sftp_ikrf}
 calendar: jalali
 datasets:
   - name: beneficiaries
@@ -67,7 +68,7 @@ datasets:
 def custom(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("registry")
     shutil.copytree(Path(load_registry().root), root, dirs_exist_ok=True)
-    (root / "swo.yml").write_text(SWO, encoding="utf-8")
+    (root / "ikrf.yml").write_text(IKRF, encoding="utf-8")
     (root / "farmers.yml").write_text(FARMERS, encoding="utf-8")
     return root
 
@@ -75,9 +76,9 @@ def custom(tmp_path_factory) -> Path:
 def test_new_sftp_organisation_is_published(custom, tmp_path):
     config = SimConfig(seed=3, persons=600, workplaces=40, registry_root=custom)
     registry = config.registry
-    ds = registry.dataset("swo", "beneficiaries")
+    ds = registry.dataset("ikrf", "beneficiaries")
     assert "wrong_encoding" in applicable_defects(ds, "sftp")
-    deliveries = publish_sftp_periods(tmp_path, config.population(), registry, config, {"swo": ["1405-06"]})
+    deliveries = publish_sftp_periods(tmp_path, config.population(), registry, config, {"ikrf": ["1405-06"]})
     assert [d.dataset for d in deliveries] == ["beneficiaries"] and deliveries[0].rows > 20
     assert inspect_delivery(Path(deliveries[0].path), ds, registry) == set()
     bad = SimConfig(
@@ -85,9 +86,9 @@ def test_new_sftp_organisation_is_published(custom, tmp_path):
         persons=600,
         workplaces=40,
         registry_root=custom,
-        overrides={"swo/beneficiaries/1405-07": "wrong_encoding"},
+        overrides={"ikrf/beneficiaries/1405-07": "wrong_encoding"},
     )
-    (d,) = publish_sftp_periods(tmp_path, bad.population(), registry, bad, {"swo": ["1405-07"]})
+    (d,) = publish_sftp_periods(tmp_path, bad.population(), registry, bad, {"ikrf": ["1405-07"]})
     assert DETECTED_AS["wrong_encoding"] <= inspect_delivery(Path(d.path), ds, registry)
 
 

@@ -27,6 +27,7 @@ CASES = [
     ("sso", "workplaces", "1405-06"),
     ("tvto", "trainees", "2026-09"),
     ("cspf", "pensioners", "1405-06"),
+    ("swo", "beneficiaries", "1405-06"),
 ]
 NEW = ("invalid_dates", "out_of_range", "inconsistent_dates", "count_drop", "rejuvenated_persons", "pensioners_hired")
 SMALL = 0.05  # no row-level mode touches more than this share of the rows (count_drop aside)

@@ -18,10 +18,13 @@ from .helpers import (
     PERSONS,
     SEED,
     SSO_PERIODS,
+    SWO_PERIODS,
     TVTO_PERIODS,
     WORKPLACES,
+    context_problems,
     delivery_context,
     inspect_delivery,
+    value_problems,
 )
 
 OVERRIDES = {"sso/workplaces/1405-06": "missing_column", "sso/insured_persons/1405-06": None}
@@ -35,7 +38,7 @@ def _start(state: Path):
         persons=PERSONS,
         workplaces=WORKPLACES,
         defect_share=SHARE,
-        periods={"sso": SSO_PERIODS, "cspf": CSPF_PERIODS, "tvto": TVTO_PERIODS},
+        periods={"sso": SSO_PERIODS, "cspf": CSPF_PERIODS, "swo": SWO_PERIODS, "tvto": TVTO_PERIODS},
         overrides=OVERRIDES,
     )
 
@@ -70,7 +73,7 @@ def test_state_files_and_connection_format(sims):
     assert ready["pid"] == sims.pid and set(ready["ports"]) == {"sftp", "api", "smtp"}
     conns = json.loads((state / "connections.json").read_text())
     assert conns == sims.connections
-    assert set(conns) == {"anbar_sftp_sso", "anbar_sftp_cspf", "anbar_api_tvto", "anbar_smtp"}
+    assert set(conns) == {"anbar_sftp_sso", "anbar_sftp_cspf", "anbar_api_tvto", "anbar_api_swo", "anbar_smtp"}
     cspf = conns["anbar_sftp_cspf"]
     assert (cspf["login"], cspf["port"]) == ("cspf", ready["ports"]["sftp"])
     assert cspf["extra"] == conns["anbar_sftp_sso"]["extra"], "same pinned host key and client key"
@@ -88,6 +91,9 @@ def test_state_files_and_connection_format(sims):
     api = conns["anbar_api_tvto"]
     assert (api["conn_type"], api["schema"], api["port"]) == ("http", "http", ready["ports"]["api"])
     assert api["extra"] == {"Authorization": f"Bearer {api['password']}"}
+    swo = conns["anbar_api_swo"]
+    assert (swo["host"], swo["port"]) == (api["host"], api["port"]), "one API server, a token per organisation"
+    assert swo["password"] != api["password"]
 
     smtp = conns["anbar_smtp"]
     assert smtp["conn_type"] == "smtp" and smtp["port"] == ready["ports"]["smtp"]
@@ -101,7 +107,7 @@ def test_state_files_and_connection_format(sims):
 
 def test_published_defects_are_the_expected_ones(sims):
     deliveries = sims.deliveries()
-    assert len(deliveries) == 2 * len(SSO_PERIODS) + len(CSPF_PERIODS) + len(TVTO_PERIODS)
+    assert len(deliveries) == 2 * len(SSO_PERIODS) + len(CSPF_PERIODS) + len(SWO_PERIODS) + len(TVTO_PERIODS)
     for d in deliveries:
         want = expected_defect(d["org"], d["dataset"], d["period"], seed=SEED, defect_share=SHARE, overrides=OVERRIDES)
         assert d["defect"] == want == sims.expected_defect(d["org"], d["dataset"], d["period"])
@@ -152,6 +158,27 @@ def test_api_through_airflow_httphook(sims, airflow_connections):
     assert unpublished.status_code == 404
 
 
+def test_jalali_api_through_airflow_httphook(sims, airflow_connections, registry, population):
+    from airflow.providers.http.hooks.http import HttpHook
+
+    hook = HttpHook(method="GET", http_conn_id="anbar_api_swo")
+    for period in SWO_PERIODS:
+        manifest = hook.run(f"/v1/extracts/beneficiaries/{period}/manifest").json()
+        assert (manifest["org"], manifest["period"], manifest["page_size"]) == ("swo", period, 500)
+        records = hook.run(f"/v1/extracts/beneficiaries/{period}").json()["records"]
+        delivery = next(d for d in sims.deliveries() if (d["org"], d["period"]) == ("swo", period))
+        assert len(records) == delivery["rows"] > 0
+        context = delivery_context(population, registry, "swo", "beneficiaries", period)
+        ds = registry.dataset("swo", "beneficiaries")
+        problems = value_problems(records, ds, registry) | context_problems(records, ds, context)
+        if delivery["defect"] in (None, "row_count_mismatch"):
+            assert problems == set(), (delivery, problems)
+        else:
+            assert DETECTED_AS[delivery["defect"]] <= problems, (delivery, problems)
+    other = hook.run("/v1/extracts/trainees/2026-10/manifest", extra_options={"check_response": False})
+    assert other.status_code == 404, "the SWO token sees SWO's datasets only"
+
+
 def test_mail_through_airflow_smtphook(sims, airflow_connections):
     from airflow.providers.smtp.hooks.smtp import SmtpHook
 
@@ -177,6 +204,7 @@ def test_sigterm_stops_cleanly_and_a_restart_keeps_keys_and_bytes(sims):
         assert after["anbar_sftp_sso"]["extra"] == before["anbar_sftp_sso"]["extra"]
         assert after["anbar_sftp_cspf"]["extra"] == before["anbar_sftp_cspf"]["extra"]
         assert after["anbar_api_tvto"]["password"] == before["anbar_api_tvto"]["password"]
+        assert after["anbar_api_swo"]["password"] == before["anbar_api_swo"]["password"]
         assert _outbox(state) == outbox, "byte-identical deliveries"
     finally:
         assert again.stop() == 0

@@ -26,6 +26,7 @@ _EXPORTS = {
     "Training": "anbar.sim.population",
     "Course": "anbar.sim.population",
     "Pension": "anbar.sim.population",
+    "Support": "anbar.sim.population",
     "stable_random": "anbar.sim.population",
     "stable_unit": "anbar.sim.population",
     "extract_rows": "anbar.sim.extracts",

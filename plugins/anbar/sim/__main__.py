@@ -4,7 +4,8 @@
 
     python -m anbar.sim serve --state-dir DIR [--sftp-port P] [--api-port Q] [--smtp-port R]
         [--seed 42] [--defect-share 0.1] [--persons 4000] [--workplaces 300] [--scale 1.0]
-        [--periods sso=1405-05,1405-06 --periods cspf=1405-05,1405-06 --periods tvto=2026-08,2026-09]
+        [--periods sso=1405-05,1405-06 --periods cspf=1405-05,1405-06 --periods swo=1405-05,1405-06
+         --periods tvto=2026-08,2026-09]
         [--override sso/workplaces/1405-06=missing_column] [--api-page-size N]
     python -m anbar.sim publish --out DIR [same data options]     write SFTP outboxes only
     python -m anbar.sim plan [same data options]                  print the deliveries and defects

@@ -1,4 +1,4 @@
-"""HTTP extract API of the organisations whose registry transport is ``api`` (TVTO).
+"""HTTP extract API of the organisations whose registry transport is ``api`` (TVTO, SWO).
 
 Endpoints (bearer token per organisation; the token decides the organisation)::
 

@@ -274,8 +274,19 @@ def _other_value(value: str, ds: Dataset, column: str, registry: Registry, u: fl
         return str(number if col.max is None or number <= col.max else number - 2)
     if col.code_list:
         others = sorted(set(registry.code_lists[col.code_list].codes) - {value})
+        if col.code_list == "iran_county":  # another county of the same province
+            others = [c for c in others if c[:2] == value[:2]]
         return others[int(u * len(others))] if others else value
     return value[::-1]
+
+
+def _bound_columns(ds: Dataset) -> set[str]:
+    """Columns another column's value depends on: the province, when a county code (whose first
+    two digits are the province code) is in the same record."""
+    lists = {c.code_list for c in ds.columns}
+    if "iran_county" not in lists:
+        return set()
+    return {c.name for c in ds.columns if c.code_list == "province"}
 
 
 def _invalid_dates(rows, ds, rng, registry, **_):
@@ -443,11 +454,16 @@ def apply_row_defect(
             r.pop(gone, None)
         return rows
     if defect == "duplicate_keys":
-        non_key = [c.name for c in dataset.columns if c.name not in dataset.primary_key and c.identifier is None]
+        bound = _bound_columns(dataset)
+        non_key = [
+            c.name
+            for c in dataset.columns
+            if c.name not in dataset.primary_key and c.identifier is None and c.name not in bound
+        ]
         out = list(rows)
         for i in reversed(_sample(rng, len(rows), DUPLICATE_SHARE)):
             copy = dict(rows[i])
-            if non_key and rng.random() < 0.5:  # same key, different (still valid) content
+            if non_key and rng.random() < 0.5:  # same key, different (still valid and consistent) content
                 col = rng.choice(non_key)
                 copy[col] = _other_value(copy.get(col, ""), dataset, col, registry, rng.random())
             out.insert(rng.randrange(len(out) + 1), copy)

@@ -3,7 +3,7 @@
 ``extract_rows`` turns the population into the rows of one (org, dataset,
 period): exactly the registry's columns in registry order, every value a string
 (empty string = no value). Dates are written in the column's calendar: Jalali
-``YYYY/MM/DD`` (SSO, CSPF), Gregorian ``YYYY-MM-DD`` (TVTO).
+``YYYY/MM/DD`` (SSO, CSPF, SWO), Gregorian ``YYYY-MM-DD`` (TVTO).
 
 ``sftp_variant`` picks how an SFTP delivery is represented (encoding, letter
 forms, digits, delimiter, number of files), deterministically per (dataset,
@@ -150,12 +150,58 @@ def _cspf_pensioners(pop: Population, ds: Dataset, period: Period) -> list[Row]:
     return rows
 
 
+def _swo_beneficiaries(pop: Population, ds: Dataset, period: Period) -> list[Row]:
+    cal = lambda col: ds.column(col).calendar or period.calendar  # noqa: E731
+    year = jdatetime.date.fromgregorian(date=period.start).year
+    rows = []
+    for support in pop.supports_between(period.start, period.end):
+        person = pop.persons[support.person]
+        amount = support.amount_in(year)
+        rows.append(
+            {
+                "national_id": person.national_id,
+                "sex": person.sex,
+                "birth_date": format_date(person.birth_date, cal("birth_date")),
+                "support_type": support.support_type,
+                "disability_type": support.disability_type,
+                "province": person.province,
+                "county": support.county,
+                "support_start": format_date(support.start, cal("support_start")),
+                "monthly_amount": "" if amount is None else str(amount),
+            }
+        )
+    rows.sort(key=lambda r: (r["national_id"], r["support_type"]))
+    return rows
+
+
 _BUILDERS = {
     ("sso", "insured_persons"): _sso_insured_persons,
     ("sso", "workplaces"): _sso_workplaces,
     ("tvto", "trainees"): _tvto_trainees,
     ("cspf", "pensioners"): _cspf_pensioners,
+    ("swo", "beneficiaries"): _swo_beneficiaries,
 }
+# The columns each builder writes. A registry entry of the same name with a column the builder
+# does not know (a later schema, or another file under the same code in a test registry) is
+# simulated generically instead.
+_BUILDER_COLUMNS = {
+    ("sso", "insured_persons"): {
+        "national_id", "workshop_code", "sex", "birth_date", "insurance_type", "days_worked",
+        "insured_wage", "employment_start",
+    },
+    ("sso", "workplaces"): {"workshop_code", "legal_id", "workshop_name", "isic_section", "province", "registered_on"},
+    ("tvto", "trainees"): {
+        "national_id", "course_code", "isco_code", "sex", "birth_date", "province", "course_start",
+        "course_end", "hours", "result",
+    },
+    ("cspf", "pensioners"): {
+        "national_id", "sex", "birth_date", "pension_type", "retirement_date", "pension_amount", "province",
+    },
+    ("swo", "beneficiaries"): {
+        "national_id", "sex", "birth_date", "support_type", "disability_type", "province", "county",
+        "support_start", "monthly_amount",
+    },
+}  # fmt: skip
 
 
 def _generic(pop: Population, ds: Dataset, period: Period, registry: Registry) -> list[Row]:
@@ -179,6 +225,8 @@ def _generic(pop: Population, ds: Dataset, period: Period, registry: Registry) -
                 value = person.sex
             elif col.code_list == "province":
                 value = person.province
+            elif col.code_list == "iran_county" and pop.county_of(person):
+                value = pop.county_of(person)  # a county of the person's province
             elif col.code_list:
                 value = rng.choice(sorted(registry.code_lists[col.code_list].codes))
             elif col.type is ColumnType.date:
@@ -223,7 +271,7 @@ def extract_rows(
     else:
         period = as_period(period)
     builder = _BUILDERS.get((ds.org, ds.name))
-    if builder is not None:
+    if builder is not None and set(ds.column_names) <= _BUILDER_COLUMNS[ds.org, ds.name]:
         rows = builder(population, ds, period)
     else:
         from anbar.sim.population import _default_registry

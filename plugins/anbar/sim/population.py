@@ -1,11 +1,13 @@
 """One synthetic population behind every simulated supplier.
 
 Persons, workplaces, employment spells (who is insured where, from when to
-when), vocational training courses and civil-service pensions are generated
-once per seed, as life histories over a fixed horizon, so that every supplier's
-monthly extract is a consistent view of the same people: a trainee whose course
-ended in October may be an insured employee at SSO in December, and a few
-pensioners of the CSPF take an insured job at SSO after they retire.
+when), vocational training courses, civil-service pensions and welfare supports
+are generated once per seed, as life histories over a fixed horizon, so that
+every supplier's monthly extract is a consistent view of the same people: a
+trainee whose course ended in October may be an insured employee at SSO in
+December, a few pensioners of the CSPF take an insured job at SSO after they
+retire, and the disability pension of an SWO beneficiary stops when they are
+hired by an SSO-insured employer.
 
 Randomness comes only from ``random.Random`` seeded with stable strings (and
 SHA-256 for hashing); Python's ``hash()`` is never used, so the same seed gives
@@ -62,6 +64,35 @@ PENSION_TYPE_WEIGHTS = {"1": 78, "2": 7, "3": 15}  # retirement, disability, sur
 PENSION_RANGE = (90_000_000, 900_000_000)  # monthly, rials, in Jalali year PENSION_BASE_YEAR
 PENSION_BASE_YEAR = 1404
 PENSION_INDEXATION = 0.2  # yearly rise on 1 Farvardin
+
+# Welfare supports (SWO), one spell per (person, support type) at a time, drawn after and
+# independently of every history above. Codes of swo_support_type: 1 disability pension,
+# 2 rehabilitation services, 3 home care allowance, 4 empowerment loan, 5 support of orphans
+# and children without proper guardians, 6 pension of needy elderly persons, 7 residential care.
+DISABILITY_SHARE = 0.06  # persons with a disability registered at SWO
+CHILDHOOD_ONSET_SHARE = 0.45  # of them: disabled from birth or in childhood (onset before 18)
+DISABILITY_TYPE_WEIGHTS = {"1": 38, "2": 10, "3": 10, "4": 4, "5": 17, "6": 10, "7": 3, "8": 8}
+SEVERE_DISABILITY_TYPES = ("5", "7", "8")  # intellectual, autism, multiple: care at home or in a centre
+DISABILITY_PENSION_SHARE = 0.6  # of the disabled, a disability pension from some time after registration
+PENSION_STOPS_AT_HIRING = 0.7  # share of disability pensions that end when an SSO-insured job starts
+REHABILITATION_SHARE = 0.7  # of the disabled, episodes of rehabilitation services
+REHABILITATION_DAYS = (90, 540)  # length of an episode
+REHABILITATION_GAP = 900  # mean days between episodes (at least 62: one episode of a type per month)
+CARE_SHARE = 0.45  # of the severely disabled: home care allowance, or a residential centre (1 in 8)
+LOAN_SHARE = 0.25  # of the disabled reaching 20: one empowerment loan, a beneficiary while it is repaid
+LOAN_MONTHS = 36
+ORPHAN_SHARE = 0.06  # persons supported as children (orphans, no proper guardian) until they turn 18
+ORPHAN_END_AGE = 18
+ELDERLY_AGE = 60
+ELDERLY_SHARE = 0.2  # of the persons never insured at SSO nor pensioned by CSPF: a needy elderly pension
+CASH_SUPPORTS = {  # monthly amount range in rials, in Jalali year SUPPORT_BASE_YEAR
+    "1": (12_000_000, 30_000_000),
+    "3": (20_000_000, 45_000_000),
+    "5": (15_000_000, 35_000_000),
+    "6": (8_000_000, 20_000_000),
+}  # services (2, 7) and loans (4) pay nothing monthly
+SUPPORT_BASE_YEAR = 1404
+SUPPORT_INDEXATION = 0.2  # yearly rise on 1 Farvardin
 
 # ISCO-08 unit groups of typical technical and vocational courses, with hours.
 ISCO_COURSES: tuple[tuple[str, str, int], ...] = (
@@ -234,6 +265,30 @@ class Pension:
 
 
 @dataclass(frozen=True, slots=True)
+class Support:
+    """A spell of one SWO support (or service) of one person."""
+
+    person: int
+    support_type: str  # code list swo_support_type
+    start: dt.date
+    end: dt.date | None  # first day without the support; None = beyond the horizon
+    disability_type: str  # code list swo_disability_type, "" when the person has none registered
+    county: str  # code list iran_county: the person's county of residence, in their province
+    amount: int  # monthly, rials, in Jalali year SUPPORT_BASE_YEAR; 0 for services and loans
+
+    def active(self, start: dt.date, end: dt.date) -> bool:
+        """Whether the support runs on at least one day of [start, end)."""
+        return self.start < end and (self.end is None or self.end > start)
+
+    def amount_in(self, jalali_year: int) -> int | None:
+        """The amount paid monthly in a Jalali year (indexed yearly), rials; None if nothing is paid."""
+        if not self.amount:
+            return None
+        factor = (1 + SUPPORT_INDEXATION) ** (jalali_year - SUPPORT_BASE_YEAR)
+        return int(self.amount * factor) // 10_000 * 10_000
+
+
+@dataclass(frozen=True, slots=True)
 class Course:
     code: str
     isco_code: str
@@ -301,6 +356,23 @@ class Population:
         self._pension_type = _Weighted({k: PENSION_TYPE_WEIGHTS.get(k, 1.0) for k in self.pension_types})
         self.pensions: tuple[Pension, ...] = self._make_pensions()
         self._pension_starts = [p.start for p in self.pensions]
+        # After (and independent of) everything above, so adding welfare supports changed none of it.
+        support_types = registry.code_lists.get("swo_support_type")
+        self.support_types = (
+            tuple(sorted(support_types.codes)) if support_types else ("1", "2", "3", "4", "5", "6", "7")
+        )
+        disability_types = registry.code_lists.get("swo_disability_type")
+        self.disability_types = (
+            tuple(sorted(disability_types.codes)) if disability_types else tuple(DISABILITY_TYPE_WEIGHTS)
+        )
+        self._disability_type = _Weighted({k: DISABILITY_TYPE_WEIGHTS.get(k, 1.0) for k in self.disability_types})
+        counties = registry.code_lists.get("iran_county")
+        self.counties_by_province: dict[str, tuple[str, ...]] = {
+            province: tuple(sorted(c for c in (counties.codes if counties else ()) if c[:2] == province))
+            for province in self.province_codes
+        }
+        self.supports: tuple[Support, ...] = self._make_supports()
+        self._support_starts = [s.start for s in self.supports]
 
     @classmethod
     def scaled(cls, seed: int, scale: float = 1.0, **kwargs: object) -> Population:
@@ -526,6 +598,77 @@ class Population:
         out.sort(key=lambda x: (x.start, x.person))
         return tuple(out)
 
+    def county_of(self, person: Person) -> str:
+        """The county of residence of a person: one of the counties of their province ("" if none known)."""
+        options = self.counties_by_province.get(person.province, ())
+        if not options:
+            return ""
+        return options[int(stable_unit(self.seed, "county", person.index) * len(options))]
+
+    def _make_supports(self) -> tuple[Support, ...]:
+        jobs: dict[int, list[dt.date]] = {}
+        for e in self.employments:
+            jobs.setdefault(e.person, []).append(e.start)
+        pensioned = {p.person for p in self.pensions}
+        out: list[Support] = []
+        for p in self.persons:
+            out.extend(self._supports_of(p, sorted(jobs.get(p.index, [])), p.index in pensioned))
+        out.sort(key=lambda x: (x.start, x.person, x.support_type))
+        return tuple(out)
+
+    def _supports_of(self, p: Person, job_starts: list[dt.date], pensioned: bool) -> list[Support]:
+        rng = stable_random(self.seed, "welfare", p.index)
+        county = self.county_of(p)
+        mine: list[Support] = []
+
+        def add(kind: str, start: dt.date, end: dt.date | None, disability: str) -> None:
+            if kind not in self.support_types or start >= HORIZON_END or (end is not None and end <= start):
+                return
+            lo, hi = CASH_SUPPORTS.get(kind, (0, 0))
+            amount = rng.randrange(lo, hi + 1) // 10_000 * 10_000 if hi else 0
+            mine.append(Support(p.index, kind, start, end, disability, county, amount))
+
+        # A disability, registered at SWO some time after its onset (at birth or in childhood for some).
+        disability, registered = "", None
+        if rng.random() < DISABILITY_SHARE:
+            disability = self._disability_type(rng)
+            if rng.random() < CHILDHOOD_ONSET_SHARE:
+                onset = p.birth_date + dt.timedelta(
+                    days=rng.randrange((add_years(p.birth_date, 18) - p.birth_date).days)
+                )
+            else:
+                onset = add_years(p.birth_date, 18) + dt.timedelta(days=rng.randrange(42 * 365))
+            registered = onset + dt.timedelta(days=rng.randrange(30, 3 * 365))
+        if registered is not None and registered < HORIZON_END:
+            if rng.random() < DISABILITY_PENSION_SHARE:
+                start = registered + dt.timedelta(days=rng.randrange(365))
+                hired = [d for d in job_starts if d > start]
+                end = hired[0] if hired and rng.random() < PENSION_STOPS_AT_HIRING else None
+                add("1", start, end, disability)
+            if rng.random() < REHABILITATION_SHARE:
+                t = registered + dt.timedelta(days=rng.randrange(180))
+                while t < HORIZON_END:
+                    length = rng.randrange(*REHABILITATION_DAYS)
+                    add("2", t, t + dt.timedelta(days=length), disability)
+                    t += dt.timedelta(days=length + 62 + int(rng.expovariate(1 / REHABILITATION_GAP)))
+            if disability in SEVERE_DISABILITY_TYPES and rng.random() < CARE_SHARE:
+                start = registered + dt.timedelta(days=rng.randrange(2 * 365))
+                add("7" if rng.random() < 1 / 8 else "3", start, None, disability)
+            if disability not in SEVERE_DISABILITY_TYPES and rng.random() < LOAN_SHARE:
+                start = max(registered, add_years(p.birth_date, 20)) + dt.timedelta(days=rng.randrange(15 * 365))
+                add("4", start, _add_months(start, LOAN_MONTHS), disability)
+        # Orphans and children without proper guardians, supported until they turn 18.
+        if rng.random() < ORPHAN_SHARE:
+            start = p.birth_date + dt.timedelta(days=rng.randrange(1, 14 * 365))
+            shown = disability if registered is not None and registered <= start else ""
+            add("5", start, add_years(p.birth_date, ORPHAN_END_AGE), shown)
+        # Needy elderly persons: never insured at SSO nor pensioned by the CSPF.
+        if not job_starts and not pensioned and rng.random() < ELDERLY_SHARE:
+            start = add_years(p.birth_date, ELDERLY_AGE) + dt.timedelta(days=rng.randrange(10 * 365))
+            shown = disability if registered is not None and registered <= start else ""
+            add("6", start, None, shown)
+        return mine
+
     # -- queries ----------------------------------------------------------------------------
 
     @cached_property
@@ -546,10 +689,15 @@ class Population:
         """Pensions that started before ``day``: the active pensioners of a period starting then."""
         return list(self.pensions[: bisect.bisect_left(self._pension_starts, day)])
 
+    def supports_between(self, start: dt.date, end: dt.date) -> list[Support]:
+        """Welfare supports running on at least one day of [start, end): the beneficiaries of a period."""
+        started = self.supports[: bisect.bisect_left(self._support_starts, end)]
+        return [s for s in started if s.end is None or s.end > start]
+
     def fingerprint(self) -> str:
         """SHA-256 over every generated record (equal fingerprints = identical populations)."""
         h = hashlib.sha256()
-        for group in (self.persons, self.workplaces, self.employments, self.pensions):
+        for group in (self.persons, self.workplaces, self.employments, self.pensions, self.supports):
             h.update("\n".join(map(repr, group)).encode())
         h.update(
             "\n".join(
@@ -560,6 +708,18 @@ class Population:
 
 
 _GAP = dt.timedelta(days=62)
+
+
+def _add_months(day: dt.date, months: int) -> dt.date:
+    """The same day ``months`` later (the last day of the month when it has no such day)."""
+    month = day.month - 1 + months
+    year, month = day.year + month // 12, month % 12 + 1
+    for d in (day.day, 30, 29, 28):
+        try:
+            return dt.date(year, month, d)
+        except ValueError:
+            continue
+    raise AssertionError("unreachable")
 
 
 _REGISTRY: Registry | None = None
