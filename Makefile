@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.anbar-installed
 
-.PHONY: demo test stop install lint format dbt-parse clean
+.PHONY: demo test stop install lint format dbt-parse docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@echo "[anbar] creating $(VENV) and installing the pinned dependencies (about a minute) ..."
@@ -26,6 +26,16 @@ test: $(STAMP) dbt-parse
 # Cosmos renders the warehouse DAG from dbt's manifest, so DAG parsing never runs dbt.
 dbt-parse: $(STAMP)
 	@$(BIN)/python -m anbar.dbt ensure-manifest
+
+# dbt docs of the demo warehouse (models, columns, lineage, tests) at http://127.0.0.1:8081.
+DOCS_PORT ?= 8081
+docs: $(STAMP)
+	@test -f .anbar/demo/anbar.env || { echo "[anbar] run make demo first: the docs describe the demo warehouse"; exit 1; }
+	set -a && . .anbar/demo/anbar.env && set +a && \
+	  $(BIN)/dbt docs generate --project-dir dbt_project --profiles-dir dbt_project \
+	    --target-path $(CURDIR)/.anbar/dbt-docs --log-path $(CURDIR)/.anbar/dbt-docs/logs && \
+	  $(BIN)/dbt docs serve --project-dir dbt_project --profiles-dir dbt_project \
+	    --target-path $(CURDIR)/.anbar/dbt-docs --host 127.0.0.1 --port $(DOCS_PORT) --no-browser
 
 stop:
 	@if [ -x $(BIN)/anbar ]; then $(BIN)/anbar demo down; else echo "[anbar] nothing to stop"; fi

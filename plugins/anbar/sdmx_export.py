@@ -259,6 +259,11 @@ def _code_list_users(flows: Sequence[MartFlow]) -> dict[str, list[str]]:
     return users
 
 
+# Codes every mart dimension may hold besides its registry code list: '_T' is the total over the
+# dimension (a margin of the table), '_U' a value the sources did not give (SDMX SDMX_CL conventions).
+MART_EXTRA_CODES: dict[str, tuple[str, str]] = {"_T": ("Total", "مجموع"), "_U": ("Unknown", "نامعلوم")}
+
+
 def load_code_lists(conn, flows: Sequence[MartFlow] = MART_FLOWS) -> dict[str, dict[str, tuple[str, str]]]:
     """``{code_list: {code: (label_en, label_fa)}}`` from ``ref.code_list_values``, for the code lists the marts use.
 
@@ -276,6 +281,10 @@ def load_code_lists(conn, flows: Sequence[MartFlow] = MART_FLOWS) -> dict[str, d
     for code_list, code, en, fa in rows:
         lists[code_list][code] = (en, fa)
     missing = [name for name in sorted(users) if name not in lists]
+    # The marts' margins and unknowns, as SDMX's cross-domain conventions code them.
+    for name in lists:
+        for code, labels in MART_EXTRA_CODES.items():
+            lists[name].setdefault(code, labels)
     if missing:
         raise SdmxExportError(
             "no codes in ref.code_list_values for "

@@ -16,7 +16,7 @@ from anbar.dbt import PROJECT_DIR, run_dbt
 
 pytestmark = pytest.mark.integration
 
-SCHEMAS = ("staging", "intermediate", "marts")
+SCHEMAS = ("staging", "intermediate", "core", "marts")
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def _dicts(cur, query, params=None) -> list[dict]:
 
 def test_mart_equals_python_computation(built, cur):
     expected = built.expected_mart()
-    rows = _dicts(cur, "select * from marts.fct_insured_employment_monthly")
+    rows = _dicts(cur, "select * from core.fct_insured_employment_monthly")
     got = {(r["period"], r["province_code"], r["sex"]): r for r in rows}
     assert set(got) == set(expected)
     for key, want in expected.items():
@@ -78,9 +78,7 @@ def test_superseded_rejected_and_inflight_versions_are_not_used(built, cur):
         versions, wage, n = rows[period]
         assert versions == [d.version]
         assert (int(wage), n) == (sum(r["insured_wage"] for r in d.rows), len(d.rows))
-    cur.execute(
-        "select period, sum(total_insured_wage_rials) from marts.fct_insured_employment_monthly group by period"
-    )
+    cur.execute("select period, sum(total_insured_wage_rials) from core.fct_insured_employment_monthly group by period")
     wages = dict(cur.fetchall())
     superseded = next(d for d in built.deliveries if d.period == "1405-07" and d.version == 1)
     assert wages["1405-07"] == sum(r["insured_wage"] for r in used["1405-07"].rows)
@@ -91,7 +89,7 @@ def test_average_wage_equals_python(built, cur):
     used = built.used("sso", "insured_persons")
     cur.execute(
         "select period, sum(total_insured_wage_rials) / sum(insured_jobs)"
-        " from marts.fct_insured_employment_monthly group by period"
+        " from core.fct_insured_employment_monthly group by period"
     )
     overall = dict(cur.fetchall())
     for d in used:
@@ -150,7 +148,7 @@ def test_no_national_id_anywhere_in_the_models(built, cur):
         (list(SCHEMAS),),
     )
     relations = cur.fetchall()
-    assert len(relations) == 8
+    assert len(relations) == 22
     for schema, table in relations:
         cur.execute(f'select row_to_json(t)::text from "{schema}"."{table}" as t')
         for (text,) in cur.fetchall():
@@ -228,3 +226,154 @@ def test_a_warehouse_without_the_pseudonym_key_stops_the_run_at_once(built, wh_e
     assert proc.returncode != 0
     assert "the pseudonym key is not installed in this warehouse" in proc.stdout + proc.stderr
     assert PROJECT_DIR.is_dir()
+
+
+# -- disclosure control ----------------------------------------------------------------------------
+
+
+def _cells(cur, rows):
+    cur.execute("drop table if exists pg_temp.cells")
+    cur.execute(
+        "create temp table cells (period text, province_code text, sex text, persons integer, "
+        "avg_wage numeric, is_suppressed boolean default false)"
+    )
+    cur.executemany(
+        "insert into cells (period, province_code, sex, persons, avg_wage) values (%s, %s, %s, %s, %s)", rows
+    )
+    cur.execute(
+        "select anbar.apply_disclosure_control('pg_temp.cells'::regclass, array['period', 'province_code', 'sex'], "
+        "'persons', array['avg_wage'], 5)"
+    )
+    suppressed = cur.fetchone()[0]
+    result = {(p, prov, s): (n, w, hidden) for p, prov, s, n, w, hidden in _rows(cur, "select * from cells")}
+    return suppressed, result
+
+
+def _rows(cur, query):
+    cur.execute(query)
+    return cur.fetchall()
+
+
+def test_a_small_cell_and_the_cells_that_would_reveal_it_are_hidden(built, cur):
+    rows = [
+        ("1404-07", "01", "1", 3, 10.0),  # small: hidden
+        ("1404-07", "01", "2", 40, 11.0),  # the only other sex of province 01: hidden too
+        ("1404-07", "02", "1", 50, 12.0),
+        ("1404-07", "02", "2", 60, 13.0),
+        ("1404-07", "03", "1", 20, 14.0),  # smallest other province of sex 1: hidden with 01/1
+        ("1404-07", "03", "2", 70, 15.0),
+        ("1404-07", "_T", "1", 73, 12.0),
+        ("1404-07", "_T", "2", 170, 13.0),
+        ("1404-07", "01", "_T", 43, 10.9),
+        ("1404-07", "02", "_T", 110, 12.5),
+        ("1404-07", "03", "_T", 90, 14.8),
+        ("1404-07", "_T", "_T", 243, 12.7),
+    ]
+    _, cells = _cells(cur, rows)
+    hidden = {k for k, (_, _, h) in cells.items() if h}
+    assert ("1404-07", "01", "1") in hidden
+    for key, (n, w, h) in cells.items():
+        if h:
+            assert n is None and w is None, key  # nothing of a hidden cell is published
+    # complementary: no group differing in one dimension has exactly one hidden cell
+    for dim in (1, 2):
+        groups = {}
+        for key, (_, _, h) in cells.items():
+            if key[dim] == "_T":
+                continue
+            group = tuple(v for i, v in enumerate(key) if i != dim)
+            groups.setdefault(group, []).append(h)
+        assert all(sum(g) != 1 for g in groups.values() if len(g) > 1), groups
+    assert ("1404-07", "02", "2") not in hidden  # no more than needed
+
+
+def test_a_total_that_equals_its_only_hidden_cell_is_hidden(built, cur):
+    rows = [
+        ("1404-07", "01", "1", 2, 9.0),
+        ("1404-07", "01", "_T", 2, 9.0),  # province 01 has one cell: its total would show it
+        ("1404-07", "02", "1", 30, 9.0),
+        ("1404-07", "02", "_T", 30, 9.0),
+    ]
+    _, cells = _cells(cur, rows)
+    assert cells[("1404-07", "01", "_T")][2] is True
+    assert cells[("1404-07", "01", "1")][2] is True
+
+
+def test_the_threshold_is_a_setting(built, cur):
+    cur.execute("drop table if exists pg_temp.cells")
+    cur.execute("create temp table cells (period text, sex text, persons integer, is_suppressed boolean)")
+    cur.execute("insert into cells values ('1404-07', '1', 7, false), ('1404-07', '2', 9, false)")
+    cur.execute(
+        "select anbar.apply_disclosure_control('pg_temp.cells'::regclass, array['period', 'sex'], 'persons', "
+        "array[]::text[], 10)"
+    )
+    assert _rows(cur, "select sex, persons, is_suppressed from cells order by sex") == [
+        ("1", None, True),
+        ("2", None, True),
+    ]
+
+
+def test_published_marts_answer_from_core_and_hide_small_cells(built, cur):
+    """The marts count what the core facts count (where a cell is published)."""
+    facts = dict(
+        _rows(cur, "select period, count(distinct person_key) from core.fct_insured_employment group by period")
+    )
+    published = dict(
+        _rows(
+            cur,
+            "select period, insured_persons from marts.mart_insured_employment where province_code = '_T' "
+            "and isic_section = '_T' and sex = '_T' and age_band = '_T'",
+        )
+    )
+    assert facts and set(published) == set(facts)
+    for period, n in published.items():
+        assert n is None or n == facts[period]
+
+
+def test_the_built_marts_export_to_sdmx_and_read_back(built, local_pg, tmp_path):
+    from anbar.sdmx_export import export_marts, observation_rows, read_back
+
+    conn = psycopg2.connect(local_pg.dsn("dbt_wh"))
+    try:
+        paths = export_marts(conn, tmp_path)
+        with conn.cursor() as c:
+            c.execute(
+                "select count(*) from marts.mart_insured_employment where province_code = '_T' and isic_section = '_T' "
+                "and sex = '_T' and age_band = '_T'"
+            )
+            periods = c.fetchone()[0]
+    finally:
+        conn.close()
+    assert paths[0].name == "structure.xml"
+    flows = {p.stem: observation_rows(read_back(p)) for p in paths[1:]}
+    insured = flows["DF_INSURED_EMPLOYMENT"]
+    totals = [
+        r
+        for r in insured
+        if r["MEASURE"] == "INSURED_PERSONS"
+        and all(r[d] == "_T" for d in ("PROVINCE", "ISIC_SECTION", "SEX", "AGE_BAND"))
+    ]
+    assert periods > 0 and len(totals) == periods
+
+
+def test_an_unchanged_period_is_not_rebuilt(built, cur, wh_env, dbt_artifacts):
+    """The facts are incremental by period: a second run with no new accepted delivery rewrites nothing."""
+    query = "select period, min(xmin::text), count(*) from core.fct_insured_employment group by period order by period"
+    before = _rows(cur, query)
+    cur.connection.commit()
+    proc = run_dbt(
+        [
+            "run",
+            "--select",
+            "fct_insured_employment",
+            "--target-path",
+            str(dbt_artifacts / "incremental"),
+            "--log-path",
+            str(dbt_artifacts / "logs"),
+        ],
+        env=wh_env,
+        check=False,
+        capture=True,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert before and _rows(cur, query) == before

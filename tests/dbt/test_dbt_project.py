@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from anbar_dbt_testdata import MODELS
 
 from anbar.dbt import PROJECT_DIR, REPO_ROOT
 
@@ -28,17 +29,8 @@ def test_parse_needs_no_database_nor_key(dbt_manifest):
 
 def test_models_and_layers(manifest):
     models = _models(manifest)
-    assert set(models) == {
-        "stg_sso__insured_persons",
-        "stg_sso__workplaces",
-        "stg_tvto__trainees",
-        "stg_cspf__pensioners",
-        "stg_swo__beneficiaries",
-        "stg_ref__code_list_values",
-        "int_persons",
-        "fct_insured_employment_monthly",
-    }
-    prefix = {"staging": "stg_", "intermediate": "int_", "marts": ("fct_", "dim_", "mart_")}
+    assert set(models) == set(MODELS)
+    prefix = {"staging": "stg_", "intermediate": "int_", "core": ("fct_", "dim_"), "marts": "mart_"}
     for name, node in models.items():
         folder = node["fqn"][1]
         assert node["schema"] == folder, f"{name} builds into {node['schema']}, not {folder}"

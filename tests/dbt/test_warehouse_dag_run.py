@@ -109,7 +109,7 @@ def test_dag_run_built_the_mart(dag_run, local_pg):
             cur.execute(
                 "select period, province_code, sex, insured_persons, insured_jobs,"
                 " total_insured_wage_rials, avg_insured_wage_rials, total_days_worked"
-                " from marts.fct_insured_employment_monthly"
+                " from core.fct_insured_employment_monthly"
             )
             got = {r[:3]: r[3:] for r in cur.fetchall()}
             cur.execute("select count(*) from intermediate.int_persons")

@@ -71,7 +71,7 @@ def test_sso_dag_run_loads_a_good_period_and_quarantines_a_defective_one(
     built = warehouse.test()
     assert built.state == "success"
     [(persons, periods)] = _query(
-        dsn, "select sum(insured_persons), count(distinct period) from marts.fct_insured_employment_monthly"
+        dsn, "select sum(insured_persons), count(distinct period) from core.fct_insured_employment_monthly"
     )
     accepted = _query(
         dsn,

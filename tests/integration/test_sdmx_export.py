@@ -13,6 +13,7 @@ import pytest
 
 from anbar import cli
 from anbar.sdmx_export import (
+    MART_EXTRA_CODES,
     MART_FLOWS,
     STRUCTURE_FILE,
     SdmxExportError,
@@ -151,7 +152,8 @@ def test_marts_round_trip_through_sdmx(warehouse, tmp_path):
         assert [d.id for d in dsd.dimensions.components] == [*(d.id for d in flow.dimensions), "MEASURE", "TIME_PERIOD"]
         for d in flow.dimensions:
             codelist = dsd.dimensions.get(d.id).local_representation.enumerated
-            registry = {code: lab for (cl, code), lab in labels.items() if cl == d.code_list}
+            # the registry's codes, plus the marts' total and unknown (SDMX's _T and _U)
+            registry = {code: lab for (cl, code), lab in labels.items() if cl == d.code_list} | MART_EXTRA_CODES
             assert {registry_code(c): (c.name.localizations["en"], c.name.localizations["fa"]) for c in codelist} == (
                 registry
             )

@@ -1,7 +1,3 @@
--- A table, not a view: a view's definition would keep the pseudonym key (inlined by
--- the pseudonymise macro) readable in the catalog by every database user.
-{{ config(materialized='table') }}
-
 with
 
 source as (

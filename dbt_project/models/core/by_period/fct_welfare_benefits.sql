@@ -1,0 +1,37 @@
+-- One row per SWO beneficiary and type of support per period (Jalali month). Incremental by
+-- period (see fct_insured_employment).
+with
+
+beneficiaries as (
+
+    select * from {{ ref('stg_swo__beneficiaries') }}
+
+),
+
+final as (
+
+    select
+        beneficiaries.beneficiary_support_id,
+        beneficiaries.period,
+        beneficiaries.period_start,
+        beneficiaries.period_end,
+        beneficiaries.person_key,
+        beneficiaries.sex,
+        beneficiaries.birth_date,
+        beneficiaries.support_type,
+        beneficiaries.disability_type,
+        beneficiaries.county_code,
+        beneficiaries.support_start,
+        beneficiaries.monthly_amount_rials,
+        beneficiaries.quality_flags,
+        beneficiaries.submission_id,
+        coalesce(beneficiaries.province_code, '_U') as province_code,
+        {{ age_band('beneficiaries.birth_date', 'beneficiaries.period_start') }} as age_band
+    from beneficiaries
+
+)
+
+select * from final
+{% if is_incremental() %}
+    where {{ changed_periods('final', ['submission_id']) }}
+{% endif %}
