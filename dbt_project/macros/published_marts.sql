@@ -1,5 +1,15 @@
 {#- The published marts: their dimensions and the count of persons each cell reports. The
     singular tests check every one of them (tests/assert_*). -#}
+
+{#- The registry code list of each coded dimension of the marts. -#}
+{% macro mart_code_lists() -%}
+    {{ return({
+        'province_code': 'province', 'isic_section': 'isic_section', 'pension_type': 'cspf_pension_type',
+        'support_type': 'swo_support_type', 'course_result': 'tvto_course_result', 'sex': 'sex',
+        'age_band': 'age_band',
+    }) }}
+{%- endmacro %}
+
 {% macro published_marts() -%}
     {{ return([
         {'model': 'mart_insured_employment', 'dims': ['period', 'province_code', 'isic_section', 'sex', 'age_band'],

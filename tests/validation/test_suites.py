@@ -289,7 +289,7 @@ def test_check_all_reports_missing_orphan_broken_and_stale(registry, tmp_path):
     for p in EXPECTATIONS.glob("*.json"):
         shutil.copy(p, tmp_path / p.name)
     (tmp_path / "sso__workplaces.json").unlink()
-    (tmp_path / "swo__beneficiaries.json").write_text("{}", encoding="utf-8")
+    (tmp_path / "ikrf__members.json").write_text("{}", encoding="utf-8")
     tvto = json.loads((tmp_path / "tvto__trainees.json").read_text(encoding="utf-8"))
     _rule(tvto, "code_list.province")["kwargs"]["code_list"] = "provinces"
     tvto["expectations"].append(
@@ -309,7 +309,7 @@ def test_check_all_reports_missing_orphan_broken_and_stale(registry, tmp_path):
     )
     _rule(tvto, "not_younger_than_previous_period.national_id")["kwargs"] = {
         "id_column": "national_id",
-        "other_dataset": "swo__beneficiaries",
+        "other_dataset": "ikrf__members",
     }
     (tmp_path / "tvto__trainees.json").write_text(json.dumps(tvto), encoding="utf-8")
     insured = json.loads((tmp_path / "sso__insured_persons.json").read_text(encoding="utf-8"))
@@ -320,12 +320,12 @@ def test_check_all_reports_missing_orphan_broken_and_stale(registry, tmp_path):
     text = "\n".join(problems)
     assert len(problems) == 7, text
     assert "sso__workplaces.json: missing" in text
-    assert "swo__beneficiaries.json: no dataset 'swo__beneficiaries' in the registry" in text
+    assert "ikrf__members.json: no dataset 'ikrf__members' in the registry" in text
     assert "sso__insured_persons.json" in text and "unknown principle 'timeliness'" in text
     assert "no code list 'provinces' in the registry" in text
     assert "codes not in code list 'sex': 9" in text
     assert "missing from value_set: 2" in text
-    assert "(expect_persons_to_not_be_active_in_other_dataset): no dataset 'swo__beneficiaries'" in text
+    assert "(expect_persons_to_not_be_active_in_other_dataset): no dataset 'ikrf__members'" in text
 
 
 def test_read_suite_returns_the_checked_file(registry):

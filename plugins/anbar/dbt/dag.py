@@ -54,8 +54,9 @@ latest *accepted* version of each period in `anbar.submissions`; `anbar.jalali_c
    `select <key cols>, count(*) ... group by ... having count(*) > 1` and open the submission.
 7. **`assert_insured_employment_reconciles`** fails: the mart lost or duplicated jobs; check
    duplicate `workshop_code`s in the workplaces delivery of that period.
-8. **`in_code_list`** warnings: a code outside the registry code list; tell the supplier and
-   the registry owner.
+8. **`in_code_list_...`** fails on a mart: a published cell has a code outside its registry code
+   list (the list changed, or a code got past validation); compare `registry/code_lists/` with the
+   dataset's suite and rebuild.
 9. A task for a model that no longer exists, or a new model without a task: the manifest is
    stale; run `python -m anbar.dbt parse` on deployment.
 
