@@ -1,4 +1,4 @@
--- The mart accounts for every insured job and rial of staging, period by period.
+-- The monthly aggregate accounts for every insured job and rial of the fact, period by period.
 with
 
 staging_totals as (
@@ -7,7 +7,7 @@ staging_totals as (
         period,
         count(*) as insured_jobs,
         sum(insured_wage_rials) as total_insured_wage_rials
-    from {{ ref('stg_sso__insured_persons') }}
+    from {{ ref('fct_insured_employment') }}
     group by period
 
 ),

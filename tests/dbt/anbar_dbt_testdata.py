@@ -161,7 +161,7 @@ class Synthetic:
         )
         for d in self.used("sso", "insured_persons"):
             for r in d.rows:
-                cell = cells[(d.period, province.get((d.period, r["workshop_code"]), "unknown"), r["sex"])]
+                cell = cells[(d.period, province.get((d.period, r["workshop_code"]), "_U"), r["sex"])]
                 cell["persons"].add(r["national_id"])
                 cell["jobs"] += 1
                 cell["wage"] += r["insured_wage"]
@@ -305,7 +305,7 @@ def make_synthetic() -> Synthetic:
             _insured_rows([*range(0, 30), 43], wage_bump=777_777),
         )
     )
-    # SSO workplaces: 1405-07 lacks W0006, whose jobs fall under province 'unknown'.
+    # SSO workplaces: 1405-07 lacks W0006, whose jobs fall under province '_U' (unknown).
     add(Delivery("sso", "workplaces", "1405-06", 1, "accepted", _workplace_rows(all_workshops)))
     add(Delivery("sso", "workplaces", "1405-07", 1, "accepted", _workplace_rows(all_workshops[:-1])))
     # TVTO 2026-09 accepted (persons 20..39; 20..30 are also insured; 25 disagrees on sex);

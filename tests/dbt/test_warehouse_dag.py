@@ -37,16 +37,15 @@ def test_expected_tasks(dag):
         "stg_tvto__trainees.test",
     }
     assert dag.task_dict["fct_insured_employment_monthly.run"].upstream_task_ids == {
-        "stg_sso__insured_persons.test",
-        "stg_sso__workplaces.test",
+        "fct_insured_employment.test",
         "stg_ref__code_list_values.test",
     }
     assert dag.task_dict["assert_insured_employment_reconciles_test"].upstream_task_ids == {
-        "stg_sso__insured_persons.test",
+        "fct_insured_employment.test",
         "fct_insured_employment_monthly.test",
     }
     # the first parent's test task must not run the cross-model reconciliation early
-    assert "assert_insured_employment_reconciles" in dag.task_dict["stg_sso__insured_persons.test"].exclude
+    assert "assert_insured_employment_reconciles" in dag.task_dict["fct_insured_employment.test"].exclude
 
 
 def test_scheduled_on_the_registry_assets(dag, registry):

@@ -1,14 +1,11 @@
+-- Built from the insured-employment fact (a table of this build), not from the staging views,
+-- so it and the fact always describe the same deliveries, even when a delivery is accepted
+-- while the warehouse is being built.
 with
 
-insured_persons as (
+insured_jobs as (
 
-    select * from {{ ref('stg_sso__insured_persons') }}
-
-),
-
-workplaces as (
-
-    select * from {{ ref('stg_sso__workplaces') }}
+    select * from {{ ref('fct_insured_employment') }}
 
 ),
 
@@ -37,26 +34,6 @@ sexes as (
         label_en as sex_label_en
     from code_list_values
     where code_list = 'sex'
-
-),
-
-insured_jobs as (
-
-    -- the province is the workplace's, from the workplaces delivery of the same period
-    select
-        insured_persons.period,
-        insured_persons.period_start,
-        insured_persons.period_end,
-        insured_persons.sex,
-        insured_persons.person_key,
-        insured_persons.insured_wage_rials,
-        insured_persons.days_worked,
-        coalesce(workplaces.province_code, 'unknown') as province_code
-    from insured_persons
-    left join workplaces
-        on
-            insured_persons.period = workplaces.period
-            and insured_persons.workshop_code = workplaces.workshop_code
 
 ),
 

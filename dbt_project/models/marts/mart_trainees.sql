@@ -1,7 +1,7 @@
 -- TVTO trainees whose course ended in the (Gregorian) period and how many of them were insured
 -- employees six months later (TVTO linked to SSO on person_key), by province of the training
--- centre, course result, age band and sex, and their totals ('_T'). insured_after_6_months is
--- empty while the follow-up month's SSO delivery is not accepted yet. Published under
+-- centre, course result, age band and sex, and their totals ('_T'). insured_after_6_months counts
+-- among the followed_up trainees (those whose follow-up month has an accepted SSO delivery). Published under
 -- disclosure control.
 {{ config(post_hook="{{ disclosure_control(['period', 'province_code', 'course_result', 'sex', 'age_band'], 'trainees', ['insured_after_6_months', 'followed_up']) }}") }}
 
@@ -20,10 +20,7 @@ cells as (
         {{ mart_cells(['province_code', 'course_result', 'age_band']) }},
         count(distinct person_key) as trainees,
         count(distinct person_key) filter (where is_insured_after_6_months is not null) as followed_up,
-        case
-            when bool_and(is_insured_after_6_months is not null)
-                then count(distinct person_key) filter (where is_insured_after_6_months)
-        end as insured_after_6_months
+        count(distinct person_key) filter (where is_insured_after_6_months) as insured_after_6_months
     from training
     group by {{ mart_grouping_sets(['province_code', 'course_result', 'age_band']) }}
 
