@@ -74,12 +74,25 @@ def _ident(name: str) -> str:
 # -- column map metrics (the SQL conditions) --------------------------------------------------------
 
 
+def valid_person_id(column):
+    return sa.func.anbar.is_valid_person_id(column)
+
+
+def valid_legal_entity_id(column):
+    return sa.func.anbar.is_valid_legal_entity_id(column)
+
+
+def in_code_list(column, code_list: str):
+    codes = sa.table("code_list_values", sa.column("code_list"), sa.column("code"), schema="ref")
+    return sa.cast(column, sa.Text).in_(sa.select(codes.c.code).where(codes.c.code_list == code_list))
+
+
 class ColumnValuesValidPersonId(ColumnMapMetricProvider):
     condition_metric_name = "column_values.anbar_valid_person_id"
 
     @column_condition_partial(engine=SqlAlchemyExecutionEngine)
     def _sqlalchemy(cls, column, **kwargs):
-        return sa.func.anbar.is_valid_person_id(column)
+        return valid_person_id(column)
 
 
 class ColumnValuesValidLegalEntityId(ColumnMapMetricProvider):
@@ -87,7 +100,7 @@ class ColumnValuesValidLegalEntityId(ColumnMapMetricProvider):
 
     @column_condition_partial(engine=SqlAlchemyExecutionEngine)
     def _sqlalchemy(cls, column, **kwargs):
-        return sa.func.anbar.is_valid_legal_entity_id(column)
+        return valid_legal_entity_id(column)
 
 
 def valid_calendar_date(column, calendar: str):
@@ -134,8 +147,19 @@ class ColumnValuesInCodeList(ColumnMapMetricProvider):
 
     @column_condition_partial(engine=SqlAlchemyExecutionEngine)
     def _sqlalchemy(cls, column, code_list, **kwargs):
-        codes = sa.table("code_list_values", sa.column("code_list"), sa.column("code"), schema="ref")
-        return sa.cast(column, sa.Text).in_(sa.select(codes.c.code).where(codes.c.code_list == code_list))
+        return in_code_list(column, code_list)
+
+
+# The condition a value of each of anbar's column-map expectations must meet, by type: the metrics
+# above evaluate it, and anbar.validation names the offending rows with the same SQL.
+MAP_CONDITIONS: dict[str, Any] = {
+    "expect_column_values_to_be_valid_person_id": lambda column, kwargs: valid_person_id(column),
+    "expect_column_values_to_be_valid_legal_entity_id": lambda column, kwargs: valid_legal_entity_id(column),
+    "expect_column_values_to_be_valid_calendar_date": lambda column, kwargs: valid_calendar_date(
+        column, kwargs.get("calendar", "jalali")
+    ),
+    "expect_column_values_to_be_in_code_list": lambda column, kwargs: in_code_list(column, kwargs["code_list"]),
+}
 
 
 # -- column map expectations ---------------------------------------------------------------------------

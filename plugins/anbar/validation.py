@@ -565,20 +565,13 @@ def _row_predicate(exp_type: str, kw: dict[str, Any], table: str) -> str | None:
         else:
             guard = "true"
         return f"{guard} and not coalesce({a} {op} {b}, false)"
-    if exp_type == "expect_column_values_to_be_valid_person_id" and c:
-        return f"{c} is not null and not anbar.is_valid_person_id({c})"
-    if exp_type == "expect_column_values_to_be_valid_legal_entity_id" and c:
-        return f"{c} is not null and not anbar.is_valid_legal_entity_id({c})"
-    if exp_type == "expect_column_values_to_be_valid_calendar_date" and c:
-        from anbar.gx_custom import condition_sql, sa, valid_calendar_date
+    from anbar.gx_custom import MAP_CONDITIONS, condition_sql, sa
 
-        valid = condition_sql(valid_calendar_date(sa.column(kw["column"]), kw.get("calendar", "jalali")))
-        return f"{c} is not null and not ({valid})"
-    if exp_type == "expect_column_values_to_be_in_code_list" and c and isinstance(kw.get("code_list"), str):
-        return (
-            f"{c} is not null and {c}::text not in "
-            f"(select code from ref.code_list_values where code_list = {_literal(kw['code_list'])})"
-        )
+    condition = MAP_CONDITIONS.get(exp_type)
+    if condition is not None and c:
+        if exp_type == "expect_column_values_to_be_in_code_list" and not isinstance(kw.get("code_list"), str):
+            return None
+        return f"{c} is not null and not ({condition_sql(condition(sa.column(kw['column']), kw))})"
     return None
 
 
