@@ -28,14 +28,21 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _mail(simulators, needle) -> email.message.EmailMessage:
-    found = []
-    for path in sorted(Path(simulators.maildir).glob("*.eml")):
-        msg = email.message_from_bytes(path.read_bytes(), policy=policy.default)
-        if needle in str(msg["subject"]):
-            found.append(msg)
-    assert len(found) == 1, [needle, len(found)]
-    return found[0]
+@pytest.fixture
+def sent_now(simulators):
+    """The one mail this test made whose subject holds a text (the SMTP sink is shared by the session)."""
+    before = set(Path(simulators.maildir).glob("*.eml"))
+
+    def find(needle: str) -> email.message.EmailMessage:
+        found = []
+        for path in sorted(set(Path(simulators.maildir).glob("*.eml")) - before):
+            msg = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+            if needle in str(msg["subject"]):
+                found.append(msg)
+        assert len(found) == 1, [needle, len(found)]
+        return found[0]
+
+    return find
 
 
 def _html(msg) -> str:
@@ -47,12 +54,12 @@ def _national_ids(conn, org, dataset, submission_id) -> set[str]:
     return {r["national_id"].strip() for r in rows if r["national_id"]}
 
 
-def test_an_accepted_delivery_gets_its_feedback_per_principle(fresh_warehouse, simulators):
+def test_an_accepted_delivery_gets_its_feedback_per_principle(fresh_warehouse, simulators, sent_now):
     conn = fresh_warehouse
     step = ingest.run_steps("tvto", "trainees", "2025-09")
     assert step.state == "accepted", step
     [sub] = fetch(conn, "select * from anbar.submissions where org = 'tvto' and period = '2025-09'")
-    msg = _mail(simulators, f"ACCEPTED tvto/trainees 2025-09 v{sub['version']}")
+    msg = sent_now(f"ACCEPTED tvto/trainees 2025-09 v{sub['version']}")
     assert "data-desk" in msg["to"] or "@" in msg["to"]
     html = _html(msg)
     for fa, en in [("تبدیل", "Conversion"), ("نظام‌های طبقه‌بندی", "Classification systems"), ("سازگاری", "Consistency")]:
@@ -75,7 +82,7 @@ def test_an_accepted_delivery_gets_its_feedback_per_principle(fresh_warehouse, s
     ]
 
 
-def test_a_rejected_delivery_lists_every_offending_row_without_identifiers(fresh_warehouse, simulators):
+def test_a_rejected_delivery_lists_every_offending_row_without_identifiers(fresh_warehouse, simulators, sent_now):
     conn = fresh_warehouse
     step = ingest.run_steps("tvto", "trainees", "2025-11")  # duplicate_keys
     assert step.state == "rejected"
@@ -94,7 +101,7 @@ def test_a_rejected_delivery_lists_every_offending_row_without_identifiers(fresh
             "group by 1, 2 having count(*) > 1)",
         )[0]["n"]
     )
-    html = _html(_mail(simulators, f"REJECTED tvto/trainees 2025-11 v{sub['version']}"))
+    html = _html(sent_now(f"REJECTED tvto/trainees 2025-11 v{sub['version']}"))
     ids = _national_ids(conn, "tvto", "trainees", sub["submission_id"])
     for text in [html, *(p.read_text(encoding="utf-8") for p in delivery.glob("*.*") if p.suffix in (".html", ".csv"))]:
         assert not any(i in text for i in ids)
@@ -105,7 +112,7 @@ def test_a_rejected_delivery_lists_every_offending_row_without_identifiers(fresh
 
 
 def test_a_statistician_switches_a_dataset_to_row_level_rejection_by_editing_its_suite(
-    fresh_warehouse, simulators, tmp_path, monkeypatch
+    fresh_warehouse, simulators, sent_now, tmp_path, monkeypatch
 ):
     """sso insured persons allow 2% bad rows; the 1404-08 delivery has 3% bad IDs. At 5%, it is accepted
     without them: the bad rows wait in the rejects table with the rule they broke."""
@@ -137,11 +144,11 @@ def test_a_statistician_switches_a_dataset_to_row_level_rejection_by_editing_its
     assert all("quality: check_digit.national_id" in r["reasons"] for r in rejected)
     decision = sub["validation_summary"]["decision"]
     assert decision["rows_rejected_by_rules"] == sub["rows_rejected"]
-    msg = _mail(simulators, f"ACCEPTED sso/insured_persons 1404-08 v{sub['version']}")
+    msg = sent_now(f"ACCEPTED sso/insured_persons 1404-08 v{sub['version']}")
     assert f"{sub['rows_rejected']} rejected" in str(msg["subject"])
 
 
-def test_a_corrected_delivery_supersedes_the_rejected_one_and_both_are_kept(fresh_warehouse, simulators):
+def test_a_corrected_delivery_supersedes_the_rejected_one_and_both_are_kept(fresh_warehouse, simulators, sent_now):
     conn = fresh_warehouse
     registry = load_registry()
     period = "1403-10"  # served by no other test
