@@ -1,24 +1,172 @@
-{#- The filter of a fact rebuilt period by period: keep the periods of `relation` whose
-    lineage (the submission ids in `lineage_columns`) differs from what the fact holds, i.e.
-    periods never built and periods with a newer accepted version. Used with
-    incremental_strategy='delete+insert' and unique_key='period'. -#}
-{% macro changed_periods(relation, lineage_columns) -%}
-    period in (
-        select candidate.period
-        from {{ relation }} as candidate
-        left join (
-            select distinct
-                built.period,
-                {%- for column in lineage_columns %}
-                built.{{ column }}{% if not loop.last %},{% endif %}
-                {%- endfor %}
-            from {{ this }} as built
-        ) as built_periods
-            on
-                candidate.period = built_periods.period
-                {%- for column in lineage_columns %}
-                and candidate.{{ column }} is not distinct from built_periods.{{ column }}
-                {%- endfor %}
-        where built_periods.period is null
+{#- Models rebuilt partition by partition (a period, or a dataset and period).
+
+    A partition's lineage is the set of accepted submissions it is built from, read from
+    the ledger (stg_anbar__accepted_submissions), never from the warehouse's own rows, so
+    finding what changed costs the same whatever the length of the history. A run builds
+    the partitions whose lineage differs from the one recorded in the build state
+    (<target schema>.dbt_build_state, one row per model and partition) and records the new
+    lineage in the same transaction (post-hook record_build_state).
+
+    Both look at the ledger as of the start of the dbt run: a delivery accepted while the
+    run is going is left to the next run (its Asset event triggers one), and the state never
+    claims more than what was built.
+
+    In a model (materialized incremental, incremental_strategy delete+insert, unique_key the
+    partition columns):
+
+        {% set partitions = build_partitions(['sso__insured_persons', 'sso__workplaces']) %}
+        ... where {{ in_partitions('period', partitions) }}
+
+    `partitions` is a list of {'key', 'lineage', 'submission_ids'}; on a full build it holds
+    every partition, on an incremental run only the changed ones (often none). -#}
+
+{% macro build_state_table() -%}
+    {{ target.schema }}.dbt_build_state
+{%- endmacro %}
+
+
+{#- on-run-start: the build state table. -#}
+{% macro create_build_state() -%}
+    create schema if not exists {{ target.schema }};
+    create table if not exists {{ build_state_table() }} (
+        model text not null,
+        partition_key text not null,
+        lineage text not null,
+        built_at timestamptz not null default now(),
+        primary key (model, partition_key)
     )
+{%- endmacro %}
+
+
+{#- The latest accepted submission of each period of the ledger datasets in `groups`, as of
+    the start of this run. `groups` maps the dataset a partition is named after to the ledger
+    datasets it is built from ({'sso__insured_persons': ['sso__insured_persons',
+    'sso__workplaces']}); a plain list is one group. -#}
+{% macro latest_accepted_lineage(groups) -%}
+    {%- set groups = groups if groups is mapping else {'_': groups} -%}
+    select distinct on (accepted.dataset, accepted.period)
+        case
+            {%- for name, members in groups.items() %}
+            when accepted.dataset in ({% for m in members %}'{{ m }}'{% if not loop.last %}, {% endif %}{% endfor %})
+                then '{{ name }}'
+            {%- endfor %}
+        end as partition_dataset,
+        accepted.dataset,
+        accepted.period,
+        accepted.period_start,
+        accepted.period_end,
+        accepted.submission_id
+    from {{ ref('stg_anbar__accepted_submissions') }} as accepted
+    where
+        accepted.dataset in (
+            {%- for members in groups.values() %}{% for m in members %}'{{ m }}'
+            {%- if not loop.last %}, {% endif %}{% endfor %}{% if not loop.last %}, {% endif %}{% endfor -%}
+        )
+        and accepted.accepted_at <= '{{ run_started_at }}'::timestamptz
+    order by accepted.dataset, accepted.period, accepted.version desc, accepted.submission_id desc
+{%- endmacro %}
+
+
+{#- One row per partition: key, lineage (text) and the submission ids it is built from. -#}
+{% macro ledger_lineage(groups, by_dataset=false) -%}
+    select
+        {% if by_dataset %}latest.partition_dataset || '/' || {% endif %}latest.period as partition_key,
+        string_agg(latest.dataset || ':' || latest.submission_id, ',' order by latest.dataset) as lineage,
+        array_agg(latest.submission_id order by latest.dataset) as submission_ids
+    from ({{ latest_accepted_lineage(groups) }}) as latest
+    group by 1
+{%- endmacro %}
+
+
+{#- The partitions to build: {'full': bool, 'items': [{'key', 'lineage', 'submission_ids'}],
+    'replaced': bool}. A full build (the first, --full-refresh, or a model without build
+    state) reads everything: the filters below are then `true`. Otherwise `items` are the
+    partitions whose lineage changed (often none) and `replaced` tells whether one of them
+    was built before with another lineage (a newer version of a period), as opposed to new
+    partitions only. The same answer in the model and in its post-hooks, where the model's
+    table already exists. -#}
+{% macro build_partitions(groups, by_dataset=false, lineage_sql=none) -%}
+    {%- set lineage = lineage_sql or ledger_lineage(groups, by_dataset) -%}
+    {%- if not execute -%}
+        {{ return({'full': true, 'items': [], 'replaced': false}) }}
+    {%- endif -%}
+    {%- set has_state = run_query(
+        "select exists (select from " ~ build_state_table() ~ " where model = '" ~ this.identifier ~ "')"
+    ).rows[0][0] -%}
+    {%- set full = not has_state or should_full_refresh() or not is_incremental() -%}
+    {%- if full -%}
+        {{ return({'full': true, 'items': [], 'replaced': false}) }}
+    {%- endif -%}
+    {%- set query -%}
+        select
+            current_lineage.partition_key,
+            current_lineage.lineage,
+            array_to_string(current_lineage.submission_ids, ',') as submission_ids,
+            state.lineage is not null as replaced
+        from ({{ lineage }}) as current_lineage
+        left join {{ build_state_table() }} as state
+            on
+                state.model = '{{ this.identifier }}'
+                and state.partition_key = current_lineage.partition_key
+        where state.lineage is distinct from current_lineage.lineage
+        order by 1
+    {%- endset -%}
+    {%- set items = [] -%}
+    {%- set replaced = [] -%}
+    {%- for row in run_query(query).rows -%}
+        {%- do items.append({'key': row[0], 'lineage': row[1], 'submission_ids': row[2].split(',') if row[2] else []}) -%}
+        {%- if row[3] %}{% do replaced.append(row[0]) %}{% endif -%}
+    {%- endfor -%}
+    {{ return({'full': false, 'items': items, 'replaced': replaced | length > 0}) }}
+{%- endmacro %}
+
+
+{#- `expression` is one of the partitions' keys (`true` on a full build, `false` when there is
+    nothing to build). -#}
+{% macro in_partitions(expression, partitions) -%}
+    {%- if partitions.full -%}
+        true
+    {%- elif partitions['items'] -%}
+        {{ expression }} in ({% for p in partitions['items'] %}'{{ p.key }}'{% if not loop.last %}, {% endif %}{% endfor %})
+    {%- else -%}
+        false
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- `column` (a submission id) is one of the partitions' submissions: lets PostgreSQL prune the
+    clean partitions (one per submission) at plan time instead of scanning the history. -#}
+{% macro in_submissions(column, partitions) -%}
+    {%- set ids = [] -%}
+    {%- for p in partitions['items'] -%}{%- do ids.extend(p.submission_ids) -%}{%- endfor -%}
+    {%- if partitions.full -%}
+        true
+    {%- elif ids -%}
+        {{ column }} in ({{ ids | unique | join(', ') }})
+    {%- else -%}
+        false
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- post-hook: record what this run built. The same cutoff as the model's build_partitions
+    call: partitions it did not rebuild already had this lineage, so the model's whole state
+    is replaced (a few rows per month of history). -#}
+{% macro record_build_state(groups, by_dataset=false, lineage_sql=none) -%}
+    delete from {{ build_state_table() }} where model = '{{ this.identifier }}';
+    insert into {{ build_state_table() }} (model, partition_key, lineage)
+    select '{{ this.identifier }}', current_lineage.partition_key, current_lineage.lineage
+    from ({{ lineage_sql or ledger_lineage(groups, by_dataset) }}) as current_lineage
+{%- endmacro %}
+
+
+{#- pre-hook of the registers (dim_person, dim_person_history, dim_workplace): when a period
+    already built comes in a newer version the register is recomputed from all records, and
+    rows of persons (workplaces) the new version no longer names must go too. -#}
+{% macro clear_if_replaced(groups, by_dataset=false) -%}
+    {%- if build_partitions(groups, by_dataset).replaced -%}
+        delete from {{ this }}
+    {%- else -%}
+        select 'no period replaced: the register is folded, not recomputed' as incremental_mode
+    {%- endif -%}
 {%- endmacro %}

@@ -3,7 +3,6 @@
 -- depends_on: {{ ref('stg_sso__insured_persons') }}
 -- depends_on: {{ ref('stg_sso__workplaces') }}
 -- depends_on: {{ ref('stg_tvto__trainees') }}
--- depends_on: {{ ref('int_persons') }}
 -- depends_on: {{ ref('fct_insured_employment_monthly') }}
 -- depends_on: {{ ref('fct_insured_employment') }}
 -- depends_on: {{ ref('fct_pensions') }}

@@ -51,10 +51,11 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -86,13 +87,17 @@ class SdmxExportError(Exception):
 
 @dataclass(frozen=True)
 class Dim:
-    """A dimension column of a mart, coded by a registry code list."""
+    """A dimension column of a mart, coded by a registry code list.
+
+    The code list is not stated here: it is the column's ``meta.code_list`` in the marts' dbt
+    YAML, the one place that ties a mart column to the registry (``with_code_lists``).
+    """
 
     column: str
     id: str
-    code_list: str
     en: str
     fa: str
+    code_list: str = ""
 
 
 @dataclass(frozen=True)
@@ -132,19 +137,17 @@ class MartFlow:
         return f"{MART_SCHEMA}.{self.table}"
 
 
-PROVINCE = Dim("province_code", "PROVINCE", "province", "Province", "استان")
-SEX = Dim("sex", "SEX", "sex", "Sex", "جنسیت")
-AGE_BAND = Dim("age_band", "AGE_BAND", "age_band", "Age band", "گروه سنی")
-ISIC_SECTION = Dim(
-    "isic_section", "ISIC_SECTION", "isic_section", "Economic activity (ISIC Rev.4 section)", "بخش فعالیت اقتصادی"
-)
-PENSION_TYPE = Dim("pension_type", "PENSION_TYPE", "cspf_pension_type", "Pension type (CSPF)", "نوع مستمری")
-SUPPORT_TYPE = Dim("support_type", "SUPPORT_TYPE", "swo_support_type", "Type of support (SWO)", "نوع حمایت")
-COURSE_RESULT = Dim("course_result", "COURSE_RESULT", "tvto_course_result", "Course result (TVTO)", "نتیجه دوره")
+PROVINCE = Dim("province_code", "PROVINCE", "Province", "استان")
+SEX = Dim("sex", "SEX", "Sex", "جنسیت")
+AGE_BAND = Dim("age_band", "AGE_BAND", "Age band", "گروه سنی")
+ISIC_SECTION = Dim("isic_section", "ISIC_SECTION", "Economic activity (ISIC Rev.4 section)", "بخش فعالیت اقتصادی")
+PENSION_TYPE = Dim("pension_type", "PENSION_TYPE", "Pension type (CSPF)", "نوع مستمری")
+SUPPORT_TYPE = Dim("support_type", "SUPPORT_TYPE", "Type of support (SWO)", "نوع حمایت")
+COURSE_RESULT = Dim("course_result", "COURSE_RESULT", "Course result (TVTO)", "نتیجه دوره")
 
 UNITS = {"PS": ("Persons", "نفر"), "IRR": ("Iranian rial", "ریال")}
 
-#: The marts, in export order. The column -> code list mapping is the marts' contract.
+#: The marts, in export order; their dimensions' code lists come from dbt (``with_code_lists``).
 MART_FLOWS: tuple[MartFlow, ...] = (
     MartFlow(
         "mart_insured_employment",
@@ -247,6 +250,37 @@ def _maintainable(agency: common.Agency) -> dict:
     return {"maintainer": agency, "version": VERSION, "is_final": False, "is_external_reference": False}
 
 
+def manifest_code_lists(manifest_path: Path | None = None) -> dict[tuple[str, str], str]:
+    """``{(model, column): code list}`` from ``meta.code_list`` of the model columns in the dbt manifest."""
+    from anbar.dbt import MANIFEST_PATH
+
+    path = Path(manifest_path or MANIFEST_PATH)
+    if not path.exists():
+        raise SdmxExportError(f"{path} not found: run `python -m anbar.dbt parse` (the marts' code lists are in it)")
+    nodes = json.loads(path.read_text(encoding="utf-8"))["nodes"]
+    return {
+        (node["name"], column["name"]): column["meta"]["code_list"]
+        for node in nodes.values()
+        if node["resource_type"] == "model"
+        for column in node.get("columns", {}).values()
+        if column.get("meta", {}).get("code_list")
+    }
+
+
+def with_code_lists(flows: Sequence[MartFlow] = MART_FLOWS, manifest_path: Path | None = None) -> tuple[MartFlow, ...]:
+    """The flows with each dimension's code list taken from the dbt manifest."""
+    lists = manifest_code_lists(manifest_path)
+    missing = [f"{f.table}.{d.column}" for f in flows for d in f.dimensions if (f.table, d.column) not in lists]
+    if missing:
+        raise SdmxExportError(
+            f"no meta.code_list in the marts' dbt YAML for {', '.join(missing)}: every exported dimension needs one"
+        )
+    return tuple(
+        replace(f, dimensions=tuple(replace(d, code_list=lists[f.table, d.column]) for d in f.dimensions))
+        for f in flows
+    )
+
+
 def _codelist_id(code_list: str) -> str:
     return "CL_" + code_list.upper()
 
@@ -264,7 +298,7 @@ def _code_list_users(flows: Sequence[MartFlow]) -> dict[str, list[str]]:
 MART_EXTRA_CODES: dict[str, tuple[str, str]] = {"_T": ("Total", "مجموع"), "_U": ("Unknown", "نامعلوم")}
 
 
-def load_code_lists(conn, flows: Sequence[MartFlow] = MART_FLOWS) -> dict[str, dict[str, tuple[str, str]]]:
+def load_code_lists(conn, flows: Sequence[MartFlow]) -> dict[str, dict[str, tuple[str, str]]]:
     """``{code_list: {code: (label_en, label_fa)}}`` from ``ref.code_list_values``, for the code lists the marts use.
 
     A code list without rows fails: labels are never made up.
@@ -312,7 +346,7 @@ def _codelist(
 
 
 def build_structures(
-    code_lists: Mapping[str, Mapping[str, tuple[str, str]]], flows: Sequence[MartFlow] = MART_FLOWS
+    code_lists: Mapping[str, Mapping[str, tuple[str, str]]], flows: Sequence[MartFlow]
 ) -> StructureMessage:
     """The structure message: code lists, concept scheme, one DSD and one dataflow per mart."""
     agency = common.Agency(id=AGENCY_ID, name=dict(AGENCY_NAME))
@@ -552,12 +586,15 @@ def _dataset(
     return ds
 
 
-def export_marts(conn, out_dir: Path, flows: Sequence[MartFlow] = MART_FLOWS) -> list[Path]:
+def export_marts(
+    conn, out_dir: Path, flows: Sequence[MartFlow] = MART_FLOWS, manifest_path: Path | None = None
+) -> list[Path]:
     """Write ``structure.xml`` and one SDMX-CSV file per mart into ``out_dir``; return their paths (structure first).
 
     Everything is checked before the first file is written; see ``SdmxExportError``.
     """
     out_dir = Path(out_dir)
+    flows = with_code_lists(flows, manifest_path)
     problems: list[str] = []
     for flow in flows:
         columns = _mart_columns(conn, flow)

@@ -24,7 +24,7 @@ MODELS = [
     "stg_swo__beneficiaries",
     "stg_ref__code_list_values",
     "stg_anbar__jalali_months",
-    "int_persons",
+    "stg_anbar__accepted_submissions",
     "fct_insured_employment_monthly",
     "int_person_records",
     "fct_insured_employment",
@@ -40,9 +40,9 @@ MODELS = [
     "fct_welfare_benefits",
     "mart_welfare_beneficiaries",
 ]
-# Tasks of the Cosmos DAG: run + test per model, and the tests over several models, which
-# run once after all their parents.
-EXPECTED_TASKS = {f"{m}.{step}" for m in MODELS for step in ("run", "test")} | {
+# Tasks of the Cosmos DAG: one `dbt build` (the model, then its tests) per model, and the
+# tests over several models, which run once after all their parents.
+EXPECTED_TASKS = {f"{m}_model_build" for m in MODELS} | {
     "assert_insured_employment_reconciles_test",
     "assert_no_national_ids_in_models_test",
     "assert_no_published_count_under_threshold_test",
@@ -178,7 +178,7 @@ class Synthetic:
         }
 
     def expected_persons(self) -> dict[str, dict]:
-        """person_key -> flags and periods of int_persons."""
+        """person_key -> the periods each of sso and tvto names the person in (dim_person)."""
         out: dict[str, dict] = {}
         for org, dataset in (("sso", "insured_persons"), ("tvto", "trainees")):
             for d in self.used(org, dataset):
@@ -395,3 +395,17 @@ def make_warehouse(pg, registry, dbname: str):
     finally:
         conn.close()
     return synthetic
+
+
+def warehouse_env(pg, dbname: str) -> dict[str, str]:
+    """Environment for dbt against database ``dbname`` of the test server (dev target)."""
+    from anbar.dbt import dbt_env
+
+    return dbt_env(
+        host="127.0.0.1",
+        port=pg.port,
+        user="anbar_admin",
+        password=pg.password,
+        dbname=dbname,
+        target="dev",
+    )

@@ -16,7 +16,7 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="anbar-airflow-home-"))
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
 
-from anbar_dbt_testdata import make_warehouse
+from anbar_dbt_testdata import make_warehouse, warehouse_env
 
 
 # --------------------------------------------------------------------------------------
@@ -45,16 +45,7 @@ def warehouse(local_pg, registry):
 @pytest.fixture(scope="session")
 def wh_env(local_pg):
     """Environment for dbt against the test warehouse (dev target, test pseudonym key)."""
-    from anbar.dbt import dbt_env
-
-    return dbt_env(
-        host="127.0.0.1",
-        port=local_pg.port,
-        user="anbar_admin",
-        password=local_pg.password,
-        dbname="dbt_wh",
-        target="dev",
-    )
+    return warehouse_env(local_pg, "dbt_wh")
 
 
 @pytest.fixture(scope="session")

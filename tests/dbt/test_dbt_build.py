@@ -97,21 +97,21 @@ def test_average_wage_equals_python(built, cur):
         assert abs(overall[d.period] - py) < Decimal("0.000001")
 
 
-def test_int_persons(built, cur):
+def test_dim_person(built, cur):
     expected = built.expected_persons()
-    rows = {r["person_key"]: r for r in _dicts(cur, "select * from intermediate.int_persons")}
+    rows = {r["person_key"]: r for r in _dicts(cur, "select * from core.dim_person")}
     assert set(rows) == set(expected)
     for key, want in expected.items():
         row = rows[key]
         assert row["is_sso_insured"] == bool(want["sso"])
         assert row["is_tvto_trainee"] == bool(want["tvto"])
-        assert row["sso_first_period"] == (min(want["sso"]) if want["sso"] else None)
-        assert row["sso_last_period"] == (max(want["sso"]) if want["sso"] else None)
-        assert row["tvto_first_period"] == (min(want["tvto"]) if want["tvto"] else None)
+        assert row["datasets_seen"] == bool(want["sso"]) + bool(want["tvto"])
+        assert row["is_linked"] == (row["datasets_seen"] > 1)
     # Persons only in superseded (45), rejected (40-42, 46, 47) or in-flight (43) deliveries.
     for i in (40, 41, 42, 43, 45, 46, 47):
         assert person_key(_person(i)) not in rows, i
-    # Person 25 is insured (sex from SSO wins) and a trainee whose TVTO record disagrees.
+    # Person 25 is insured (SSO's latest month is after the TVTO course month, so its sex wins)
+    # and a trainee whose TVTO record disagrees.
     p25 = rows[person_key(_person(25))]
     assert p25["is_sso_insured"] and p25["is_tvto_trainee"] and p25["has_conflicting_demographics"]
     assert p25["sex"] == ("1" if 25 % 3 else "2")
@@ -231,7 +231,7 @@ def test_a_warehouse_without_the_pseudonym_key_stops_the_run_at_once(built, wh_e
 # -- disclosure control ----------------------------------------------------------------------------
 
 
-def _cells(cur, rows):
+def _cells(cur, rows, scope="true"):
     cur.execute("drop table if exists pg_temp.cells")
     cur.execute(
         "create temp table cells (period text, province_code text, sex text, persons integer, "
@@ -241,8 +241,9 @@ def _cells(cur, rows):
         "insert into cells (period, province_code, sex, persons, avg_wage) values (%s, %s, %s, %s, %s)", rows
     )
     cur.execute(
-        "select anbar.apply_disclosure_control('pg_temp.cells'::regclass, array['period', 'province_code', 'sex'], "
-        "'persons', array['avg_wage'], 5)"
+        "select anbar.apply_disclosure_control('pg_temp.cells'::regclass, array['period'], "
+        "array['province_code', 'sex'], 'persons', array['avg_wage'], 5, %s)",
+        (scope,),
     )
     suppressed = cur.fetchone()[0]
     result = {(p, prov, s): (n, w, hidden) for p, prov, s, n, w, hidden in _rows(cur, "select * from cells")}
@@ -287,6 +288,21 @@ def test_a_small_cell_and_the_cells_that_would_reveal_it_are_hidden(built, cur):
     assert ("1404-07", "02", "2") not in hidden  # no more than needed
 
 
+def test_suppression_stays_within_a_period_and_its_scope(built, cur):
+    """Months are never summed, so a hidden cell of one month hides nothing in another; and an
+    incremental build protects only the months it rebuilt (the others were protected before)."""
+    month = [("01", "1", 3), ("01", "2", 40), ("02", "1", 50), ("02", "2", 60), ("_T", "1", 53), ("_T", "2", 100)]
+    month += [("01", "_T", 43), ("02", "_T", 110), ("_T", "_T", 153)]
+    rows = [(p, prov, sex, n, 1.0) for p in ("1404-07", "1404-08") for prov, sex, n in month]
+    rows += [("1404-09", "01", "1", 2, 1.0), ("1404-09", "_T", "1", 60, 1.0)]
+    _, cells = _cells(cur, rows, scope="period in ('1404-07', '1404-08')")
+    for period in ("1404-07", "1404-08"):
+        hidden = {k[1:] for k, (_, _, h) in cells.items() if h and k[0] == period}
+        assert hidden == {("01", "1"), ("01", "2"), ("02", "1"), ("02", "2")}, period
+    # out of scope: left exactly as it was
+    assert cells[("1404-09", "01", "1")] == (2, 1.0, False)
+
+
 def test_a_total_that_equals_its_only_hidden_cell_is_hidden(built, cur):
     rows = [
         ("1404-07", "01", "1", 2, 9.0),
@@ -304,7 +320,7 @@ def test_the_threshold_is_a_setting(built, cur):
     cur.execute("create temp table cells (period text, sex text, persons integer, is_suppressed boolean)")
     cur.execute("insert into cells values ('1404-07', '1', 7, false), ('1404-07', '2', 9, false)")
     cur.execute(
-        "select anbar.apply_disclosure_control('pg_temp.cells'::regclass, array['period', 'sex'], 'persons', "
+        "select anbar.apply_disclosure_control('pg_temp.cells'::regclass, array['period'], array['sex'], 'persons', "
         "array[]::text[], 10)"
     )
     assert _rows(cur, "select sex, persons, is_suppressed from cells order by sex") == [

@@ -32,20 +32,28 @@ def test_dag_file_imports_without_errors(dbt_manifest, tmp_path):
 
 def test_expected_tasks(dag):
     assert set(dag.task_dict) == EXPECTED_TASKS
-    assert dag.task_dict["int_persons.run"].upstream_task_ids == {
-        "stg_sso__insured_persons.test",
-        "stg_tvto__trainees.test",
+    assert dag.task_dict["int_person_records_model_build"].upstream_task_ids == {
+        "stg_anbar__accepted_submissions_model_build",
+        "stg_sso__insured_persons_model_build",
+        "stg_sso__workplaces_model_build",
+        "stg_tvto__trainees_model_build",
+        "stg_cspf__pensioners_model_build",
+        "stg_swo__beneficiaries_model_build",
     }
-    assert dag.task_dict["fct_insured_employment_monthly.run"].upstream_task_ids == {
-        "fct_insured_employment.test",
-        "stg_ref__code_list_values.test",
+    # the models rebuilt period by period read their lineage from the ledger's accepted deliveries
+    assert dag.task_dict["fct_insured_employment_monthly_model_build"].upstream_task_ids == {
+        "fct_insured_employment_model_build",
+        "stg_ref__code_list_values_model_build",
+        "stg_anbar__accepted_submissions_model_build",
     }
     assert dag.task_dict["assert_insured_employment_reconciles_test"].upstream_task_ids == {
-        "fct_insured_employment.test",
-        "fct_insured_employment_monthly.test",
+        "fct_insured_employment_model_build",
+        "fct_insured_employment_monthly_model_build",
     }
-    # the first parent's test task must not run the cross-model reconciliation early
-    assert "assert_insured_employment_reconciles" in dag.task_dict["fct_insured_employment.test"].exclude
+    # the first parent's build must not run the cross-model reconciliation early
+    build = dag.task_dict["fct_insured_employment_model_build"]
+    assert build.base_cmd == ["build"]
+    assert "assert_insured_employment_reconciles" in build.exclude
 
 
 def test_scheduled_on_the_registry_assets(dag, registry):
@@ -70,14 +78,14 @@ def test_dag_metadata(dag):
     assert dag.max_active_runs == 1
     assert not dag.catchup
     assert "Triage" in dag.doc_md and "anbar_warehouse" in dag.doc_md
-    task = dag.task_dict["stg_sso__insured_persons.run"]
+    task = dag.task_dict["stg_sso__insured_persons_model_build"]
     assert task.owner == "anbar-data-engineering"
     assert task.retries == dag.default_args["retries"]
     assert task.retry_delay == dag.default_args["retry_delay"] > dt.timedelta(0)
 
 
 def test_tasks_run_the_venv_dbt_on_the_warehouse_connection(dag):
-    task = dag.task_dict["fct_insured_employment_monthly.run"]
+    task = dag.task_dict["fct_insured_employment_monthly_model_build"]
     assert str(task.dbt_executable_path) == str(dbt_executable())
     profile = task.profile_config
     assert (profile.profile_name, profile.target_name) == ("anbar", "prod")

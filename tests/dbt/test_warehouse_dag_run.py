@@ -112,7 +112,7 @@ def test_dag_run_built_the_mart(dag_run, local_pg):
                 " from core.fct_insured_employment_monthly"
             )
             got = {r[:3]: r[3:] for r in cur.fetchall()}
-            cur.execute("select count(*) from intermediate.int_persons")
+            cur.execute("select count(*) from core.dim_person")
             persons = cur.fetchone()[0]
     finally:
         conn.close()

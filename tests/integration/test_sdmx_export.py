@@ -22,6 +22,7 @@ from anbar.sdmx_export import (
     read_back,
     registry_code,
     sdmx_id,
+    with_code_lists,
 )
 
 pytestmark = pytest.mark.integration
@@ -144,7 +145,7 @@ def test_marts_round_trip_through_sdmx(warehouse, tmp_path):
     labels = _labels(warehouse)
 
     # Code lists carry every registry code with its English and Persian labels.
-    for flow in MART_FLOWS:
+    for flow in with_code_lists():
         dfd = structures.dataflow[flow.flow_id]
         assert dfd.maintainer.id == "IR_MCLS" and dfd.version == "1.0"
         assert dfd.name.localizations == {"en": flow.en, "fa": flow.fa}
@@ -250,3 +251,25 @@ def test_cli_sdmx_export(warehouse, tmp_path, capsys):
     empty = tmp_path / "cli" / "DF_WELFARE_BENEFICIARIES.csv"
     assert empty.read_text(encoding="utf-8").count("\n") == 1
     assert observation_rows(read_back(empty)) == []
+
+
+def test_code_lists_come_from_the_marts_dbt_yaml(warehouse, tmp_path):
+    """One place ties a mart column to its code list: ``meta.code_list`` in the marts' YAML."""
+    import json
+
+    from anbar.dbt import MANIFEST_PATH
+
+    flows = {f.table: f for f in with_code_lists()}
+    assert {d.column: d.code_list for d in flows["mart_new_pensioners"].dimensions} == {
+        "province_code": "province",
+        "pension_type": "cspf_pension_type",
+        "sex": "sex",
+        "age_band": "age_band",
+    }
+    manifest = json.loads(MANIFEST_PATH.read_text(encoding="utf-8"))
+    del manifest["nodes"]["model.anbar.mart_trainees"]["columns"]["course_result"]["meta"]["code_list"]
+    stale = tmp_path / "manifest.json"
+    stale.write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(SdmxExportError, match=r"mart_trainees\.course_result"):
+        export_marts(warehouse, tmp_path / "sdmx", manifest_path=stale)
+    assert not (tmp_path / "sdmx").exists()

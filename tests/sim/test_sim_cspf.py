@@ -36,7 +36,7 @@ def test_pensioner_rows_validate_against_the_registry(population, registry):
         born = parse_date(r["birth_date"], "jalali")  # Jalali YYYY/MM/DD, real dates
         retired = parse_date(r["retirement_date"], "jalali")
         assert r["birth_date"][4] == "/" and born and retired
-        assert add_years(born, RETIREMENT_AGE[0]) <= retired < period.start
+        assert add_years(born, RETIREMENT_AGE[0]) <= retired < period.end
         assert 0 < int(r["pension_amount"]) <= 2_000_000_000
     assert [r["national_id"] for r in rows] == sorted(r["national_id"] for r in rows)
     assert {r["pension_type"] for r in rows} >= {"1"}
@@ -105,3 +105,25 @@ def test_cspf_is_published_like_sso(tmp_path, population, registry, config):
         assert Path(d.path) == tmp_path / "cspf" / "outbox" / "pensioners" / d.period
         assert d.defect is None and d.rows > 20
         assert inspect_delivery(Path(d.path), ds, registry) == set()
+
+
+def test_civil_servants_retire_every_month_and_change_nothing_else(registry):
+    """The demo's extra civil servants: new pensioners every month, the rest of the population as it was."""
+    plain = SimConfig(seed=42).population()
+    with_cs = SimConfig(seed=42, civil_servants=2500).population()
+    n = len(plain.persons)
+    assert with_cs.persons[:n] == plain.persons and len(with_cs.persons) == n + 2500
+    assert with_cs.employments == plain.employments and with_cs.trainings == plain.trainings
+    assert set(plain.pensions) <= set(with_cs.pensions)
+    assert len({p.national_id for p in with_cs.persons}) == len(with_cs.persons)
+    employed = {e.person for e in with_cs.employments}
+    assert not employed & set(range(n, n + 2500)), "a civil servant is never insured at SSO"
+    for label in ("1405-04", "1405-05", "1405-06"):
+        period = Period.parse(label, "jalali")
+        rows = _pensioners(with_cs, registry, label)
+        new = [r for r in rows if period.start <= parse_date(r["retirement_date"], "jalali") < period.end]
+        assert len(new) >= 10, f"{label}: {len(new)} new pensioners"
+        for r in rows:
+            assert add_years(parse_date(r["birth_date"], "jalali"), RETIREMENT_AGE[0]) <= parse_date(
+                r["retirement_date"], "jalali"
+            )

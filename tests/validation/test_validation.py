@@ -349,33 +349,46 @@ def test_connection_options_in_the_url_are_kept():
 
 
 def test_a_rule_written_in_sql_cannot_change_the_warehouse(warehouse, tvto, registry, good_rows, write_suite_file):
-    data = generate_suite(tvto, registry)
-    data["expectations"].append(
-        {
-            "type": "unexpected_rows_expectation",
-            "kwargs": {
-                "unexpected_rows_query": (
-                    "with gone as (delete from ref.code_list_values returning code) "
-                    "select _file, _row_no, province from {batch} where province in (select code from gone)"
-                )
-            },
-            "meta": {
-                "rule": "vandal",
-                "principle": "system",
-                "severity": "warning",
-                "columns": ["province"],
-                "description": {"fa": "آزمون", "en": "test"},
-            },
-        }
-    )
-    result = run(warehouse, tvto, good_rows(tvto), write_suite_file(data))
-    assert "read-only transaction" in by_rule(result, "vandal")["error"]
+    """Suite SQL runs in read-only transactions: a rule that writes fails and changes nothing.
+
+    The write hides in a function, so it reaches the server's read-only guard however GX wraps
+    the rule's query (a data-modifying WITH would be refused earlier, by the parser, when GX
+    nests it in a subquery)."""
     conn = warehouse.connect()
     try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "create or replace function public.anbar_test_vandal() returns boolean language plpgsql as "
+                "$$ begin delete from ref.code_list_values; return true; end $$"
+            )
+        conn.commit()
+        data = generate_suite(tvto, registry)
+        data["expectations"].append(
+            {
+                "type": "unexpected_rows_expectation",
+                "kwargs": {
+                    "unexpected_rows_query": (
+                        "select _file, _row_no, province from {batch} where public.anbar_test_vandal()"
+                    )
+                },
+                "meta": {
+                    "rule": "vandal",
+                    "principle": "system",
+                    "severity": "warning",
+                    "columns": ["province"],
+                    "description": {"fa": "آزمون", "en": "test"},
+                },
+            }
+        )
+        result = run(warehouse, tvto, good_rows(tvto), write_suite_file(data))
+        assert "read-only transaction" in by_rule(result, "vandal")["error"]
         with conn.cursor() as cur:
             cur.execute("select count(*) from ref.code_list_values")
             assert cur.fetchone()[0] > 0
     finally:
+        with conn.cursor() as cur:
+            cur.execute("drop function if exists public.anbar_test_vandal()")
+        conn.commit()
         conn.close()
 
 

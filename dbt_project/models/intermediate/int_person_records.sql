@@ -1,6 +1,17 @@
 -- Every appearance of a person in an accepted delivery: one row per dataset, period and
 -- person, with what that source says about them. The basis of the person register and of
--- linkage (the same person_key in two datasets is the same person).
+-- linkage (the same person_key in two datasets is the same person). Rebuilt by dataset and
+-- period (macros/incremental_by_period.sql), so a month costs the same whatever the history.
+{% set partitions = build_partitions(person_record_groups(), by_dataset=true) %}
+{{ config(
+    materialized='incremental',
+    unique_key=['dataset', 'period'],
+    incremental_strategy='delete+insert',
+    on_schema_change='append_new_columns',
+    indexes=[{'columns': ['person_key']}, {'columns': ['dataset', 'period']}],
+    post_hook="{{ record_build_state(person_record_groups(), by_dataset=true) }}",
+) }}
+
 with
 
 sso as (
@@ -10,6 +21,7 @@ sso as (
         'sso__insured_persons' as dataset,
         insured_persons.period,
         insured_persons.period_start,
+        insured_persons.period_end,
         insured_persons.person_key,
         min(insured_persons.sex) as sex,
         min(insured_persons.birth_date) as birth_date,
@@ -19,7 +31,9 @@ sso as (
         on
             insured_persons.period = workplaces.period
             and insured_persons.workshop_code = workplaces.workshop_code
-    group by insured_persons.period, insured_persons.period_start, insured_persons.person_key
+            and {{ in_submissions('workplaces.submission_id', partitions) }}
+    where {{ in_submissions('insured_persons.submission_id', partitions) }}
+    group by insured_persons.period, insured_persons.period_start, insured_persons.period_end, insured_persons.person_key
 
 ),
 
@@ -29,12 +43,14 @@ tvto as (
         'tvto__trainees' as dataset,
         period,
         period_start,
+        period_end,
         person_key,
         min(sex) as sex,
         min(birth_date) as birth_date,
         min(province_code) as province_code
     from {{ ref('stg_tvto__trainees') }}
-    group by period, period_start, person_key
+    where {{ in_submissions('submission_id', partitions) }}
+    group by period, period_start, period_end, person_key
 
 ),
 
@@ -44,11 +60,13 @@ cspf as (
         'cspf__pensioners' as dataset,
         period,
         period_start,
+        period_end,
         person_key,
         sex,
         birth_date,
         province_code
     from {{ ref('stg_cspf__pensioners') }}
+    where {{ in_submissions('submission_id', partitions) }}
 
 ),
 
@@ -58,12 +76,14 @@ swo as (
         'swo__beneficiaries' as dataset,
         period,
         period_start,
+        period_end,
         person_key,
         min(sex) as sex,
         min(birth_date) as birth_date,
         min(province_code) as province_code
     from {{ ref('stg_swo__beneficiaries') }}
-    group by period, period_start, person_key
+    where {{ in_submissions('submission_id', partitions) }}
+    group by period, period_start, period_end, person_key
 
 ),
 
@@ -84,6 +104,7 @@ select
     dataset,
     period,
     period_start,
+    period_end,
     person_key,
     sex,
     birth_date,

@@ -1,13 +1,18 @@
 -- Insured employment by SSO period (Jalali month): persons and average insured wage, by
 -- province of the workplace, ISIC section, age band and sex, and their totals ('_T' = all).
 -- Published under disclosure control (macros/disclosure_control.sql).
-{{ config(post_hook="{{ disclosure_control(['period', 'province_code', 'isic_section', 'sex', 'age_band'], 'insured_persons', ['avg_insured_wage_rials']) }}") }}
+{% set partitions = build_partitions(['sso__insured_persons', 'sso__workplaces']) %}
+{{ config(post_hook=[
+    "{{ disclosure_control('mart_insured_employment', ['sso__insured_persons', 'sso__workplaces']) }}",
+    "{{ record_build_state(['sso__insured_persons', 'sso__workplaces']) }}",
+]) }}
 
 with
 
 jobs as (
 
     select * from {{ ref('fct_insured_employment') }}
+    where {{ in_partitions('period', partitions) }}
 
 ),
 

@@ -1,13 +1,17 @@
 -- Civil-service pensioners who retired in the period (Jalali month), by province, pension
 -- type, age band and sex, and their totals ('_T'). Published under disclosure control.
-{{ config(post_hook="{{ disclosure_control(['period', 'province_code', 'pension_type', 'sex', 'age_band'], 'new_pensioners') }}") }}
+{% set partitions = build_partitions(['cspf__pensioners']) %}
+{{ config(post_hook=[
+    "{{ disclosure_control('mart_new_pensioners', ['cspf__pensioners']) }}",
+    "{{ record_build_state(['cspf__pensioners']) }}",
+]) }}
 
 with
 
 pensions as (
 
     select * from {{ ref('fct_pensions') }}
-    where is_new_pensioner
+    where is_new_pensioner and {{ in_partitions('period', partitions) }}
 
 ),
 

@@ -3,13 +3,18 @@
 -- centre, course result, age band and sex, and their totals ('_T'). insured_after_6_months counts
 -- among the followed_up trainees (those whose follow-up month has an accepted SSO delivery). Published under
 -- disclosure control.
-{{ config(post_hook="{{ disclosure_control(['period', 'province_code', 'course_result', 'sex', 'age_band'], 'trainees', ['insured_after_6_months', 'followed_up']) }}") }}
+{% set partitions = build_partitions(none, lineage_sql=training_lineage()) %}
+{{ config(post_hook=[
+    "{{ disclosure_control('mart_trainees', none, lineage_sql=training_lineage()) }}",
+    "{{ record_build_state(none, lineage_sql=training_lineage()) }}",
+]) }}
 
 with
 
 training as (
 
     select * from {{ ref('fct_training') }}
+    where {{ in_partitions('period', partitions) }}
 
 ),
 

@@ -1,12 +1,17 @@
 -- Welfare beneficiaries (persons) by SWO period (Jalali month), province, type of support, age
 -- band and sex, and their totals ('_T'). Published under disclosure control.
-{{ config(post_hook="{{ disclosure_control(['period', 'province_code', 'support_type', 'sex', 'age_band'], 'beneficiaries') }}") }}
+{% set partitions = build_partitions(['swo__beneficiaries']) %}
+{{ config(post_hook=[
+    "{{ disclosure_control('mart_welfare_beneficiaries', ['swo__beneficiaries']) }}",
+    "{{ record_build_state(['swo__beneficiaries']) }}",
+]) }}
 
 with
 
 benefits as (
 
     select * from {{ ref('fct_welfare_benefits') }}
+    where {{ in_partitions('period', partitions) }}
 
 ),
 

@@ -26,8 +26,9 @@ DOC_MD = """
 # Warehouse build (dbt via Cosmos)
 
 Builds the `anbar` dbt project (`dbt_project/`) into PostgreSQL schemas `staging`,
-`intermediate` and `marts`. Each dbt model is a task group: `<model>.run` then `<model>.test`;
-tests over several models (`assert_*_test`) run once, after all their models.
+`intermediate` and `marts`. Each dbt model is one task, `<model>_model_build`: `dbt build` of the model, then its tests
+(a failing test fails the task and stops everything downstream). Tests over several models
+(`assert_*_test`, `relationships_*_test`) run once, after all their models.
 
 **Trigger**: any accepted delivery. The ingest DAG publishes the dataset's Asset
 (`anbar://warehouse/clean/<org>__<dataset>`) when a submission is accepted; this DAG is
@@ -59,6 +60,11 @@ latest *accepted* version of each period in `anbar.submissions`; `anbar.jalali_c
    dataset's suite and rebuild.
 9. A task for a model that no longer exists, or a new model without a task: the manifest is
    stale; run `python -m anbar.dbt parse` on deployment.
+10. **Every model below staging is incremental**: a run rebuilds only the periods whose accepted
+   deliveries changed (`analytics.dbt_build_state` holds what each model last built, and its log
+   line `INSERT 0 n` how much). A run with nothing new is quick and writes nothing. To rebuild a
+   model and everything after it from all deliveries: `dbt build --full-refresh --select <model>+`
+   (see `dbt_project/README.md`).
 
 Owner: anbar-data-engineering. Retries: 2 with backoff (connection blips), then a mail to the
 warehouse team; data errors fail again, so read the log before clearing.
@@ -120,7 +126,10 @@ def build_warehouse_dag(
             # (postgres://host:port/db/schema/table), so they change between environments;
             # they also cost an OpenLineage pass per task. Not emitted.
             emit_datasets=False,
-            test_behavior=TestBehavior.AFTER_EACH,
+            # One `dbt build` task per model (its tests inside) rather than a run and a test
+            # task: half the tasks, and each task's fixed cost (a process, dbt's start-up,
+            # the manifest) dominates a model's own time at a month's volume.
+            test_behavior=TestBehavior.BUILD,
             enable_owner_inheritance=False,
             # Tests over several models (the reconciliation, the national-ID guard) run once, after
             # all their parents, not inside the first parent's test task.

@@ -44,6 +44,7 @@ SUBMISSIONS_COLUMNS = {
     "version": ("Delivery version of the period: a re-delivery supersedes the earlier ones once accepted."),
     "received_at": "When the delivery was received.",
     "status": ("received, landed, loaded, validated, accepted, rejected or failed; only accepted is used."),
+    "updated_at": "When the delivery last changed status (for an accepted one: when it was accepted).",
 }
 
 JALALI_CALENDAR_COLUMNS = {

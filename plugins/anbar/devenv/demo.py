@@ -81,6 +81,10 @@ class AirflowApi:
 # six months before its SSO months, so the follow-up question of docs/analysts.md has an answer.
 FOLLOW_UP_MONTHS = {"tvto": 6}
 
+# Enough civil servants retiring (about 25 a month) for the monthly new-pensioner mart to
+# publish national totals above the disclosure threshold; 4000 persons alone give one or two.
+DEMO_CIVIL_SERVANTS = 2500
+
 
 def _with_follow_up(periods: dict[str, list[str]]) -> dict[str, list[str]]:
     shifted = dict(periods)
@@ -109,7 +113,9 @@ def up(today: dt.date | None = None, n_periods: int = 3, timeout: float = 900) -
         ddl.bootstrap(conn, stack.registry)
     finally:
         conn.close()
-    connections = stack.start_simulators(periods, overrides=_demo_overrides(periods))
+    connections = stack.start_simulators(
+        periods, overrides=_demo_overrides(periods), civil_servants=DEMO_CIVIL_SERVANTS
+    )
     env = stack.airflow_env(connections)
     env_file = stack.write_env_file(env)
     _dbt_parse(env)

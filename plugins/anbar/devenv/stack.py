@@ -147,6 +147,7 @@ class Stack:
         seed: int = 42,
         defect_share: float = 0.0,
         overrides: list[str] | None = None,
+        civil_servants: int = 0,
     ) -> dict:
         ready = self.sim_dir / "ready"
         if self.sim.pid() is None:
@@ -169,6 +170,8 @@ class Stack:
                 str(seed),
                 "--defect-share",
                 str(defect_share),
+                "--civil-servants",
+                str(civil_servants),
             ]
             for org, labels in periods.items():
                 cmd += ["--periods", f"{org}={','.join(labels)}"]

@@ -3,7 +3,7 @@
 ::
 
     python -m anbar.sim serve --state-dir DIR [--sftp-port P] [--api-port Q] [--smtp-port R]
-        [--seed 42] [--defect-share 0.1] [--persons 4000] [--workplaces 300] [--scale 1.0]
+        [--seed 42] [--defect-share 0.1] [--persons 4000] [--workplaces 300] [--civil-servants 0] [--scale 1.0]
         [--periods sso=1405-05,1405-06 --periods cspf=1405-05,1405-06 --periods swo=1405-05,1405-06
          --periods tvto=2026-08,2026-09]
         [--override sso/workplaces/1405-06=missing_column] [--api-page-size N]
@@ -51,7 +51,13 @@ def _data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--defect-share", type=float, default=0.1)
     p.add_argument("--persons", type=int, default=4000)
     p.add_argument("--workplaces", type=int, default=300)
-    p.add_argument("--scale", type=float, default=1.0, help="multiplies persons and workplaces")
+    p.add_argument(
+        "--civil-servants",
+        type=int,
+        default=0,
+        help="extra persons who retire from the civil service at a steady pace (CSPF's new pensioners)",
+    )
+    p.add_argument("--scale", type=float, default=1.0, help="multiplies persons, workplaces and civil servants")
     p.add_argument("--registry", type=Path, default=None, help="registry directory")
     p.add_argument(
         "--periods",
@@ -72,6 +78,7 @@ def _config(args: argparse.Namespace) -> SimConfig:
         seed=args.seed,
         persons=max(1, round(args.persons * args.scale)),
         workplaces=max(1, round(args.workplaces * args.scale)),
+        civil_servants=round(args.civil_servants * args.scale),
         defect_share=args.defect_share,
         overrides=_overrides(args.override),
         registry_root=args.registry,

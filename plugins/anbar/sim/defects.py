@@ -504,6 +504,7 @@ class SimConfig:
     seed: int = 42
     persons: int = 4000
     workplaces: int = 300
+    civil_servants: int = 0
     defect_share: float = 0.0
     overrides: Mapping[tuple[str, str, str], str | None] = field(default_factory=dict)
     registry_root: Path | None = None
@@ -528,7 +529,7 @@ class SimConfig:
 
     def population(self) -> Population:
         """The population of this seed (built once per process and size)."""
-        return _population(self.seed, self.persons, self.workplaces, self.registry_root)
+        return _population(self.seed, self.persons, self.workplaces, self.civil_servants, self.registry_root)
 
     def defect_for(self, org: str, dataset: str, period_label: str) -> str | None:
         """The defect of the delivery (org, dataset, period), or None for a good one."""
@@ -565,8 +566,8 @@ def _registry(root: Path | None) -> Registry:
 
 
 @lru_cache(maxsize=8)
-def _population(seed: int, persons: int, workplaces: int, root: Path | None) -> Population:
-    return Population(seed, persons, workplaces, registry=_registry(root))
+def _population(seed: int, persons: int, workplaces: int, civil_servants: int, root: Path | None) -> Population:
+    return Population(seed, persons, workplaces, civil_servants=civil_servants, registry=_registry(root))
 
 
 def expected_defect(

@@ -133,7 +133,9 @@ def _cspf_pensioners(pop: Population, ds: Dataset, period: Period) -> list[Row]:
     cal = lambda col: ds.column(col).calendar or period.calendar  # noqa: E731
     year = jdatetime.date.fromgregorian(date=period.start).year
     rows = []
-    for pension in pop.pensioners_before(period.start):
+    # The month's payroll: every pension started by the end of the period, so the pensioners
+    # who retired within it (the new pensioners) are in it too.
+    for pension in pop.pensioners_before(period.end):
         person = pop.persons[pension.person]
         rows.append(
             {

@@ -60,6 +60,12 @@ RESULT_WEIGHTS = {"P": 75, "F": 15, "A": 10}
 RETIREMENT_AGE = (50, 62)
 CIVIL_SERVANT_SHARE = 0.3
 HIRED_PENSIONER_SHARE = 0.05
+# A toy population of a few thousand persons yields one or two new civil-service pensioners
+# a month, all of them below the disclosure threshold. ``Population(civil_servants=N)`` adds
+# N persons who spend their working life in the civil service (never insured at SSO) and
+# retire at a steady pace over CIVIL_SERVICE_RETIREMENTS, so a demo's monthly marts can
+# publish new pensioners. The default of 0 leaves a population exactly as it was.
+CIVIL_SERVICE_RETIREMENTS = (dt.date(2022, 3, 21), dt.date(2030, 3, 21))
 PENSION_TYPE_WEIGHTS = {"1": 78, "2": 7, "3": 15}  # retirement, disability, survivor
 PENSION_RANGE = (90_000_000, 900_000_000)  # monthly, rials, in Jalali year PENSION_BASE_YEAR
 PENSION_BASE_YEAR = 1404
@@ -327,10 +333,13 @@ class Population:
         persons: int = 4000,
         workplaces: int = 300,
         *,
+        civil_servants: int = 0,
         registry: Registry | None = None,
     ) -> None:
         if persons < 1 or workplaces < 1:
             raise ValueError("a population needs at least one person and one workplace")
+        if civil_servants < 0:
+            raise ValueError("civil_servants cannot be negative")
         self.seed = seed
         registry = registry or _default_registry()
         self.province_codes = tuple(sorted(registry.code_lists["province"].codes))
@@ -338,6 +347,7 @@ class Population:
         self.insurance_types = tuple(sorted(registry.code_lists["sso_insurance_type"].codes))
         self._province = _Weighted({p: PROVINCE_WEIGHTS.get(p, 1.0) for p in self.province_codes})
         self._insurance = _Weighted({k: INSURANCE_TYPE_WEIGHTS.get(k, 1.0) for k in self.insurance_types})
+        self._retiring: dict[int, dt.date] = {}  # civil servant's person index -> retirement date
         self.persons: tuple[Person, ...] = self._make_persons(persons)
         self.workplaces: tuple[Workplace, ...] = self._make_workplaces(workplaces)
         self._index_workplaces()
@@ -345,6 +355,9 @@ class Population:
         trainings: list[Training] = []
         for person in self.persons:
             self._life(person, employments, trainings)
+        # Appended after every other life was drawn (own random stream, own indexes), so a
+        # population with civil servants holds the one without them unchanged.
+        self.persons += self._make_civil_servants(civil_servants)
         employments.sort(key=lambda e: (e.start, e.person, e.workplace))
         trainings.sort(key=lambda t: (t.end, t.person, t.course.code))
         self.employments: tuple[Employment, ...] = tuple(employments)
@@ -403,6 +416,32 @@ class Population:
                     province=self._province(rng),
                 )
             )
+        return tuple(out)
+
+    def _make_civil_servants(self, n: int) -> tuple[Person, ...]:
+        """Persons who retire from the civil service within CIVIL_SERVICE_RETIREMENTS, at a steady pace."""
+        rng = stable_random(self.seed, "civil-servants")
+        seen = {p.national_id for p in self.persons}
+        first, last = CIVIL_SERVICE_RETIREMENTS
+        lo, hi = RETIREMENT_AGE
+        out: list[Person] = []
+        while len(out) < n:
+            prefix = rng.randrange(10, 1000)
+            national_id = make_person_id(prefix * 10**6 + rng.randrange(10**6))
+            if national_id in seen:
+                continue
+            seen.add(national_id)
+            retirement = first + dt.timedelta(days=rng.randrange((last - first).days))
+            born_earliest, born_latest = add_years(retirement, -hi), add_years(retirement, -lo)
+            person = Person(
+                index=len(self.persons) + len(out),
+                national_id=national_id,
+                sex="1" if rng.random() < 0.6 else "2",
+                birth_date=born_earliest + dt.timedelta(days=rng.randrange((born_latest - born_earliest).days + 1)),
+                province=self._province(rng),
+            )
+            self._retiring[person.index] = retirement
+            out.append(person)
         return tuple(out)
 
     def _make_workplaces(self, n: int) -> tuple[Workplace, ...]:
@@ -569,6 +608,11 @@ class Population:
         out = []
         for p in self.persons:
             rng = stable_random(self.seed, "pension", p.index)
+            if p.index in self._retiring:
+                province = p.province if rng.random() < 0.95 else rng.choice(self.province_codes)
+                amount = self._pension_amount(rng)
+                out.append(Pension(p.index, self._retiring[p.index], self._pension_type(rng), amount, province))
+                continue
             earliest = add_years(p.birth_date, lo)
             if earliest >= HORIZON_END:
                 continue
@@ -591,12 +635,16 @@ class Population:
                 kind = "1" if "1" in self.pension_types else self.pension_types[0]
             if start >= HORIZON_END:
                 continue
-            lo_amount, hi_amount = PENSION_RANGE
-            amount = min(hi_amount, max(lo_amount, rng.lognormvariate(19.0, 0.4))) // 10_000 * 10_000
+            amount = self._pension_amount(rng)
             province = p.province if rng.random() < 0.95 else rng.choice(self.province_codes)
-            out.append(Pension(p.index, start, kind, int(amount), province))
+            out.append(Pension(p.index, start, kind, amount, province))
         out.sort(key=lambda x: (x.start, x.person))
         return tuple(out)
+
+    @staticmethod
+    def _pension_amount(rng: random.Random) -> int:
+        lo_amount, hi_amount = PENSION_RANGE
+        return int(min(hi_amount, max(lo_amount, rng.lognormvariate(19.0, 0.4))) // 10_000 * 10_000)
 
     def county_of(self, person: Person) -> str:
         """The county of residence of a person: one of the counties of their province ("" if none known)."""
@@ -686,7 +734,7 @@ class Population:
         return list(self.trainings[lo:hi])
 
     def pensioners_before(self, day: dt.date) -> list[Pension]:
-        """Pensions that started before ``day``: the active pensioners of a period starting then."""
+        """Pensions that started before ``day`` (pensions never stop in this simulation)."""
         return list(self.pensions[: bisect.bisect_left(self._pension_starts, day)])
 
     def supports_between(self, start: dt.date, end: dt.date) -> list[Support]:

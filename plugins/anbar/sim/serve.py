@@ -257,6 +257,7 @@ class Simulators(StateLayout):
             "seed": self.config.seed,
             "persons": self.config.persons,
             "workplaces": self.config.workplaces,
+            "civil_servants": self.config.civil_servants,
             "defect_share": self.config.defect_share,
             "overrides": {"/".join(k): v for k, v in sorted(self.config.overrides.items())},
             "periods": self.periods,
@@ -407,6 +408,7 @@ def serve_command(
     cmd += ["--smtp-port", str(smtp_port), "--seed", str(config.seed)]
     cmd += ["--defect-share", repr(config.defect_share)]
     cmd += ["--persons", str(config.persons), "--workplaces", str(config.workplaces)]
+    cmd += ["--civil-servants", str(config.civil_servants)]
     if config.registry_root is not None:
         cmd += ["--registry", str(config.registry_root)]
     for org, labels in periods.items():
@@ -427,6 +429,7 @@ def start_simulators(
     overrides: Mapping[tuple[str, str, str] | str, str | None] | None = None,
     persons: int = 4000,
     workplaces: int = 300,
+    civil_servants: int = 0,
     scale: float = 1.0,
     sftp_port: int = 0,
     api_port: int = 0,
@@ -439,7 +442,7 @@ def start_simulators(
     """Start ``python -m anbar.sim serve`` and wait until it is ready.
 
     Ports 0 mean "any free port"; the real ones are in ``handle.ports`` and
-    ``handle.connections``. ``scale`` multiplies ``persons`` and ``workplaces``.
+    ``handle.connections``. ``scale`` multiplies ``persons``, ``workplaces`` and ``civil_servants``.
     The process log goes to ``<state_dir>/sim.log``.
     """
     state_dir = Path(state_dir).resolve()
@@ -448,6 +451,7 @@ def start_simulators(
         seed=seed,
         persons=max(1, round(persons * scale)),
         workplaces=max(1, round(workplaces * scale)),
+        civil_servants=round(civil_servants * scale),
         defect_share=defect_share,
         overrides=overrides or {},
         registry_root=Path(registry_root) if registry_root else None,

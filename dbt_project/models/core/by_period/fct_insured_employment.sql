@@ -1,18 +1,26 @@
 -- One row per insured job (person x workshop) per SSO period, with the workplace's province and
--- ISIC section from the workplaces delivery of the same period. Incremental by period: a run
--- rebuilds only the periods whose accepted delivery (of either dataset) changed, so its cost
--- does not grow with the length of the history.
+-- ISIC section from the workplaces delivery of the same period. Incremental by period
+-- (macros/incremental_by_period.sql): a run reads and rebuilds only the periods whose accepted
+-- delivery (of either dataset) changed, so its cost does not grow with the length of the history.
+{% set partitions = build_partitions(['sso__insured_persons', 'sso__workplaces']) %}
+{{ config(
+    post_hook="{{ record_build_state(['sso__insured_persons', 'sso__workplaces']) }}",
+    indexes=[{'columns': ['period']}, {'columns': ['submission_id']}],
+) }}
+
 with
 
 insured_persons as (
 
     select * from {{ ref('stg_sso__insured_persons') }}
+    where {{ in_submissions('submission_id', partitions) }}
 
 ),
 
 workplaces as (
 
     select * from {{ ref('stg_sso__workplaces') }}
+    where {{ in_submissions('submission_id', partitions) }}
 
 ),
 
@@ -51,7 +59,4 @@ joined as (
 )
 
 select * from joined
-{% if is_incremental() %}
-    -- periods whose accepted insured-persons or workplaces delivery is not the one built
-    where {{ changed_periods('joined', ['submission_id', 'workplaces_submission_id']) }}
-{% endif %}
+where {{ in_partitions('period', partitions) }}

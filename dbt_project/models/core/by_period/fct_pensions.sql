@@ -1,10 +1,14 @@
 -- One row per CSPF pensioner per period; a new pensioner retired within the period.
 -- Incremental by period (see fct_insured_employment).
+{% set partitions = build_partitions(['cspf__pensioners']) %}
+{{ config(post_hook="{{ record_build_state(['cspf__pensioners']) }}") }}
+
 with
 
 pensioners as (
 
     select * from {{ ref('stg_cspf__pensioners') }}
+    where {{ in_submissions('submission_id', partitions) }}
 
 ),
 
@@ -35,6 +39,4 @@ final as (
 )
 
 select * from final
-{% if is_incremental() %}
-    where {{ changed_periods('final', ['submission_id']) }}
-{% endif %}
+where {{ in_partitions('period', partitions) }}

@@ -1,10 +1,14 @@
 -- One row per SWO beneficiary and type of support per period (Jalali month). Incremental by
 -- period (see fct_insured_employment).
+{% set partitions = build_partitions(['swo__beneficiaries']) %}
+{{ config(post_hook="{{ record_build_state(['swo__beneficiaries']) }}") }}
+
 with
 
 beneficiaries as (
 
     select * from {{ ref('stg_swo__beneficiaries') }}
+    where {{ in_submissions('submission_id', partitions) }}
 
 ),
 
@@ -32,6 +36,4 @@ final as (
 )
 
 select * from final
-{% if is_incremental() %}
-    where {{ changed_periods('final', ['submission_id']) }}
-{% endif %}
+where {{ in_partitions('period', partitions) }}

@@ -1,11 +1,16 @@
 -- One row per TVTO trainee and course ending in the (Gregorian) period, followed up in SSO:
 -- was the person an insured employee in the Jalali month six months after the course ended?
--- The follow-up is unknown until that month's SSO delivery is accepted.
+-- The follow-up is unknown until that month's SSO delivery is accepted. Rebuilt period by
+-- period: a TVTO period when its delivery or one of its follow-up SSO months changes.
+{% set partitions = build_partitions(none, lineage_sql=training_lineage()) %}
+{{ config(post_hook="{{ record_build_state(none, lineage_sql=training_lineage()) }}") }}
+
 with
 
 trainees as (
 
     select * from {{ ref('stg_tvto__trainees') }}
+    where {{ in_submissions('submission_id', partitions) }}
 
 ),
 
@@ -15,9 +20,20 @@ jalali_months as (
 
 ),
 
+follow_up_jobs as (
+
+    -- the insured jobs of the SSO deliveries these periods follow up (index on period)
+    select
+        person_key,
+        period
+    from {{ ref('fct_insured_employment') }}
+    where {{ in_submissions('submission_id', partitions) }}
+
+),
+
 sso_periods as (
 
-    select distinct period from {{ ref('fct_insured_employment') }}
+    select distinct period from follow_up_jobs
 
 ),
 
@@ -26,7 +42,8 @@ insured_in_period as (
     select distinct
         person_key,
         period
-    from {{ ref('fct_insured_employment') }}
+    from follow_up_jobs
+    where person_key in (select trainees.person_key from trainees)
 
 ),
 
@@ -70,3 +87,4 @@ followed as (
 )
 
 select * from followed
+where {{ in_partitions('period', partitions) }}
