@@ -149,15 +149,93 @@
 {%- endmacro %}
 
 
-{#- post-hook: record what this run built. The same cutoff as the model's build_partitions
-    call: partitions it did not rebuild already had this lineage, so the model's whole state
-    is replaced (a few rows per month of history). -#}
+{#- post-hook: record what this run built, with the same cutoff as the model's build_partitions
+    call. A full build replaces the model's state; an incremental one updates the partitions
+    whose lineage changed (built_at = now) and leaves the others as they were, so the
+    partitions of a model's last build are the ones with its latest built_at (what the data
+    tests look at, see get_where_subquery). -#}
 {% macro record_build_state(groups, by_dataset=false, lineage_sql=none) -%}
+    {%- set full = build_partitions(groups, by_dataset, lineage_sql).full -%}
+    {%- set lineage = lineage_sql or ledger_lineage(groups, by_dataset) -%}
+    {%- if full %}
     delete from {{ build_state_table() }} where model = '{{ this.identifier }}';
-    insert into {{ build_state_table() }} (model, partition_key, lineage)
+    {%- else %}
+    delete from {{ build_state_table() }} as state
+    where
+        state.model = '{{ this.identifier }}'
+        and state.partition_key not in (select current_lineage.partition_key from ({{ lineage }}) as current_lineage);
+    {%- endif %}
+    insert into {{ build_state_table() }} as state (model, partition_key, lineage)
     select '{{ this.identifier }}', current_lineage.partition_key, current_lineage.lineage
-    from ({{ lineage_sql or ledger_lineage(groups, by_dataset) }}) as current_lineage
+    from ({{ lineage }}) as current_lineage
+    on conflict (model, partition_key) do update
+        set lineage = excluded.lineage, built_at = now()
+        where state.lineage is distinct from excluded.lineage
 {%- endmacro %}
+
+
+{#- Data tests look at what this run built, not at the whole history (a `unique` over every
+    month of a staging view would pseudonymise them all): dbt's own hook for a test's `where`,
+    overridden for
+    - incremental models with `meta.partition_key` (an expression over their columns): the
+      partitions of the model's last build;
+    - staging views with a submission_id column: the deliveries no model has built yet.
+    A first build tests everything; so does `--full-refresh`. -#}
+{% macro get_where_subquery(relation) -%}
+    {%- set where = config.get('where', '') -%}
+    {%- set scope = test_scope(relation) -%}
+    {%- if where or scope -%}
+        {%- set filtered -%}
+            (select * from {{ relation }} where ({{ where or 'true' }}) and ({{ scope or 'true' }})) dbt_subquery
+        {%- endset -%}
+        {%- do return(filtered) -%}
+    {%- else -%}
+        {%- do return(relation) -%}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{% macro test_scope(relation) -%}
+    {%- if not execute or flags.FULL_REFRESH -%}
+        {{ return('') }}
+    {%- endif -%}
+    {%- set node = graph.nodes.values()
+        | selectattr('resource_type', 'equalto', 'model')
+        | selectattr('alias', 'equalto', relation.identifier)
+        | selectattr('schema', 'equalto', relation.schema)
+        | first
+        | default(none) -%}
+    {%- if node is none -%}
+        {{ return('') }}
+    {%- endif -%}
+    {%- set partition_key = node.config.meta.get('partition_key') -%}
+    {%- if partition_key -%}
+        {%- set keys = run_query(
+            "select partition_key from " ~ build_state_table() ~ " where model = '" ~ node.alias ~ "'"
+            ~ " and built_at = (select max(built_at) from " ~ build_state_table()
+            ~ " where model = '" ~ node.alias ~ "') order by 1"
+        ).columns[0].values() -%}
+        {{ return(partition_key ~ " in ('" ~ (keys | join("', '")) ~ "')" if keys else 'false') }}
+    {%- elif node.config.materialized == 'view' and 'submission_id' in node.columns -%}
+        {%- set query -%}
+            select submission_id from anbar.submissions
+            where
+                status = 'accepted'
+                and org || '__' || dataset = '{{ node.name | replace('stg_', '', 1) }}'
+                and submission_id not in (
+                    select (regexp_match(token, ':(\d+)$'))[1]::bigint
+                    from {{ build_state_table() }} as state,
+                        unnest(string_to_array(replace(state.lineage, ';', ','), ',')) as token
+                    where token ~ ':\d+$'
+                )
+            order by 1
+        {%- endset -%}
+        {%- set ids = run_query(query).columns[0].values() -%}
+        {{ return('submission_id in (' ~ (ids | join(', ')) ~ ')' if ids else 'false') }}
+    {%- endif -%}
+    {{ return('') }}
+{%- endmacro %}
+
 
 
 {#- pre-hook of the registers (dim_person, dim_person_history, dim_workplace): when a period

@@ -49,7 +49,6 @@ EXPECTED_TASKS = {f"{m}_model_build" for m in MODELS} | {
     "assert_no_suppressed_cell_can_be_recomputed_test",
     "assert_mart_codes_are_in_their_code_lists_test",
     "relationships_dim_person_history_person_key__person_key__ref_dim_person__test",
-    "relationships_dim_person_person_key__person_key__ref_int_person_records__test",
 }
 
 

@@ -58,6 +58,12 @@ def _build(env, tmp_path, *extra):
     assert proc.returncode == 0, proc.stdout[-5000:]
 
 
+def _compiled_test(build_dir, name: str) -> str:
+    """The SQL dbt ran for a data test in the build written to ``build_dir``."""
+    (path,) = (build_dir / "target" / "compiled").rglob(f"{name}.sql")
+    return path.read_text(encoding="utf-8")
+
+
 def _tables(conn) -> list[str]:
     with conn.cursor() as cur:
         cur.execute(
@@ -112,6 +118,17 @@ def test_incremental_builds_equal_full_builds(warehouse, env, tmp_path):
     # TVTO 2026-09 arrives: a new partition; persons 20..30 were seen by SSO in a later month.
     _set_status(warehouse, "tvto", "trainees", "2026-09", 1, "accepted")
     _build(env, tmp_path / "3")
+    # The data tests look at what the run built: the new delivery in staging, the new period
+    # in the facts; not at the history.
+    with warehouse.cursor() as cur:
+        cur.execute("select submission_id from anbar.submissions where org = 'tvto' and status = 'accepted'")
+        (tvto_sid,) = cur.fetchone()
+    warehouse.commit()
+    assert f"submission_id in ({tvto_sid})" in _compiled_test(
+        tmp_path / "3", "unique_stg_tvto__trainees_trainee_course_id"
+    )
+    assert "period in ('2026-09')" in _compiled_test(tmp_path / "3", "unique_fct_training_trainee_course_id")
+    assert "false" in _compiled_test(tmp_path / "3", "unique_stg_sso__insured_persons_insured_job_id")
     with warehouse.cursor() as cur:
         cur.execute("select count(*) from core.dim_person where is_linked")
         assert cur.fetchone()[0] == 10  # persons 20..29: in 1405-07 v1 and trainees

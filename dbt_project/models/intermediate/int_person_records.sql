@@ -6,6 +6,7 @@
 {{ config(
     materialized='incremental',
     unique_key=['dataset', 'period'],
+    meta={'partition_key': "dataset || '/' || period"},
     incremental_strategy='delete+insert',
     on_schema_change='append_new_columns',
     indexes=[{'columns': ['person_key']}, {'columns': ['dataset', 'period']}],

@@ -6,6 +6,7 @@
 {% set partitions = build_partitions(none, lineage_sql=linkage_lineage()) %}
 {{ config(
     unique_key=['dataset', 'period'],
+    meta={'partition_key': "dataset || '/' || period"},
     post_hook=[
         "{{ disclosure_control('mart_linkage_rate', none, by_dataset=true, lineage_sql=linkage_lineage()) }}",
         "{{ record_build_state(none, lineage_sql=linkage_lineage()) }}",
