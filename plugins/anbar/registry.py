@@ -9,6 +9,7 @@ reason.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 from enum import StrEnum
@@ -97,6 +98,16 @@ class Column(BaseModel):
         return self
 
 
+class DeadlineExtension(BaseModel):
+    """A one-off extension the committee approved for one period of one dataset."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    period: str = Field(description="period label in the organisation's calendar, e.g. 1405-07")
+    due_date: dt.date = Field(description="the new due date (Gregorian, YYYY-MM-DD)")
+    decision: str = Field(min_length=1, description="the committee's decision reference, e.g. 1405/7/12-34")
+
+
 class Dataset(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -109,8 +120,18 @@ class Dataset(BaseModel):
     access_tier: AccessTier
     primary_key: list[Ident] = Field(min_length=1)
     columns: list[Column] = Field(min_length=1)
+    extensions: list[DeadlineExtension] = Field(default_factory=list)
     # Filled in by Organisation so a dataset knows its owner.
     org: str = ""
+
+    @field_validator("period")
+    @classmethod
+    def _monthly_only(cls, value: str) -> str:
+        # Period labels, the Jalali timetable, the ingest and the expected-submission calendar are all
+        # monthly; a quarterly dataset would be accepted here and then never be scheduled or expected.
+        if value != "monthly":
+            raise ValueError(f"only monthly periods are supported so far, not {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _check_columns(self) -> Dataset:
@@ -184,10 +205,7 @@ class Organisation(BaseModel):
     @field_validator("focal_points")
     @classmethod
     def _emails(cls, value: list[str]) -> list[str]:
-        for address in value:
-            if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", address):
-                raise ValueError(f"not an email address: {address!r}")
-        return value
+        return _email_addresses(value)
 
     @model_validator(mode="after")
     def _bind_datasets(self) -> Organisation:
@@ -198,6 +216,8 @@ class Organisation(BaseModel):
         # Datasets are frozen; bind the owner once, here.
         bound = [d if d.org == self.code else d.model_copy(update={"org": self.code}) for d in self.datasets]
         object.__setattr__(self, "datasets", bound)
+        for ds in bound:
+            _check_extensions(ds, self.calendar)
         return self
 
     def dataset(self, name: str) -> Dataset:
@@ -208,6 +228,49 @@ class Organisation(BaseModel):
 
     def date_calendar(self, column: Column) -> Calendar:
         return column.calendar or self.calendar
+
+
+def _check_extensions(ds: Dataset, calendar: Calendar) -> None:
+    """An extension names a period of the organisation's calendar, once, and moves its due date later."""
+    from anbar.periods import Period  # anbar.periods imports this module
+
+    seen: set[str] = set()
+    for ext in ds.extensions:
+        where = f"dataset {ds.name!r}: extension of {ext.period!r}"
+        try:
+            period = Period.parse(ext.period, calendar)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        if period.label in seen:
+            raise ValueError(f"{where}: the period has two extensions")
+        seen.add(period.label)
+        normal = period.due_date(ds.due_day)
+        if ext.due_date <= normal:
+            raise ValueError(f"{where}: the new due date {ext.due_date} is not after the normal one, {normal}")
+
+
+def _email_addresses(value: list[str]) -> list[str]:
+    for address in value:
+        if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", address):
+            raise ValueError(f"not an email address: {address!r}")
+    return value
+
+
+class Ministry(BaseModel):
+    """``registry/ministry.yml``: who gets the monthly report and escalations, and when."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    minister_office: list[str] = Field(default_factory=list, description="recipients of the monthly report")
+    escalation: list[str] = Field(default_factory=list, description="recipients of overdue-delivery escalations")
+    report_day: int = Field(default=5, ge=1, le=29, description="day of the Jalali month the report is sent")
+    reminder_days_before: int = Field(default=3, ge=0, le=60, description="N: remind suppliers N days before due")
+    escalation_days_after: int = Field(default=7, ge=1, le=90, description="M: escalate M days after the due date")
+
+    @field_validator("minister_office", "escalation")
+    @classmethod
+    def _emails(cls, value: list[str]) -> list[str]:
+        return _email_addresses(value)
 
 
 class CodeList(BaseModel):
@@ -223,6 +286,7 @@ class Registry(BaseModel):
     root: Path
     organisations: dict[str, Organisation]
     code_lists: dict[str, CodeList]
+    ministry: Ministry = Field(default_factory=Ministry)
 
     @cached_property
     def datasets(self) -> list[Dataset]:
@@ -260,6 +324,11 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
+# The ministry's own settings, beside the organisation files (so no organisation may be coded "ministry").
+# Optional: a registry without it (a test's, a new installation's) gets Ministry()'s defaults and no recipients.
+MINISTRY_FILE = "ministry.yml"
+
+
 def default_root() -> Path:
     env = os.environ.get("ANBAR_REGISTRY")
     if env:
@@ -281,8 +350,17 @@ def load_registry(root: Path | str | None = None) -> Registry:
         if cl.name != path.stem:
             raise RegistryError(f"{path}: name {cl.name!r} does not match the file name")
         code_lists[cl.name] = cl
+    ministry = Ministry()
+    ministry_path = root / MINISTRY_FILE
+    if ministry_path.exists():
+        try:
+            ministry = Ministry.model_validate(_read_yaml(ministry_path))
+        except ValidationError as err:
+            raise RegistryError(_format_error(ministry_path, err)) from None
     orgs: dict[str, Organisation] = {}
     for path in sorted(root.glob("*.yml")):
+        if path.name == MINISTRY_FILE:
+            continue
         try:
             org = Organisation.model_validate(_read_yaml(path))
         except ValidationError as err:
@@ -299,4 +377,4 @@ def load_registry(root: Path | str | None = None) -> Registry:
         orgs[org.code] = org
     if not orgs:
         raise RegistryError(f"{root}: no organisation files (*.yml)")
-    return Registry(root=root, organisations=orgs, code_lists=code_lists)
+    return Registry(root=root, organisations=orgs, code_lists=code_lists, ministry=ministry)

@@ -126,3 +126,58 @@ def test_course_occupations_are_isco08_unit_groups(committed_registry):
     assert committed_registry.dataset("tvto", "trainees").column("isco_code").code_list == "isco08_unit_group"
     unit_groups = committed_registry.code_lists["isco08_unit_group"].codes
     assert sorted({code for code, _, _ in ISCO_COURSES} - set(unit_groups)) == []
+
+
+# -- committee extensions of a period's due date, the monthly-only rule, the ministry file -----------
+
+
+def _extend(org_file, *extensions):
+    """Put ``extensions`` on the organisation's first dataset."""
+    _edit(org_file, lambda data: data["datasets"][0].update(extensions=list(extensions)))
+
+
+@pytest.mark.parametrize(
+    ("extension", "reason"),
+    [
+        ({"period": "2026-10", "due_date": "2026-12-20", "decision": "x"}, "not a Jalali year"),
+        ({"period": "1405-13", "due_date": "2026-12-20", "decision": "x"}, "month out of range"),
+        # 1405-07 is normally due on 2026-11-06 (Mehr ends 2026-10-22, due_day 15).
+        ({"period": "1405-07", "due_date": "2026-11-06", "decision": "x"}, "is not after the normal one, 2026-11-06"),
+        ({"period": "1405-07", "due_date": "2026-11-20", "decision": ""}, "at least 1 character"),
+        ({"period": "1405-07", "due_date": "20 Aban", "decision": "x"}, "valid date"),
+    ],
+)
+def test_an_invalid_extension_names_file_dataset_and_reason(registry_copy, extension, reason):
+    _extend(registry_copy / "sso.yml", extension)
+    with pytest.raises(RegistryError) as err:
+        load_registry(registry_copy)
+    assert "sso.yml" in str(err.value) and reason in str(err.value)
+
+
+def test_two_extensions_of_the_same_period_are_refused(registry_copy):
+    ext = {"period": "1405-07", "due_date": "2026-11-20", "decision": "a"}
+    _extend(registry_copy / "sso.yml", ext, {**ext, "decision": "b"})
+    with pytest.raises(RegistryError, match="two extensions"):
+        load_registry(registry_copy)
+
+
+def test_only_monthly_datasets_are_accepted(registry_copy):
+    _edit(registry_copy / "tvto.yml", lambda d: d["datasets"][0].update(period="quarterly"))
+    with pytest.raises(RegistryError, match="only monthly periods are supported"):
+        load_registry(registry_copy)
+
+
+def test_the_ministry_file_is_loaded_and_checked(registry_copy):
+    ministry = load_registry().ministry
+    assert ministry.minister_office and ministry.escalation
+    assert (ministry.report_day, ministry.reminder_days_before, ministry.escalation_days_after) == (5, 3, 7)
+    assert "ministry" not in load_registry().organisations
+
+    _edit(registry_copy / "ministry.yml", lambda d: d.update(escalation=["nobody"]))
+    with pytest.raises(RegistryError) as err:
+        load_registry(registry_copy)
+    assert "ministry.yml" in str(err.value) and "escalation" in str(err.value)
+
+    (registry_copy / "ministry.yml").unlink()
+    defaults = load_registry(registry_copy).ministry
+    assert defaults.minister_office == [] and defaults.report_day == 5

@@ -1,0 +1,90 @@
+"""The expected-submission calendar: which organisation owes which dataset for which period, and by when.
+
+Generated from the registry: every dataset of every organisation is expected once per period of
+the organisation's calendar (Jalali months for Jalali suppliers, so Esfand ends on its 29th or,
+in a leap year, its 30th day). A submission is
+
+- **due** on ``Period.due_date(due_day)``: ``due_day`` days after the period ends (the last day
+  to deliver on time), unless the committee approved a one-off extension of that period, whose
+  new due date replaces it;
+- **missing** when nothing has arrived by ``grace_until`` = due date + ``grace_days``: the ingest
+  waits that long before it records the period as missing (``anbar.ingest.deadline``).
+
+The calendar is kept in the ledger table ``anbar.expected_submissions`` (:func:`sync`,
+:func:`record_expected`), where the view ``anbar.submission_status`` (``anbar.ddl``) joins it to
+the deliveries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from anbar.periods import Period
+from anbar.registry import Dataset, DeadlineExtension, Organisation, Registry
+
+
+@dataclass(frozen=True)
+class Extension:
+    """A committee-approved one-off extension of one dataset's period."""
+
+    period: str  # label, e.g. "1405-07"
+    due_date: dt.date  # the new due date
+    decision: str  # committee decision reference, e.g. "1405/7/12-34"
+
+
+@dataclass(frozen=True)
+class ExpectedSubmission:
+    org: str
+    dataset: str
+    period: Period
+    due_date: dt.date  # last day to deliver on time: Period.due_date(due_day), or the extension's
+    grace_until: dt.date  # due_date + grace_days: a delivery still absent after this day is missing
+    extension: Extension | None
+
+    @property
+    def key(self) -> str:
+        """``org/dataset/period``, e.g. ``sso/insured_persons/1405-07``."""
+        return f"{self.org}/{self.dataset}/{self.period.label}"
+
+
+def _extension(ds: Dataset, period: Period) -> DeadlineExtension | None:
+    # The registry has checked that each label parses in the organisation's calendar and is unique.
+    for ext in ds.extensions:
+        if ext.period == period.label:
+            return ext
+    return None
+
+
+def _expected(org: Organisation, ds: Dataset, period: Period) -> ExpectedSubmission:
+    approved = _extension(ds, period)
+    extension = Extension(approved.period, approved.due_date, approved.decision) if approved else None
+    due = extension.due_date if extension else period.due_date(ds.due_day)
+    return ExpectedSubmission(
+        org=org.code,
+        dataset=ds.name,
+        period=period,
+        due_date=due,
+        grace_until=due + dt.timedelta(days=ds.grace_days),
+        extension=extension,
+    )
+
+
+def expected_submission(registry: Registry, org: str, dataset: str, period_label: str) -> ExpectedSubmission:
+    """One expected submission; ``period_label`` in the organisation's calendar (ValueError if it is not)."""
+    organisation = registry.org(org)
+    return _expected(organisation, organisation.dataset(dataset), Period.parse(period_label, organisation.calendar))
+
+
+def expected_submissions(registry: Registry, start: dt.date, end: dt.date) -> list[ExpectedSubmission]:
+    """Every registry dataset's periods whose last day falls within [start, end), sorted by
+    (due_date, org, dataset, period)."""
+    out = []
+    for org in registry.organisations.values():
+        for ds in org.datasets:
+            period = Period.containing(start, org.calendar)  # the first period whose last day is >= start
+            while period.end <= end:  # its last day, period.end - 1, is before end
+                out.append(_expected(org, ds, period))
+                period = period.next()
+    out.sort(key=lambda e: (e.due_date, e.org, e.dataset, e.period.start))
+    return out
