@@ -7,6 +7,11 @@ each data interval is one whole Jalali month in the Asia/Tehran time zone, from
 2025-11-21T20:30Z). A run is due when its interval is over, at the interval end:
 a month's delivery cannot be due before the month has ended.
 
+A report *on* a Jalali month that is due some days after it (the monthly performance report,
+sent on ``registry.ministry.report_day``) passes ``run_day``: the data interval is still the
+whole month, and the run starts at 00:00 local time on that day of the next month
+(``JalaliMonthlyTimetable(run_day=5)``: Mehr 1405's run on 5 Aban 1405).
+
 A supplier that reports on **Gregorian** months uses Airflow's own
 ``CronDataIntervalTimetable("0 0 1 * *", timezone="UTC")`` (what ``schedule="@monthly"``
 gives a DAG whose timezone is UTC): calendar months in UTC, a run at 00:00 UTC on
@@ -91,50 +96,64 @@ class JalaliMonthlyTimetable(Timetable):
 
     * interval ``[00:00 local on day 1 of a Jalali month, 00:00 local on day 1 of the next)``,
       in UTC;
-    * scheduled at the interval end (``run_after == data_interval_end``);
+    * scheduled at the interval end (``run_after == data_interval_end``), or with ``run_day=N``
+      at 00:00 local on day N of the next month (N - 1 days after the interval end; every Jalali
+      month has at least 29 days, hence 1 <= N <= 29);
     * ``logical_date == data_interval_start`` for scheduled and backfill runs.
     """
 
     periodic = True
 
-    def __init__(self, timezone: str = TEHRAN) -> None:
+    def __init__(self, timezone: str = TEHRAN, run_day: int = 1) -> None:
         name = timezone if isinstance(timezone, str) else getattr(timezone, "name", str(timezone))
         self._tz_name = name
         self._tz = pendulum.timezone(name)
+        if isinstance(run_day, bool) or not isinstance(run_day, int) or not 1 <= run_day <= 29:
+            raise ValueError(f"run_day must be a day of the Jalali month from 1 to 29, not {run_day!r}")
+        self._run_day = run_day
 
     # -- identity -----------------------------------------------------------------------
     @property
     def timezone(self) -> str:
         return self._tz_name
 
+    @property
+    def run_day(self) -> int:
+        return self._run_day
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, JalaliMonthlyTimetable):
             return NotImplemented
-        return self._tz_name == other._tz_name
+        return (self._tz_name, self._run_day) == (other._tz_name, other._run_day)
 
     def __hash__(self) -> int:
-        return hash((type(self).__name__, self._tz_name))
+        return hash((type(self).__name__, self._tz_name, self._run_day))
 
     def __repr__(self) -> str:
-        return f"JalaliMonthlyTimetable(timezone={self._tz_name!r})"
+        day = f", run_day={self._run_day}" if self._run_day != 1 else ""
+        return f"JalaliMonthlyTimetable(timezone={self._tz_name!r}{day})"
 
     @property
     def summary(self) -> str:
-        return f"Jalali monthly ({self._tz_name})"
+        day = f", on day {self._run_day}" if self._run_day != 1 else ""
+        return f"Jalali monthly ({self._tz_name}{day})"
 
     @property
     def description(self) -> str:  # type: ignore[override]  # a class attribute in the protocol
-        return (
-            f"Whole Jalali (Solar Hijri) months from 00:00 {self._tz_name} on day 1; "
+        when = (
             "each run starts when its month is over"
+            if self._run_day == 1
+            else f"each run starts at 00:00 on day {self._run_day} of the next month"
         )
+        return f"Whole Jalali (Solar Hijri) months from 00:00 {self._tz_name} on day 1; {when}"
 
     def serialize(self) -> dict[str, Any]:
-        return {"timezone": self._tz_name}
+        # run_day only when set, so DAGs serialized before it existed compare equal.
+        return {"timezone": self._tz_name} | ({"run_day": self._run_day} if self._run_day != 1 else {})
 
     @classmethod
     def deserialize(cls, data: dict[str, Any]) -> JalaliMonthlyTimetable:
-        return cls(data.get("timezone", TEHRAN))
+        return cls(data.get("timezone", TEHRAN), data.get("run_day", 1))
 
     def validate(self) -> None:
         from airflow.exceptions import AirflowTimetableInvalid
@@ -158,6 +177,11 @@ class JalaliMonthlyTimetable(Timetable):
 
     def interval_for(self, year: int, month: int) -> DataInterval:
         return DataInterval(self.month_start(year, month), self.month_start(*_next_month(year, month)))
+
+    def run_after_for(self, interval: DataInterval) -> DateTime:
+        """When the run of ``interval`` starts: 00:00 local on day ``run_day`` of the next month, in UTC."""
+        end = _aware(interval.end, "data interval end")
+        return end.in_timezone(self._tz).add(days=self._run_day - 1).in_timezone(UTC)
 
     def _align_to_prev(self, instant: DateTime) -> DateTime:
         """The month boundary at or before ``instant``."""
@@ -212,7 +236,8 @@ class JalaliMonthlyTimetable(Timetable):
 
         if restriction.latest is not None and start > _aware(restriction.latest, "restriction.latest"):
             return None
-        return DagRunInfo.interval(start=start, end=self._next_boundary(start))
+        info = DagRunInfo.interval(start=start, end=self._next_boundary(start))
+        return info._replace(run_after=self.run_after_for(info.data_interval)) if self._run_day != 1 else info
 
 
 # -- period labels -------------------------------------------------------------------------

@@ -361,3 +361,36 @@ def test_scheduled_run_id_names_the_interval_end(timetable):
     aban = timetable.interval_for(1404, 8)
     run_id = timetable.generate_run_id(run_type=DagRunType.SCHEDULED, run_after=aban.end, data_interval=aban)
     assert run_id == "scheduled__2025-11-21T20:30:00+00:00"
+
+
+# -- a run some days after the month (the monthly report) -------------------------------------
+def test_run_day_keeps_the_month_as_interval_and_runs_on_that_day_of_the_next(now):
+    report = JalaliMonthlyTimetable(run_day=5)
+    mehr = report.interval_for(1405, 7)
+    info = report.next_dagrun_info(last_automated_data_interval=report.interval_for(1405, 6), restriction=restriction())
+    assert info.data_interval == mehr  # still the whole month, so the run reports on Mehr 1405
+    assert info.run_after == tehran(2026, 10, 27)  # 00:00 on 5 Aban 1405
+    assert info.logical_date == mehr.start
+    assert report.run_after_for(mehr) == utc(2026, 10, 26, 20, 30)
+    # catch-up off: the month that ended last, due on its report day even if that is still ahead
+    now(utc(2026, 10, 24, 9))  # 2 Aban
+    info = report.next_dagrun_info(last_automated_data_interval=None, restriction=restriction(catchup=False))
+    assert (info.data_interval, info.run_after) == (mehr, tehran(2026, 10, 27))
+    # manual runs: the last complete month, as without run_day
+    assert report.infer_manual_data_interval(run_after=utc(2026, 10, 24, 9)) == mehr
+    # Esfand 1404 has 29 days: Bahman 1404's report on day 29 falls on its last day
+    assert JalaliMonthlyTimetable(run_day=29).run_after_for(report.interval_for(1404, 11)) == tehran(2026, 3, 20)
+
+
+def test_run_day_serializes_only_when_set_and_is_checked():
+    assert JalaliMonthlyTimetable(run_day=1) == JalaliMonthlyTimetable()
+    assert JalaliMonthlyTimetable(run_day=1).serialize() == {"timezone": "Asia/Tehran"}
+    report = JalaliMonthlyTimetable(run_day=5)
+    assert report.serialize() == {"timezone": "Asia/Tehran", "run_day": 5}
+    assert JalaliMonthlyTimetable.deserialize(json.loads(json.dumps(report.serialize()))) == report
+    assert report != JalaliMonthlyTimetable()
+    assert report.summary == "Jalali monthly (Asia/Tehran, on day 5)"
+    assert "day 5 of the next month" in report.description
+    for bad in (0, 30, "5", True):
+        with pytest.raises(ValueError, match="run_day"):
+            JalaliMonthlyTimetable(run_day=bad)
