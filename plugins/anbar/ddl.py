@@ -152,6 +152,139 @@ create or replace view anbar.submission_versions as
 comment on view anbar.submission_versions is
     'Every version of every period with its outcome; is_in_use marks the accepted version the warehouse uses.';
 
+create table if not exists anbar.expected_submissions (
+    org                 text not null,
+    dataset             text not null,
+    period              text not null,
+    period_start        date not null,
+    period_end          date not null,
+    due_date            date not null,
+    grace_until         date not null,
+    extension_decision  text,
+    timezone            text not null,
+    synced_at           timestamptz not null default now(),
+    primary key (org, dataset, period),
+    constraint expected_submissions_dates check (
+        period_start < period_end and period_end <= due_date and due_date <= grace_until)
+);
+comment on table anbar.expected_submissions is
+    'The expected-submission calendar (anbar.expected): one row per organisation, dataset and period the '
+    'registry makes due, with its due date in the organisation''s calendar, grace and committee extension. '
+    'period_end is the first day after the period; filled by anbar.expected.sync and the ingest DAGs.';
+
+-- The status of every expected submission, as of now in the organisation's time zone ("today").
+-- Deliveries are the ledger rows of version >= 1; the latest is the one with the highest version.
+--   expected     nothing delivered, and today <= due_date
+--   late         nothing delivered yet, due_date < today <= grace_until (not yet recorded missing)
+--   missing      nothing delivered, and the ingest recorded the period missing or today > grace_until
+--   received     the latest delivery is being processed (ledger received, landed, loaded or failed)
+--   validated    the latest delivery passed validation and is being published (ledger validated)
+--   resubmitted  as received or validated, but an earlier version was rejected
+--   loaded       the latest delivery was accepted: it is in the warehouse (however many versions it took)
+--   rejected     the latest delivery was rejected (an earlier accepted version, in_use_submission_id,
+--                is still what the warehouse uses)
+-- A delivery after a recorded 'missing' counts as received, late (on_time false).
+-- on_time: the first delivery arrived on or before the due date (its local date in the organisation's
+-- time zone); false when nothing has arrived and the due date has passed; null before then.
+create or replace view anbar.submission_status as
+    with
+    deliveries as (
+        select org, dataset, period,
+               count(*)::integer as versions,
+               min(received_at) as first_received_at,
+               max(received_at) as latest_received_at,
+               (array_agg(status order by version))[1] as first_status,
+               (array_agg(submission_id order by version desc))[1] as latest_submission_id,
+               (array_agg(submission_id order by version desc) filter (where status = 'accepted'))[1]
+                   as in_use_submission_id
+        from anbar.submissions
+        where version > 0
+        group by org, dataset, period
+    ),
+    missing as (
+        select org, dataset, period, received_at as missing_recorded_at
+        from anbar.submissions
+        where version = 0 and status = 'missing'
+    ),
+    decisions as (
+        select submission_id,
+               min(at) filter (where status = 'validated') as validated_at,
+               min(at) filter (where status = 'accepted') as accepted_at,
+               min(at) filter (where status = 'rejected') as rejected_at
+        from anbar.submission_events
+        where status in ('validated', 'accepted', 'rejected')
+        group by submission_id
+    ),
+    joined as (
+        select e.*,
+               (now() at time zone e.timezone)::date as today,
+               d.versions, d.first_received_at, d.latest_received_at, d.first_status, d.in_use_submission_id,
+               (d.first_received_at at time zone e.timezone)::date as first_received_on,
+               m.missing_recorded_at,
+               latest.submission_id as latest_submission_id, latest.version as latest_version,
+               latest.status as latest_ledger_status, latest.reason, latest.rows_manifest, latest.rows_loaded,
+               latest.rows_rejected,
+               exists (
+                   select from anbar.submissions earlier
+                   where earlier.org = e.org and earlier.dataset = e.dataset and earlier.period = e.period
+                     and earlier.version between 1 and latest.version - 1 and earlier.status = 'rejected'
+               ) as rejected_before_latest,
+               latest_decision.validated_at, latest_decision.rejected_at, in_use_decision.accepted_at
+        from anbar.expected_submissions e
+        left join deliveries d using (org, dataset, period)
+        left join missing m using (org, dataset, period)
+        left join anbar.submissions latest on latest.submission_id = d.latest_submission_id
+        left join decisions latest_decision on latest_decision.submission_id = d.latest_submission_id
+        left join decisions in_use_decision on in_use_decision.submission_id = d.in_use_submission_id
+    )
+    select org, dataset, period, period_start, period_end, due_date, grace_until, extension_decision,
+           case
+               when latest_submission_id is null then
+                   case
+                       when missing_recorded_at is not null or today > grace_until then 'missing'
+                       when today > due_date then 'late'
+                       else 'expected'
+                   end
+               when latest_ledger_status = 'accepted' then 'loaded'
+               when latest_ledger_status = 'rejected' then 'rejected'
+               when rejected_before_latest then 'resubmitted'
+               when latest_ledger_status = 'validated' then 'validated'
+               else 'received'
+           end as status,
+           first_received_at,
+           latest_received_at,
+           validated_at,
+           accepted_at,
+           rejected_at,
+           missing_recorded_at,
+           case
+               when first_received_on is not null then first_received_on <= due_date
+               when today > due_date then false
+           end as on_time,
+           -- greatest() skips nulls: spelled out so that nothing received stays null, not 0
+           case when first_received_on is not null then greatest(first_received_on - due_date, 0) end as days_late,
+           coalesce(versions, 0) as versions,
+           greatest(coalesce(versions, 0) - 1, 0) as resubmissions,
+           case
+               when first_status = 'accepted' then true
+               when first_status = 'rejected' or versions > 1 then false
+           end as accepted_first_time,
+           latest_submission_id,
+           latest_version,
+           latest_ledger_status,
+           reason,
+           rows_manifest,
+           rows_loaded,
+           rows_rejected,
+           in_use_submission_id,
+           timezone,
+           today as status_on
+    from joined;
+comment on view anbar.submission_status is
+    'One row per expected submission (anbar.expected_submissions) with its status as of today in the '
+    'organisation''s time zone: expected, late, missing, received, validated, resubmitted, loaded or rejected '
+    '(definitions in anbar.ddl), its timestamps, punctuality and versions.';
+
 create table if not exists ref.code_list_values (
     code_list  text not null,
     code       text not null,

@@ -88,3 +88,67 @@ def expected_submissions(registry: Registry, start: dt.date, end: dt.date) -> li
                 period = period.next()
     out.sort(key=lambda e: (e.due_date, e.org, e.dataset, e.period.start))
     return out
+
+
+# -- the calendar in the ledger -------------------------------------------------------------------------
+
+_UPSERT = """
+insert into anbar.expected_submissions
+    (org, dataset, period, period_start, period_end, due_date, grace_until, extension_decision, timezone)
+values (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+on conflict (org, dataset, period) do update set
+    period_start = excluded.period_start,
+    period_end = excluded.period_end,
+    due_date = excluded.due_date,
+    grace_until = excluded.grace_until,
+    extension_decision = excluded.extension_decision,
+    timezone = excluded.timezone,
+    synced_at = now()
+where (expected_submissions.period_start, expected_submissions.period_end, expected_submissions.due_date,
+       expected_submissions.grace_until, expected_submissions.extension_decision, expected_submissions.timezone)
+      is distinct from
+      (excluded.period_start, excluded.period_end, excluded.due_date, excluded.grace_until,
+       excluded.extension_decision, excluded.timezone)
+"""
+
+
+def _write(conn, registry: Registry, subs: list[ExpectedSubmission]) -> int:
+    """Upsert ``subs``; returns how many rows were added or changed (an unchanged row is left alone,
+    so ``synced_at`` says when the registry last changed it)."""
+    changed = 0
+    with conn.cursor() as cur:
+        for sub in subs:
+            cur.execute(
+                _UPSERT,
+                (
+                    sub.org,
+                    sub.dataset,
+                    sub.period.label,
+                    sub.period.start,
+                    sub.period.end,
+                    sub.due_date,
+                    sub.grace_until,
+                    sub.extension.decision if sub.extension else None,
+                    registry.org(sub.org).timezone,
+                ),
+            )
+            changed += cur.rowcount
+    conn.commit()
+    return changed
+
+
+def sync(conn, registry: Registry, start: dt.date, end: dt.date) -> int:
+    """Write the calendar of the periods ending within [start, end) into ``anbar.expected_submissions``.
+
+    Idempotent: a row the registry now gives another due date (an extension approved or withdrawn)
+    is updated, the others are left as they are; rows outside the window, or of datasets no longer in
+    the registry, are kept (what was expected then stays on record). Returns the rows added or changed.
+    """
+    return _write(conn, registry, expected_submissions(registry, start, end))
+
+
+def record_expected(conn, registry: Registry, org: str, dataset: str, period_label: str) -> ExpectedSubmission:
+    """Put one period on the calendar in the ledger (the ingest DAG does it for the period it waits for)."""
+    sub = expected_submission(registry, org, dataset, period_label)
+    _write(conn, registry, [sub])
+    return sub

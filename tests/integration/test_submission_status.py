@@ -1,0 +1,280 @@
+"""The expected-submission calendar in the ledger and the status of every expected submission.
+
+Against the real PostgreSQL: ``anbar.expected.sync`` fills ``anbar.expected_submissions`` from the
+registry, and the view ``anbar.submission_status`` follows the ledger (driven through
+``anbar.ledger`` as the ingest does) with the timestamps set by the test.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from anbar import expected, ledger
+from anbar.registry import Organisation, Registry, load_registry
+
+from .db import fetch
+
+pytestmark = pytest.mark.integration
+
+TEHRAN = ZoneInfo("Asia/Tehran")
+D = dt.date
+
+
+def _with_extension(registry: Registry, org: str, dataset: str, **extension) -> Registry:
+    data = registry.org(org).model_dump(mode="json")
+    for ds in data["datasets"]:
+        if ds["name"] == dataset:
+            ds["extensions"] = [extension]
+    organisations = {**registry.organisations, org: Organisation.model_validate(data)}
+    return Registry(root=registry.root, organisations=organisations, code_lists=registry.code_lists)
+
+
+def test_sync_writes_the_calendar_once_and_follows_the_registry(fresh_warehouse):
+    conn = fresh_warehouse
+    registry = load_registry()
+    # The periods ending in Jalali year 1404 (2025-03-21 .. 2026-03-20): 12 per dataset.
+    year = (D(2025, 3, 21), D(2026, 3, 21))
+    assert expected.sync(conn, registry, *year) == 12 * len(registry.datasets)
+    assert expected.sync(conn, registry, *year) == 0  # idempotent: nothing changed
+
+    rows = fetch(
+        conn,
+        "select * from anbar.expected_submissions where org = 'sso' and dataset = 'insured_persons' "
+        "and period = '1404-08'",
+    )
+    assert len(rows) == 1
+    aban = rows[0]
+    assert (aban["period_start"], aban["period_end"]) == (D(2025, 10, 23), D(2025, 11, 22))
+    assert (aban["due_date"], aban["grace_until"], aban["extension_decision"]) == (
+        D(2025, 12, 6),
+        D(2025, 12, 11),
+        None,
+    )
+    assert aban["timezone"] == "Asia/Tehran"
+    esfand = fetch(
+        conn,
+        "select period_start, period_end from anbar.expected_submissions where org = 'cspf' and period = '1404-12'",
+    )
+    assert esfand == [{"period_start": D(2026, 2, 20), "period_end": D(2026, 3, 21)}]  # 29 days in 1404
+
+    # The committee extends Aban 1404 of SSO insured persons: one row changes, and back again.
+    extended = _with_extension(
+        registry, "sso", "insured_persons", period="1404-08", due_date="2025-12-20", decision="1404/9/10-7"
+    )
+    assert expected.sync(conn, extended, *year) == 1
+    (row,) = fetch(
+        conn,
+        "select due_date, grace_until, extension_decision from anbar.expected_submissions "
+        "where org = 'sso' and dataset = 'insured_persons' and period = '1404-08'",
+    )
+    assert row == {"due_date": D(2025, 12, 20), "grace_until": D(2025, 12, 25), "extension_decision": "1404/9/10-7"}
+    assert expected.sync(conn, registry, *year) == 1
+
+    # The ingest DAG records the period it waits for; a period already on the calendar is left as is.
+    sub = expected.record_expected(conn, registry, "tvto", "trainees", "2026-04")
+    assert sub.due_date == D(2026, 5, 10)
+    assert fetch(conn, "select due_date from anbar.expected_submissions where period = '2026-04'") == [
+        {"due_date": D(2026, 5, 10)}
+    ]
+    expected.record_expected(conn, registry, "tvto", "trainees", "2026-04")
+    assert fetch(conn, "select count(*) as n from anbar.expected_submissions")[0]["n"] == 12 * 5 + 1
+
+
+# -- the status view ------------------------------------------------------------------------------------
+
+
+class Ledger:
+    """Drives the ledger for SSO insured persons as the ingest would, then dates what happened."""
+
+    org, dataset = "sso", "insured_persons"
+
+    def __init__(self, conn, today: dt.date):
+        self.conn = conn
+        self.today = today
+
+    def expect(self, period: str, due: dt.date, grace_days: int = 5) -> None:
+        with self.conn.cursor() as cur:
+            cur.execute(
+                "insert into anbar.expected_submissions (org, dataset, period, period_start, period_end, due_date,"
+                " grace_until, timezone) values (%s, %s, %s, %s, %s, %s, %s, 'Asia/Tehran')",
+                (
+                    self.org,
+                    self.dataset,
+                    period,
+                    due - dt.timedelta(days=45),
+                    due - dt.timedelta(days=14),
+                    due,
+                    due + dt.timedelta(days=grace_days),
+                ),
+            )
+        self.conn.commit()
+
+    def deliver(self, period: str, received_at: dt.datetime, *steps: tuple[str, dt.datetime]) -> int:
+        """A new version received at ``received_at``, moved through ``steps`` (status, when)."""
+        sub, created = ledger.open_submission(
+            self.conn,
+            org=self.org,
+            dataset=self.dataset,
+            period=period,
+            transport="sftp",
+            delivery_sha256=f"{period}-{received_at.isoformat()}",
+            manifest={},
+            rows_manifest=10,
+            run_id=None,
+        )
+        assert created
+        self._date("update anbar.submissions set received_at = %s where submission_id = %s", received_at, sub)
+        self._date("update anbar.submission_events set at = %s where submission_id = %s", received_at, sub)
+        for status, when in steps:
+            self.move(sub.submission_id, status, when)
+        return sub.submission_id
+
+    def move(self, submission_id: int, status: str, when: dt.datetime) -> None:
+        sub = ledger.get(self.conn, submission_id)
+        rows = {"rows_loaded": 0, "rows_rejected": 10} if status == "rejected" else {}
+        if status in ("loaded", "validated", "accepted"):
+            rows = {"rows_loaded": 9, "rows_rejected": 1}
+        ledger.update(self.conn, sub, status, status, reason="validation" if status == "rejected" else None, **rows)
+        self._date(
+            "update anbar.submission_events set at = %s where submission_id = %s and status = %s", when, sub, status
+        )
+
+    def record_missing(self, period: str, when: dt.datetime) -> None:
+        sub = ledger.record_missing(self.conn, org=self.org, dataset=self.dataset, period=period, message="none")
+        self._date("update anbar.submissions set received_at = %s where submission_id = %s", when, sub)
+
+    def _date(self, query: str, when: dt.datetime, sub, *more) -> None:
+        with self.conn.cursor() as cur:
+            cur.execute(query, (when, sub.submission_id, *more))
+        self.conn.commit()
+
+    def status(self) -> dict[str, dict]:
+        rows = fetch(self.conn, "select * from anbar.submission_status where org = %s", self.org)
+        return {r["period"]: r for r in rows}
+
+
+def tehran(day: dt.date, hour: int, minute: int = 0) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(hour, minute), tzinfo=TEHRAN)
+
+
+@pytest.fixture
+def book(fresh_warehouse) -> Ledger:
+    (today,) = fetch(fresh_warehouse, "select (now() at time zone 'Asia/Tehran')::date as today")[0].values()
+    return Ledger(fresh_warehouse, today)
+
+
+def test_a_delivery_accepted_first_time_on_time_is_loaded(book):
+    due = book.today - dt.timedelta(days=20)
+    book.expect("1404-01", due)
+    received = tehran(due, 23, 30)  # the last half hour of the due date in Tehran (20:00 UTC)
+    accepted = tehran(due + dt.timedelta(days=1), 1, 15)
+    book.deliver(
+        "1404-01",
+        received,
+        ("landed", received),
+        ("loaded", received),
+        ("validated", accepted),
+        ("accepted", accepted),
+    )
+    row = book.status()["1404-01"]
+    assert row["status"] == "loaded"
+    assert row["first_received_at"] == received and row["latest_received_at"] == received
+    assert row["validated_at"] == accepted and row["accepted_at"] == accepted and row["rejected_at"] is None
+    assert (row["on_time"], row["days_late"], row["versions"], row["resubmissions"]) == (True, 0, 1, 0)
+    assert row["accepted_first_time"] is True
+    assert row["latest_submission_id"] == row["in_use_submission_id"]
+    assert (row["latest_ledger_status"], row["rows_loaded"], row["rows_rejected"]) == ("accepted", 9, 1)
+
+
+def test_the_due_date_is_a_day_in_tehran(book):
+    due = book.today - dt.timedelta(days=20)
+    book.expect("1404-02", due)
+    # 00:30 in Tehran on the day after the due date is still the due date in UTC (21:00): late by a day.
+    book.deliver("1404-02", tehran(due + dt.timedelta(days=1), 0, 30))
+    row = book.status()["1404-02"]
+    assert (row["status"], row["on_time"], row["days_late"]) == ("received", False, 1)
+    assert row["accepted_first_time"] is None  # its first version is not decided yet
+
+
+def test_a_rejected_delivery_then_a_resubmission(book):
+    due = book.today - dt.timedelta(days=30)
+    book.expect("1404-03", due)
+    first = tehran(due - dt.timedelta(days=2), 10)
+    rejected = tehran(due - dt.timedelta(days=2), 11)
+    book.deliver("1404-03", first, ("landed", first), ("loaded", first), ("rejected", rejected))
+    row = book.status()["1404-03"]
+    assert (row["status"], row["rejected_at"], row["accepted_at"], row["reason"]) == (
+        "rejected",
+        rejected,
+        None,
+        "validation",
+    )
+    assert (row["on_time"], row["days_late"], row["accepted_first_time"], row["in_use_submission_id"]) == (
+        True,
+        0,
+        False,
+        None,
+    )
+
+    second = tehran(due + dt.timedelta(days=3), 9)
+    second_id = book.deliver("1404-03", second, ("landed", second))
+    row = book.status()["1404-03"]
+    assert (row["status"], row["versions"], row["resubmissions"], row["latest_version"]) == ("resubmitted", 2, 1, 2)
+    assert row["rejected_at"] is None  # the latest version's decision, not yet made
+    book.move(second_id, "loaded", second)
+    book.move(second_id, "validated", second)
+    assert book.status()["1404-03"]["status"] == "resubmitted"
+
+    accepted = tehran(due + dt.timedelta(days=3), 9, 40)
+    book.move(second_id, "accepted", accepted)
+    row = book.status()["1404-03"]
+    assert (row["status"], row["accepted_at"], row["in_use_submission_id"]) == ("loaded", accepted, second_id)
+    # Punctuality is the first delivery's: on time, even though the accepted version came later.
+    assert (row["first_received_at"], row["latest_received_at"]) == (first, second)
+    assert (row["on_time"], row["days_late"], row["accepted_first_time"], row["resubmissions"]) == (True, 0, False, 1)
+
+
+def test_a_new_version_rejected_after_an_accepted_one(book):
+    due = book.today - dt.timedelta(days=30)
+    book.expect("1404-04", due)
+    first = tehran(due - dt.timedelta(days=1), 9)
+    first_id = book.deliver("1404-04", first, ("validated", first), ("accepted", first))
+    later = tehran(due + dt.timedelta(days=4), 9)
+    book.deliver("1404-04", later, ("rejected", later))
+    row = book.status()["1404-04"]
+    assert (row["status"], row["in_use_submission_id"], row["accepted_at"]) == ("rejected", first_id, first)
+    assert (row["accepted_first_time"], row["on_time"], row["resubmissions"]) == (True, True, 1)
+
+
+def test_nothing_delivered_is_expected_then_late_then_missing(book):
+    book.expect("1404-05", book.today)  # due today: not late yet
+    book.expect("1404-06", book.today - dt.timedelta(days=1), grace_days=5)  # within the grace
+    book.expect("1404-07", book.today - dt.timedelta(days=6), grace_days=5)  # grace over
+    book.expect("1404-08", book.today - dt.timedelta(days=2), grace_days=5)  # recorded missing early
+    book.record_missing("1404-08", tehran(book.today, 0, 5))
+    status = book.status()
+    assert {p: status[p]["status"] for p in status} == {
+        "1404-05": "expected",
+        "1404-06": "late",
+        "1404-07": "missing",
+        "1404-08": "missing",
+    }
+    assert [status[p]["on_time"] for p in sorted(status)] == [None, False, False, False]
+    assert all(status[p]["days_late"] is None and status[p]["versions"] == 0 for p in status)
+    assert status["1404-08"]["missing_recorded_at"] == tehran(book.today, 0, 5)
+    assert status["1404-05"]["status_on"] == book.today
+
+    # A delivery after the period was recorded missing: received, late.
+    arrived = tehran(book.today, 8)
+    book.deliver("1404-08", arrived)
+    row = book.status()["1404-08"]
+    assert (row["status"], row["on_time"], row["days_late"], row["versions"]) == ("received", False, 2, 1)
+    assert row["latest_version"] == 1  # the missing record is version 0
+
+
+def test_deliveries_of_periods_not_on_the_calendar_are_not_listed(book):
+    book.deliver("1403-01", tehran(book.today, 8))
+    assert book.status() == {}
