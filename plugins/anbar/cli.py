@@ -165,6 +165,87 @@ def _sdmx_export(args) -> int:
     return 0
 
 
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def _calendar(args) -> int:
+    import datetime as dt
+
+    from anbar import expected
+    from anbar.registry import load_registry
+
+    registry = load_registry(args.registry)
+    today = dt.date.today()
+    try:
+        start = expected.parse_day(args.start) if args.start else today - dt.timedelta(days=92)
+        end = expected.parse_day(args.end) if args.end else today + dt.timedelta(days=31)
+        if args.org:
+            registry.org(args.org)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except KeyError as exc:
+        print(exc.args[0], file=sys.stderr)
+        return 2
+    subs = [s for s in expected.expected_submissions(registry, start, end) if args.org in (None, s.org)]
+    rows = [
+        [
+            s.org,
+            s.dataset,
+            s.period.label,
+            f"{s.period.start} .. {s.period.end - dt.timedelta(days=1)}",
+            f"{expected.jalali(s.due_date)}  {s.due_date}",
+            f"{expected.jalali(s.grace_until)}  {s.grace_until}",
+            s.extension.decision if s.extension else "",
+        ]
+        for s in subs
+    ]
+    headers = [
+        "org",
+        "dataset",
+        "period",
+        "period (Gregorian)",
+        "due (Jalali  Gregorian)",
+        "missing after",
+        "extension",
+    ]
+    print(f"periods ending {start} .. {end - dt.timedelta(days=1)}, by due date")
+    print(_table(headers, rows))
+    if args.sync:
+        from anbar import warehouse
+
+        conn = warehouse.connect()
+        try:
+            changed = expected.sync(conn, registry, start, end, org=args.org)
+        finally:
+            conn.close()
+        print(f"anbar.expected_submissions: {changed} row(s) added or changed")
+    return 0
+
+
+def _status(args) -> int:
+    from anbar import expected, warehouse
+
+    conn = warehouse.connect()
+    try:
+        found = expected.read_status(conn, org=args.org, period=args.period)
+    finally:
+        conn.close()
+    if not found:
+        print("no expected submissions match (anbar calendar --sync puts periods on the calendar)", file=sys.stderr)
+        return 1
+    columns = ["org", "dataset", "period", "due_date", "status", "first_received_at", "accepted_at", "on_time"]
+    columns += ["days_late", "versions", "accepted_first_time", "latest_submission_id"]
+    headers = [c.replace("_", " ").replace("latest submission id", "submission") for c in columns]
+    print(_table(headers, [[expected.shown(row[c]) for c in columns] for row in found]))
+    print(f"times in {expected.SHOWN_TIMEZONE}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="anbar", description="anbar: the ministry's microdata warehouse")
     parser.add_argument("--registry", default=None, help="registry directory (default: registry/ of the repo)")
@@ -219,6 +300,22 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("sdmx-export", help="write the analyst marts as SDMX-CSV, with their SDMX-ML structures")
     p.add_argument("--out", required=True, help="directory to write structure.xml and one DF_<MART>.csv per mart into")
     p.set_defaults(func=_sdmx_export)
+
+    p = sub.add_parser("calendar", help="the expected submissions and their due dates (Jalali and Gregorian)")
+    p.add_argument("--org", help="one organisation")
+    p.add_argument(
+        "--from",
+        dest="start",
+        help="periods ending on or after this day (YYYY-MM-DD, or Jalali YYYY/MM/DD; default: 92 days ago)",
+    )
+    p.add_argument("--to", dest="end", help="periods ending before this day (default: in 31 days)")
+    p.add_argument("--sync", action="store_true", help="also write them into the ledger (anbar.expected_submissions)")
+    p.set_defaults(func=_calendar)
+
+    p = sub.add_parser("status", help="the status of every expected submission (anbar.submission_status)")
+    p.add_argument("--org", help="one organisation")
+    p.add_argument("--period", help="one period label (YYYY-MM in the organisation's calendar)")
+    p.set_defaults(func=_status)
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+import jdatetime
 
 from anbar.periods import Period
 from anbar.registry import Dataset, DeadlineExtension, Organisation, Registry
@@ -137,14 +140,15 @@ def _write(conn, registry: Registry, subs: list[ExpectedSubmission]) -> int:
     return changed
 
 
-def sync(conn, registry: Registry, start: dt.date, end: dt.date) -> int:
-    """Write the calendar of the periods ending within [start, end) into ``anbar.expected_submissions``.
+def sync(conn, registry: Registry, start: dt.date, end: dt.date, org: str | None = None) -> int:
+    """Write the calendar of the periods ending within [start, end) into ``anbar.expected_submissions``
+    (of one organisation's datasets if ``org`` is given).
 
     Idempotent: a row the registry now gives another due date (an extension approved or withdrawn)
     is updated, the others are left as they are; rows outside the window, or of datasets no longer in
     the registry, are kept (what was expected then stays on record). Returns the rows added or changed.
     """
-    return _write(conn, registry, expected_submissions(registry, start, end))
+    return _write(conn, registry, [s for s in expected_submissions(registry, start, end) if org in (None, s.org)])
 
 
 def record_expected(conn, registry: Registry, org: str, dataset: str, period_label: str) -> ExpectedSubmission:
@@ -152,3 +156,73 @@ def record_expected(conn, registry: Registry, org: str, dataset: str, period_lab
     sub = expected_submission(registry, org, dataset, period_label)
     _write(conn, registry, [sub])
     return sub
+
+
+# -- reading it back (the CLI and the Submissions page) --------------------------------------------------
+
+STATUSES = ("expected", "late", "missing", "received", "validated", "resubmitted", "loaded", "rejected")
+
+STATUS_COLUMNS = (
+    "org",
+    "dataset",
+    "period",
+    "due_date",
+    "grace_until",
+    "extension_decision",
+    "status",
+    "first_received_at",
+    "accepted_at",
+    "on_time",
+    "days_late",
+    "versions",
+    "resubmissions",
+    "accepted_first_time",
+    "latest_submission_id",
+    "latest_ledger_status",
+    "reason",
+)
+
+
+def read_status(conn, org: str | None = None, period: str | None = None) -> list[dict]:
+    """Rows of ``anbar.submission_status`` (the columns of :data:`STATUS_COLUMNS`), latest due first."""
+    with conn.cursor() as cur:
+        cur.execute(
+            f"select {', '.join(STATUS_COLUMNS)} from anbar.submission_status "
+            "where (%(org)s::text is null or org = %(org)s) and (%(period)s::text is null or period = %(period)s) "
+            "order by due_date desc, org, dataset, period",
+            {"org": org, "period": period},
+        )
+        rows = [dict(zip(STATUS_COLUMNS, r, strict=True)) for r in cur.fetchall()]
+    conn.commit()
+    return rows
+
+
+# Every organisation in the registry is in Tehran; status listings show times there.
+SHOWN_TIMEZONE = "Asia/Tehran"
+
+
+def shown(value: object) -> str:
+    """A status value as text: times in Tehran to the minute, yes/no, nothing for null."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dt.datetime):
+        return value.astimezone(ZoneInfo(SHOWN_TIMEZONE)).strftime("%Y-%m-%d %H:%M")
+    return str(value)
+
+
+def jalali(day: dt.date) -> str:
+    """The day as the ministry writes it: ``1404/09/15``."""
+    return jdatetime.date.fromgregorian(date=day).strftime("%Y/%m/%d")
+
+
+def parse_day(text: str) -> dt.date:
+    """A Gregorian ``2025-12-06`` or a Jalali ``1404/09/15`` day."""
+    try:
+        if "/" in text:
+            year, month, day = (int(part) for part in text.split("/"))
+            return jdatetime.date(year, month, day).togregorian()
+        return dt.date.fromisoformat(text)
+    except ValueError as exc:
+        raise ValueError(f"not a day (YYYY-MM-DD, or Jalali YYYY/MM/DD): {text!r}") from exc

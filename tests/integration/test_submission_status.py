@@ -278,3 +278,29 @@ def test_nothing_delivered_is_expected_then_late_then_missing(book):
 def test_deliveries_of_periods_not_on_the_calendar_are_not_listed(book):
     book.deliver("1403-01", tehran(book.today, 8))
     assert book.status() == {}
+
+
+def test_the_commands_write_the_calendar_and_print_the_status(book, capsys):
+    from anbar.cli import main
+
+    assert main(["status"]) == 1  # nothing on the calendar yet
+    assert "anbar calendar --sync" in capsys.readouterr().err
+
+    assert main(["calendar", "--org", "tvto", "--from", "2025-09-01", "--to", "2025-12-01", "--sync"]) == 0
+    assert "3 row(s) added or changed" in capsys.readouterr().out
+    assert fetch(book.conn, "select org, period from anbar.expected_submissions order by period") == [
+        {"org": "tvto", "period": p} for p in ("2025-09", "2025-10", "2025-11")
+    ]
+
+    due = book.today - dt.timedelta(days=20)
+    book.expect("1404-01", due)
+    received = tehran(due, 9)
+    book.deliver("1404-01", received, ("validated", received), ("accepted", tehran(due, 10)))
+    assert main(["status", "--org", "sso"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:5] == ["org", "dataset", "period", "due", "date"]
+    assert len(lines) == 3 and lines[-1] == "times in Asia/Tehran"
+    cells = lines[1].split()
+    assert cells[:5] == ["sso", "insured_persons", "1404-01", str(due), "loaded"]
+    assert cells[5:10] == [str(due), "09:00", str(due), "10:00", "yes"]  # received, accepted, on time
+    assert main(["status", "--org", "sso", "--period", "1404-02"]) == 1

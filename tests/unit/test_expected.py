@@ -103,3 +103,24 @@ def test_an_extension_moves_one_period_of_one_dataset():
     assert following.extension is None and following.due_date == following.period.due_date(15)
     in_calendar = [s for s in expected_submissions(registry, D(2026, 10, 1), D(2026, 11, 1)) if s.extension]
     assert [s.key for s in in_calendar] == ["sso/insured_persons/1405-07"]
+
+
+def test_the_calendar_command_prints_due_dates_in_both_calendars(capsys):
+    from anbar.cli import main
+
+    assert main(["calendar", "--org", "sso", "--from", "1404/08/01", "--to", "1404/09/01"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "periods ending 2025-10-23 .. 2025-11-21, by due date"
+    rows = [line.split() for line in out[2:]]
+    assert [r[:3] for r in rows] == [["sso", "insured_persons", "1404-08"], ["sso", "workplaces", "1404-08"]]
+    # period, due date (Jalali, Gregorian), missing after (Jalali, Gregorian)
+    assert rows[0][3:] == ["2025-10-23", "..", "2025-11-21", "1404/09/15", "2025-12-06", "1404/09/20", "2025-12-11"]
+
+
+def test_the_calendar_command_refuses_a_bad_day_or_organisation(capsys):
+    from anbar.cli import main
+
+    assert main(["calendar", "--from", "1404/13/01"]) == 2
+    assert main(["calendar", "--org", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "not a day" in err and "no organisation 'nope'" in err
