@@ -13,12 +13,16 @@ The API server mounts the Data Docs app (:mod:`anbar.web`) under ``/anbar-docs``
 Expectations Data Docs of every validated delivery, for users allowed to read the organisation's
 ingest DAG (the app authenticates every request itself: Airflow does not authenticate plugin apps).
 A DAG run's page gets a "Data Docs" tab listing the sites that run built.
+
+A second plugin mounts the Submissions page (:mod:`anbar.status_web`) under ``/anbar-submissions``: the
+status of every expected submission, linked from the navigation and from each DAG's page.
 """
 
 from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
+from anbar import status_web
 from anbar.data_docs import URL_PREFIX
 from anbar.timetables import JalaliMonthlyTimetable, period_for, period_label_for
 from anbar.web import app as data_docs_app
@@ -37,4 +41,27 @@ class AnbarPlugin(AirflowPlugin):
             "destination": "dag_run",
             "url_route": "anbar-data-docs",
         }
+    ]
+
+
+class AnbarSubmissionsPlugin(AirflowPlugin):
+    name = "anbar_submissions"
+    fastapi_apps = [  # noqa: RUF012
+        {"app": status_web.app, "url_prefix": status_web.URL_PREFIX, "name": "anbar submissions"}
+    ]
+    # Relative hrefs follow [api] base_url; url_route shows the page inside the Airflow UI.
+    external_views = [  # noqa: RUF012
+        {
+            "name": "Submissions",
+            "href": f"{status_web.URL_PREFIX.lstrip('/')}/",
+            "destination": "nav",
+            "category": "browse",
+            "url_route": "anbar-submissions",
+        },
+        {
+            "name": "Submissions",
+            "href": f"{status_web.URL_PREFIX.lstrip('/')}/dags/{{DAG_ID}}",
+            "destination": "dag",
+            "url_route": "anbar-dag-submissions",
+        },
     ]

@@ -304,3 +304,104 @@ def test_the_commands_write_the_calendar_and_print_the_status(book, capsys):
     assert cells[:5] == ["sso", "insured_persons", "1404-01", str(due), "loaded"]
     assert cells[5:10] == [str(due), "09:00", str(due), "10:00", "yes"]  # received, accepted, on time
     assert main(["status", "--org", "sso", "--period", "1404-02"]) == 1
+
+
+# -- the Submissions page in the Airflow UI ---------------------------------------------------------------
+
+
+@pytest.fixture
+def airflow_tokens(airflow_db, monkeypatch):
+    """Airflow's own JWTs and auth manager (the simple one): a viewer, and a user with no role."""
+    from airflow.api_fastapi import app as api_app
+    from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "anbar-test-" + "x" * 64)
+    manager = SimpleAuthManager()
+    monkeypatch.setattr(api_app._AuthManagerState, "instance", manager)
+    return {
+        "viewer": manager.generate_jwt(SimpleAuthManagerUser(username="statistician", role="viewer")),
+        "nobody": manager.generate_jwt(SimpleAuthManagerUser(username="nobody", role=None)),
+    }
+
+
+def _client(may_read=None):
+    from fastapi import FastAPI
+    from starlette.testclient import TestClient
+
+    from anbar import status_web, web
+
+    app = status_web.create_app()
+    if may_read is not None:
+        app.dependency_overrides[web.org_access] = lambda: may_read
+    server = FastAPI()
+    server.mount(status_web.URL_PREFIX, app)
+    return TestClient(server)
+
+
+@pytest.fixture
+def two_organisations(book):
+    due = book.today - dt.timedelta(days=20)
+    book.expect("1404-01", due)
+    book.deliver("1404-01", tehran(due, 9), ("validated", tehran(due, 10)), ("accepted", tehran(due, 10)))
+    book.expect("1404-02", book.today + dt.timedelta(days=3))
+    expected.record_expected(book.conn, load_registry(), "tvto", "trainees", "2025-09")  # long past: missing
+    return book
+
+
+def test_the_page_needs_an_airflow_login(two_organisations, airflow_tokens):
+    client = _client()
+    assert client.get("/anbar-submissions/").status_code == 401
+    bogus = client.get("/anbar-submissions/", headers={"Authorization": "Bearer not-a-token"})
+    assert bogus.status_code == 403
+    nobody = client.get("/anbar-submissions/", headers={"Authorization": f"Bearer {airflow_tokens['nobody']}"})
+    assert nobody.status_code == 200 and "No expected submissions" in nobody.text and "sso" not in nobody.text
+
+    client.cookies.set("_token", airflow_tokens["viewer"])  # how the UI's session reaches the app
+    page = client.get("/anbar-submissions/")
+    assert page.status_code == 200
+    assert "insured_persons" in page.text and "trainees" in page.text
+    assert client.post("/anbar-submissions/").status_code == 405  # read-only
+
+
+def test_the_page_lists_the_status_of_each_expected_submission(two_organisations):
+    due = two_organisations.today - dt.timedelta(days=20)
+    client = _client(may_read=lambda org: True)
+    page = client.get("/anbar-submissions/", params={"org": "sso"})
+    assert page.status_code == 200 and "Submissions of sso" in page.text
+    rows = page.text.split("<tbody>")[1].split("</tr>")[:-1]
+    assert len(rows) == 2 and "trainees" not in page.text
+    assert "1404-02" in rows[0] and ">expected<" in rows[0]  # latest due date first
+    loaded = rows[1]
+    assert '<span class="ok">loaded</span>' in loaded
+    assert f"<td>{expected.jalali(due)}<br>{due}</td>" in loaded
+    assert f"<td>{due} 09:00</td><td>{due} 10:00</td><td>yes</td><td>0</td><td>1</td><td>yes</td>" in loaded
+
+    missing = client.get("/anbar-submissions/", params={"status": "missing"}).text
+    assert "2025-09" in missing and "insured_persons" not in missing.split("<tbody>")[1]
+    assert "missing (1)" in missing and "loaded (1)" in missing
+
+    assert client.get("/anbar-submissions/", params={"status": "lost"}).status_code == 404
+    assert client.get("/anbar-submissions/", params={"org": "nope"}).status_code == 404
+    link = client.get("/anbar-submissions/dags/anbar_ingest__tvto", follow_redirects=False)
+    assert link.status_code == 307 and link.headers["location"] == "../?org=tvto"
+    assert "2025-09" in client.get("/anbar-submissions/dags/anbar_ingest__tvto").text
+
+
+def test_a_user_sees_only_the_organisations_they_may_read(two_organisations):
+    client = _client(may_read=lambda org: org == "tvto")
+    page = client.get("/anbar-submissions/")
+    assert "trainees" in page.text and "insured_persons" not in page.text
+    assert client.get("/anbar-submissions/", params={"org": "sso"}).status_code == 403
+
+
+def test_the_plugin_mounts_the_page_and_links_it_from_the_navigation():
+    import anbar_plugin
+
+    from anbar import status_web
+
+    (entry,) = anbar_plugin.AnbarSubmissionsPlugin.fastapi_apps
+    assert entry["url_prefix"] == "/anbar-submissions" and entry["app"] is status_web.app
+    nav, dag = anbar_plugin.AnbarSubmissionsPlugin.external_views
+    assert (nav["destination"], nav["href"]) == ("nav", "anbar-submissions/")
+    assert dag["destination"] == "dag" and dag["href"] == "anbar-submissions/dags/{DAG_ID}"
