@@ -28,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 
 from anbar import expected, warehouse
 from anbar.web import INGEST_DAG_PREFIX, MayRead
+from anbar.web import _page as page_html
 
 URL_PREFIX = "/anbar-submissions"
 
@@ -46,13 +47,8 @@ COLUMNS = (
     ("submission", "latest_submission_id"),
     ("reason", "reason"),
 )
-STATUS_CLASS = {
-    "loaded": "ok",
-    "rejected": "bad",
-    "missing": "bad",
-    "late": "warn",
-    "resubmitted": "warn",
-}
+# The Data Docs page's colours: green for done, red for what needs the supplier.
+STATUS_CLASS = {"loaded": "ok", "rejected": "failed", "missing": "failed", "late": "failed"}
 
 
 def create_app(connect: Callable[[], Any] = warehouse.connect) -> FastAPI:
@@ -80,7 +76,7 @@ def create_app(connect: Callable[[], Any] = warehouse.connect) -> FastAPI:
         counts = Counter(r["status"] for r in rows)
         shown = [r for r in rows if status in (None, r["status"])]
         title = "anbar — Submissions" + (f" of {org}" if org else "")
-        return HTMLResponse(_page(title, _filters(sorted(readable), counts, org, status) + _table(shown)))
+        return HTMLResponse(page_html(title, _filters(sorted(readable), counts, org, status) + _table(shown)))
 
     @app.api_route("/dags/{dag_id}", methods=["GET", "HEAD"], include_in_schema=False)
     def dag_submissions(dag_id: str) -> RedirectResponse:
@@ -92,17 +88,6 @@ def create_app(connect: Callable[[], Any] = warehouse.connect) -> FastAPI:
 
 
 # -- html -----------------------------------------------------------------------------------------
-
-
-def _page(title: str, body: str) -> str:
-    return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title>"
-        "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}"
-        ".ok{color:#1a7f37}.bad{color:#cf222e}.warn{color:#9a6700}nav a{margin-right:.8em}</style></head>"
-        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
-    )
 
 
 def _link(text: str, **query: str | None) -> str:
@@ -117,7 +102,7 @@ def _filters(orgs: list[str], counts: Counter, org: str | None, status: str | No
         [_link("all", org=org), *(_link(f"{s} ({counts[s]})", org=org, status=s) for s in expected.STATUSES)]
     )
     return (
-        f"<nav>organisation: {by_org}</nav><nav>status: {by_status}</nav>"
+        f"<p>organisation: {by_org}</p><p>status: {by_status}</p>"
         f"<p>Due dates in Jalali and Gregorian; times in {expected.SHOWN_TIMEZONE}. Statuses as of today there: "
         "<em>expected</em> not yet due, <em>late</em> overdue within the grace, <em>missing</em> nothing by the "
         "end of the grace, <em>received</em>/<em>validated</em> being processed, <em>resubmitted</em> a new "
