@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import psycopg2
 import pytest
-from anbar_dbt_testdata import PSEUDONYM_KEY, _person, person_key
+from anbar_dbt_testdata import MODELS, PSEUDONYM_KEY, _person, person_key
 
 from anbar.dbt import PROJECT_DIR, run_dbt
 
@@ -148,7 +148,7 @@ def test_no_national_id_anywhere_in_the_models(built, cur):
         (list(SCHEMAS),),
     )
     relations = cur.fetchall()
-    assert len(relations) == 22
+    assert len(relations) == len(MODELS)  # every model is read below
     for schema, table in relations:
         cur.execute(f'select row_to_json(t)::text from "{schema}"."{table}" as t')
         for (text,) in cur.fetchall():
@@ -393,3 +393,35 @@ def test_an_unchanged_period_is_not_rebuilt(built, cur, wh_env, dbt_artifacts):
     )
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert before and _rows(cur, query) == before
+
+
+def test_run_start_setup_survives_concurrent_dbt_processes(built, local_pg, dbt_artifacts):
+    """Cosmos starts several dbt processes at once, each running the on-run-start hooks: their DDL
+    (the disclosure-control function, the build state table) must not fail when they overlap."""
+    import threading
+
+    import psycopg2
+
+    (hook,) = dbt_artifacts.rglob("anbar-on-run-start-1.sql")
+    setup = hook.read_text(encoding="utf-8")
+    assert "pg_advisory_xact_lock" in setup
+    errors: list[str] = []
+
+    def run_setup() -> None:
+        conn = psycopg2.connect(local_pg.dsn("dbt_wh"))
+        conn.autocommit = True
+        try:
+            for _ in range(5):
+                with conn.cursor() as c:
+                    c.execute(setup)
+        except psycopg2.Error as exc:
+            errors.append(str(exc))
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=run_setup) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
