@@ -6,7 +6,7 @@ cleared run finds the key already sent and sends nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -29,6 +29,7 @@ class Mail:
     subject: str
     html: str
     submission_id: int | None = None
+    attachments: list[str] = field(default_factory=list)  # file paths, attached under their file names
 
 
 def feedback_mail(org: Organisation, ds: Dataset, report: dict) -> Mail:
@@ -126,7 +127,11 @@ def send(conn, mail: Mail, smtp_conn_id: str | None = None) -> bool:
         try:
             with SmtpHook(smtp_conn_id=smtp_conn_id or settings.SMTP_CONN_ID) as smtp:
                 smtp.send_email_smtp(
-                    to=mail.recipients, subject=mail.subject, html_content=mail.html, from_email=settings.mail_from()
+                    to=mail.recipients,
+                    subject=mail.subject,
+                    html_content=mail.html,
+                    from_email=settings.mail_from(),
+                    files=list(mail.attachments) or None,
                 )
         except BaseException:
             conn.rollback()

@@ -32,3 +32,8 @@ def mail_from() -> str:
 def data_docs_dir() -> Path:
     """Where the Great Expectations Data Docs of each delivery are built: ``<org>/<dataset>/<period>/v<version>/``."""
     return Path(os.environ.get("ANBAR_DATA_DOCS_DIR", REPO_ROOT / ".anbar" / "data_docs"))
+
+
+def reports_dir() -> Path:
+    """The archive of the monthly reports to the minister's office: ``<report month>/<org>-<report month>.pdf``."""
+    return Path(os.environ.get("ANBAR_REPORTS_DIR", REPO_ROOT / ".anbar" / "reports"))

@@ -54,3 +54,24 @@ def test_jalali_suppliers_run_on_jalali_months(dagbag):
 def test_sensor_does_not_hold_a_worker_slot(dagbag):
     sensor = dagbag.dags["anbar_ingest__sso"].get_task("dataset.wait_for_delivery")
     assert sensor.mode == "reschedule"
+
+
+def test_monthly_report_runs_on_the_ministry_report_day_and_maps_over_organisations(dagbag):
+    from anbar.monthly_report_dag import targets
+    from anbar.timetables import JalaliMonthlyTimetable
+
+    registry = load_registry()
+    dag = dagbag.dags["anbar_monthly_report"]
+    assert dag.timetable == JalaliMonthlyTimetable(run_day=registry.ministry.report_day)
+    assert not dag.catchup and dag.max_active_runs == 1
+    group = dag.task_group_dict["report"]
+    assert (
+        group._expand_input.value
+        == {"target": [*sorted(registry.organisations), "ministry"]}
+        == {"target": targets(registry)}
+    )
+    assert {t.task_id: t.map_index_template for t in dag.tasks if t.task_id.startswith("report.")} == {
+        "report.render_and_archive": "{{ anbar_map_label }}",
+        "report.send": "{{ anbar_map_label }}",
+    }
+    assert dag.get_task("collect_figures").upstream_task_ids == {"sync_calendar"}
