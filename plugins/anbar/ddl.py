@@ -170,7 +170,7 @@ create table if not exists anbar.expected_submissions (
 comment on table anbar.expected_submissions is
     'The expected-submission calendar (anbar.expected): one row per organisation, dataset and period the '
     'registry makes due, with its due date in the organisation''s calendar, grace and committee extension. '
-    'period_end is the first day after the period; filled by anbar.expected.sync and the ingest DAGs.';
+    'period_end is the first day after the period; filled by anbar.expected.sync and record_expected.';
 
 -- The status of every expected submission, as of now in the organisation's time zone ("today").
 -- Deliveries are the ledger rows of version >= 1; the latest is the one with the highest version.

@@ -39,6 +39,11 @@ MODELS = [
     "mart_linkage_rate",
     "fct_welfare_benefits",
     "mart_welfare_beneficiaries",
+    "stg_anbar__expected_submissions",
+    "stg_anbar__submission_status",
+    "stg_anbar__quality_scores",
+    "mart_compliance",
+    "mart_compliance_rates",
 ]
 # Tasks of the Cosmos DAG: one `dbt build` (the model, then its tests) per model, and the
 # tests over several models, which run once after all their parents.

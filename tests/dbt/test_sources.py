@@ -41,7 +41,13 @@ def test_every_registry_dataset_is_a_clean_source_table(registry):
     ip = {c["name"]: c for c in tables["sso__insured_persons"]["columns"]}
     assert ip["national_id"]["config"]["meta"]["access_tier"] == "confidential"
     assert ip["national_id"]["config"]["meta"]["identifier"] == "person"
-    assert {t["name"] for t in by_name["anbar"]["tables"]} == {"submissions", "jalali_calendar"}
+    assert {t["name"] for t in by_name["anbar"]["tables"]} == {
+        "submissions",
+        "jalali_calendar",
+        "expected_submissions",
+        "submission_status",
+        "quality_scorecard_latest",
+    }
     assert [t["name"] for t in by_name["ref"]["tables"]] == ["code_list_values"]
 
 

@@ -55,6 +55,60 @@ JALALI_CALENDAR_COLUMNS = {
     "gregorian": "The same day in the Gregorian calendar.",
 }
 
+EXPECTED_SUBMISSIONS_COLUMNS = {
+    "org": SUBMISSIONS_COLUMNS["org"],
+    "dataset": SUBMISSIONS_COLUMNS["dataset"],
+    "period": SUBMISSIONS_COLUMNS["period"],
+    "period_start": "First Gregorian day of the period.",
+    "period_end": "First Gregorian day after the period (exclusive).",
+    "due_date": "Last day to deliver on time: due_day days after the period ends, or a committee extension's date.",
+    "grace_until": "Due date plus the dataset's grace days: nothing delivered by the end of this day is missing.",
+    "extension_decision": "The committee decision that extended this period's due date, if any.",
+    "timezone": "The organisation's time zone, in which the due date is a day.",
+    "synced_at": "When the registry last added or changed the row.",
+}
+
+SUBMISSION_STATUS_COLUMNS = {
+    **{k: v for k, v in EXPECTED_SUBMISSIONS_COLUMNS.items() if k not in ("timezone", "synced_at")},
+    "status": "expected, late, missing, received, validated, resubmitted, loaded or rejected (see anbar.ddl).",
+    "first_received_at": "When the first version was received.",
+    "latest_received_at": "When the latest version was received.",
+    "validated_at": "When the latest version passed validation.",
+    "accepted_at": "When the version the warehouse uses was accepted.",
+    "rejected_at": "When the latest version was rejected.",
+    "missing_recorded_at": "When the ingest recorded the period missing (nothing by the end of the grace).",
+    "on_time": "The first version arrived on or before the due date (null: nothing yet, not yet due).",
+    "days_late": "Days between the due date and the first version's arrival (0 if on time; null if none).",
+    "versions": "Versions delivered.",
+    "resubmissions": "Versions delivered after the first.",
+    "accepted_first_time": "The first version was accepted (null while it is undecided, or nothing arrived).",
+    "latest_submission_id": "Ledger id of the latest version.",
+    "latest_version": "Version number of the latest version.",
+    "latest_ledger_status": "The latest version's status in anbar.submissions.",
+    "reason": "Why the latest version was rejected, if it was.",
+    "rows_manifest": "Rows the latest version's manifest declares.",
+    "rows_loaded": "Rows of the latest version loaded.",
+    "rows_rejected": "Rows of the latest version rejected.",
+    "in_use_submission_id": "Ledger id of the accepted version the warehouse uses.",
+    "timezone": EXPECTED_SUBMISSIONS_COLUMNS["timezone"],
+    "status_on": "The day (in the organisation's time zone) the status is as of.",
+}
+
+QUALITY_SCORECARD_COLUMNS = {
+    "submission_id": "Ledger id of the delivery scored.",
+    "org": SUBMISSIONS_COLUMNS["org"],
+    "dataset": SUBMISSIONS_COLUMNS["dataset"],
+    "period": SUBMISSIONS_COLUMNS["period"],
+    "version": "Version of the delivery scored (0: the period was recorded missing).",
+    "principle": "conversion, system, consistency or quality.",
+    "rules_evaluated": "Rules of the principle evaluated.",
+    "rules_failed": "Rules of the principle that failed.",
+    "blocking_failed": "Blocking rules of the principle that failed.",
+    "rows_failing": "Rows failing a rule of the principle.",
+    "outcome": "The delivery's outcome.",
+    "scored_at": "When the delivery was scored.",
+}
+
 CODE_LIST_COLUMNS = {
     "code_list": "Name of the code list (registry/code_lists/<name>.yml).",
     "code": "The code as delivered.",
@@ -157,6 +211,23 @@ def sources_document(registry: Registry) -> dict[str, Any]:
                         "jalali_calendar",
                         "One row per day: the Jalali date and its Gregorian equivalent.",
                         JALALI_CALENDAR_COLUMNS,
+                    ),
+                    _simple_table(
+                        "expected_submissions",
+                        "The expected-submission calendar: one row per organisation, dataset and period due "
+                        "(anbar.expected).",
+                        EXPECTED_SUBMISSIONS_COLUMNS,
+                    ),
+                    _simple_table(
+                        "submission_status",
+                        "View: the status of every expected submission as of today, with its timestamps and "
+                        "punctuality.",
+                        SUBMISSION_STATUS_COLUMNS,
+                    ),
+                    _simple_table(
+                        "quality_scorecard_latest",
+                        "View: per principle, the rules evaluated and failed of the latest version of each period.",
+                        QUALITY_SCORECARD_COLUMNS,
                     ),
                 ],
             },
