@@ -14,7 +14,7 @@ import datetime as dt
 from airflow.sdk import DAG, Asset, AssetAlias, Param, get_current_context, task, task_group
 from airflow.sdk.bases.sensor import PokeReturnValue
 
-from anbar import ingest
+from anbar import alerts, ingest
 from anbar.dag_defaults import START_DATE, default_args
 from anbar.registry import Organisation, Registry
 from anbar.timetables import resolve_run_period, timetable_for
@@ -51,7 +51,10 @@ def _label(context, step_or_dataset) -> None:
         context["anbar_map_label"] = str(step_or_dataset)
 
 
-def doc_md(org: Organisation) -> str:
+def doc_md(org: Organisation, registry: Registry | None = None) -> str:
+    ministry = registry.ministry if registry is not None else None
+    reminder_days = ministry.reminder_days_before if ministry else "N"
+    escalation_days = ministry.escalation_days_after if ministry else "M"
     datasets = "\n".join(
         f"| `{d.name}` | {d.description.en} | {d.period} | {d.due_day} (+{d.grace_days} grace) | {d.access_tier} |"
         for d in org.datasets
@@ -77,8 +80,18 @@ Focal points: {", ".join(org.focal_points)}.
 2. `receive` — lands manifest and files in the landing archive (sha256-addressed); checks names, sizes, hashes.
 3. `load` — decodes while streaming, COPY into `raw`, converts into `clean` (rows in = loaded + rejected).
 4. `validate` — runs `expectations/{org.code}__<dataset>.json` inside PostgreSQL with Great Expectations.
-5. `conclude` — writes `report.json` beside the delivery; mails the supplier on rejection; publishes the
-   dataset's Asset when accepted (which triggers `anbar_warehouse`).
+5. `conclude` — writes `report.json` beside the delivery; mails the supplier its feedback (accepted or
+   rejected, per principle); publishes the dataset's Asset when accepted (which triggers `anbar_warehouse`).
+6. `escalation_due` → `escalation_window` — a scheduled run stays open (deferred in the triggerer, no worker
+   slot) until the escalation time of a dataset without an accepted delivery, so Airflow keeps its deadline.
+
+## Deadline alerts (reminder, late notice, escalation)
+Per dataset, three Airflow Deadline Alerts on each **scheduled** run (`anbar.alerts`): a reminder
+{reminder_days} days before the end of the due date and a late notice at it, to the focal points; an escalation
+{escalation_days} days after, to the ministry (`registry/ministry.yml`), focal points in copy. The notifier runs in
+the triggerer, reads the ledger first (no reminder or late notice once a delivery was received, no escalation
+once one was accepted) and sends each `<kind>:<org>/<dataset>/<period>` at most once (`anbar.notifications`).
+Manual runs and catch-up runs of periods past their escalation carry no alerts.
 
 ## Triage
 - **A supplier's delivery is rejected** (task green, ledger `rejected`): that is the supplier's to fix. Look at
@@ -88,6 +101,15 @@ Focal points: {", ".join(org.focal_points)}.
   disable host-key checking; confirm a new key with the supplier and update the connection's `host_key`.
 - **`load` fails with a database error**: check the warehouse (disk, `max_wal_size`); the load is one
   transaction, so clearing the task reruns it from scratch with nothing half-loaded.
+- **No reminder / late notice / escalation went out**: the UI shows the run's deadlines; in the Airflow
+  database, `select d.deadline_time, a.name, d.missed, c.state, c.output from deadline d join deadline_alert a
+  on a.id = d.deadline_alert_id join callback c on c.id = d.callback_id` — a fired one's output says `sent`,
+  `already sent` or `not sent: <why>` (e.g. a delivery was received); the sent ones are in `anbar.notifications`.
+  Deadlines are made when the scheduler creates the run: a run created by hand has none, and clearing a
+  run never re-creates or re-sends them.
+- **A run waits in `escalation_window`**: by design, until the escalation time of a dataset with no
+  accepted delivery. To ingest a late or corrected delivery meanwhile, clear that dataset's
+  `wait_for_delivery` (with downstream) in the open run; a new triggered run would queue behind it.
 - **Re-run a period**: trigger the DAG with the param `period` (e.g. `{
         "1404-08" if org.calendar.value == "jalali" else "2025-10"
     }`). A byte-identical re-delivery is a no-op; a corrected one becomes a new version.
@@ -110,7 +132,7 @@ def build_ingest_dag(org: Organisation, registry: Registry) -> DAG:
         max_active_runs=1,
         default_args=default_args(org.owner),
         tags=tags,
-        doc_md=doc_md(org),
+        doc_md=doc_md(org, registry),
         params={
             "period": Param(
                 None,
@@ -121,6 +143,9 @@ def build_ingest_dag(org: Organisation, registry: Registry) -> DAG:
             )
         },
         render_template_as_native_obj=False,
+        # Per dataset: a reminder N days before the end of its due date, a late notice at it, an escalation
+        # M days after (registry/ministry.yml), mailed by anbar.alerts.DeliveryAlertNotifier in the triggerer.
+        deadline=alerts.deadline_alerts(org, registry),
     ) as dag:
 
         @task.sensor(
@@ -176,9 +201,20 @@ def build_ingest_dag(org: Organisation, registry: Registry) -> DAG:
                 )
             return s.to_xcom()
 
+        @task(map_index_template=MAP_LABEL)
+        def escalation_due(step: dict) -> str:
+            """Until when the run stays open for this dataset's escalation ("" = not at all)."""
+            context = get_current_context()
+            _label(context, step)
+            run_type = getattr(context.get("dag_run"), "run_type", None)
+            return alerts.escalation_hold(registry, step["org"], step["dataset"], step["period"], run_type=run_type)
+
         @task_group(group_id="dataset")
         def ingest_dataset(dataset: str):
-            conclude(validate(load(receive(wait_for_delivery(dataset)))))
+            concluded = conclude(validate(load(receive(wait_for_delivery(dataset)))))
+            alerts.EscalationWindow(
+                task_id="escalation_window", until=escalation_due(concluded), map_index_template=MAP_LABEL
+            )
 
         ingest_dataset.expand(dataset=dataset_names)
 

@@ -30,6 +30,7 @@ class Mail:
     html: str
     submission_id: int | None = None
     attachments: list[str] = field(default_factory=list)  # file paths, attached under their file names
+    cc: list[str] = field(default_factory=list)
 
 
 def feedback_mail(org: Organisation, ds: Dataset, report: dict) -> Mail:
@@ -115,7 +116,7 @@ def send(conn, mail: Mail, smtp_conn_id: str | None = None) -> bool:
         cur.execute(
             "insert into anbar.notifications (dedup_key, kind, submission_id, recipients, subject) "
             "values (%s, %s, %s, %s, %s) on conflict (dedup_key) do nothing",
-            (mail.dedup_key, mail.kind, mail.submission_id, mail.recipients, mail.subject),
+            (mail.dedup_key, mail.kind, mail.submission_id, [*mail.recipients, *mail.cc], mail.subject),
         )
         cur.execute("select sent_at from anbar.notifications where dedup_key = %s for update", (mail.dedup_key,))
         (sent_at,) = cur.fetchone()
@@ -132,6 +133,7 @@ def send(conn, mail: Mail, smtp_conn_id: str | None = None) -> bool:
                     html_content=mail.html,
                     from_email=settings.mail_from(),
                     files=list(mail.attachments) or None,
+                    cc=list(mail.cc) or None,
                 )
         except BaseException:
             conn.rollback()
