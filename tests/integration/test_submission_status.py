@@ -32,8 +32,37 @@ def _with_extension(registry: Registry, org: str, dataset: str, **extension) -> 
     return Registry(root=registry.root, organisations=organisations, code_lists=registry.code_lists)
 
 
-def test_sync_writes_the_calendar_once_and_follows_the_registry(fresh_warehouse):
-    conn = fresh_warehouse
+@pytest.fixture(scope="module")
+def warehouse(pg):
+    """One bootstrapped database for the module (a new one per test costs seconds each);
+    ANBAR_WAREHOUSE_URL points at it for the commands and the page."""
+    import psycopg2
+
+    from anbar import ddl
+
+    pg.create_database("wh_submission_status")
+    conn = psycopg2.connect(pg.dsn("wh_submission_status"))
+    ddl.bootstrap(conn, load_registry())
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("ANBAR_WAREHOUSE_URL", pg.url("wh_submission_status"))
+        yield conn
+    conn.close()
+
+
+@pytest.fixture
+def empty_ledger(warehouse):
+    """The module's warehouse with nothing on the calendar and nothing delivered."""
+    with warehouse.cursor() as cur:
+        cur.execute(
+            "truncate anbar.expected_submissions, anbar.quality_scorecard, anbar.submission_events, "
+            "anbar.submissions cascade"
+        )
+    warehouse.commit()
+    return warehouse
+
+
+def test_sync_writes_the_calendar_once_and_follows_the_registry(empty_ledger):
+    conn = empty_ledger
     registry = load_registry()
     # The periods ending in Jalali year 1404 (2025-03-21 .. 2026-03-20): 12 per dataset.
     year = (D(2025, 3, 21), D(2026, 3, 21))
@@ -161,9 +190,9 @@ def tehran(day: dt.date, hour: int, minute: int = 0) -> dt.datetime:
 
 
 @pytest.fixture
-def book(fresh_warehouse) -> Ledger:
-    (today,) = fetch(fresh_warehouse, "select (now() at time zone 'Asia/Tehran')::date as today")[0].values()
-    return Ledger(fresh_warehouse, today)
+def book(empty_ledger) -> Ledger:
+    (today,) = fetch(empty_ledger, "select (now() at time zone 'Asia/Tehran')::date as today")[0].values()
+    return Ledger(empty_ledger, today)
 
 
 def test_a_delivery_accepted_first_time_on_time_is_loaded(book):
