@@ -24,6 +24,7 @@ DEMO_DEFECTS = {
     ("cspf", "pensioners", 2): "count_drop",  # consistency across periods: rejected
 }
 WAREHOUSE_DAG = "anbar_warehouse"
+REPORT_DAG = "anbar_monthly_report"
 PSQL = bin_path("psql")
 
 
@@ -117,12 +118,13 @@ def up(today: dt.date | None = None, n_periods: int = 3, timeout: float = 900) -
         periods, overrides=_demo_overrides(periods), civil_servants=DEMO_CIVIL_SERVANTS
     )
     env = stack.airflow_env(connections)
+    env["ANBAR_REPORTS_DIR"] = str(_reports_dir(stack))
     env_file = stack.write_env_file(env)
     _dbt_parse(env)
     stack.start_airflow(env)
     api = AirflowApi(stack.airflow_url(), "admin", stack.admin_password)
     ingest_dags = [f"anbar_ingest__{code}" for code in stack.registry.organisations]
-    wanted = [*ingest_dags, WAREHOUSE_DAG]
+    wanted = [*ingest_dags, WAREHOUSE_DAG, REPORT_DAG]
     say("waiting for the DAG processor to parse the DAGs ...")
     deadline = time.monotonic() + 180
     while not set(wanted) <= set(api.dag_ids()):
@@ -137,10 +139,11 @@ def up(today: dt.date | None = None, n_periods: int = 3, timeout: float = 900) -
             interval = data_interval_for(Period.parse(label, calendar))
             api.trigger(f"anbar_ingest__{code}", f"demo__{label}", {"period": label}, interval)
             say(f"triggered anbar_ingest__{code} for period {label}")
-    for dag_id in wanted:
+    for dag_id in (*ingest_dags, WAREHOUSE_DAG):
         api.unpause(dag_id)
     _wait_for_runs(api, ingest_dags, sum(len(v) for v in periods.values()), timeout)
     _wait_for_warehouse(api, timeout)
+    _run_monthly_report(api, stack, today, timeout)
     _print_summary(stack, env_file)
 
 
@@ -179,6 +182,29 @@ def _wait_for_warehouse(api: AirflowApi, timeout: float) -> None:
         time.sleep(5)
 
 
+def _reports_dir(stack: Stack):
+    return stack.state_dir / "reports"
+
+
+def _run_monthly_report(api: AirflowApi, stack: Stack, today: dt.date, timeout: float) -> None:
+    """The monthly report on the last Jalali month complete today, as its scheduled run (same data interval),
+    so the scheduler makes no second run of it once the DAG is unpaused."""
+    month = Period.containing(today, "jalali").previous()
+    run_id = f"demo__report__{month.label}"
+    api.trigger(REPORT_DAG, run_id, {"report_month": month.label}, data_interval_for(month))
+    api.unpause(REPORT_DAG)
+    say(f"triggered {REPORT_DAG} for {month.label} ...")
+    deadline = time.monotonic() + timeout
+    while True:
+        states = [r["state"] for r in api.runs(REPORT_DAG) if r["dag_run_id"] == run_id]
+        if states and states[0] in ("success", "failed"):
+            say(f"monthly report {month.label}: {states[0]}; PDFs in {_reports_dir(stack) / month.label}")
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError("the monthly report did not finish in time; look at the Airflow UI")
+        time.sleep(5)
+
+
 def _dbt_parse(env: dict[str, str]) -> None:
     from anbar.dbt import dbt_parse
 
@@ -209,6 +235,7 @@ anbar demo is up.
   Airflow UI   {stack.airflow_url()}   login: admin / {stack.admin_password}
   Mails        {stack.mail_dir}  ({len(mails)} messages, .eml files)
   Landing      {stack.landing_dir}  (feedback.html, report.json, findings.csv beside each delivery)
+  Reports      {_reports_dir(stack)}/<month>/  (monthly report to the minister's office: PDF and HTML per organisation)
   Data Docs    {stack.airflow_url()}/anbar-docs/  (GX validation pages; Airflow login)
   Mart query   . {env_file} && PGPASSWORD=$ANBAR_WH_PASSWORD {PSQL} -h 127.0.0.1 -p {stack.pg.port} \\
                  -U anbar_admin {WAREHOUSE_DB} -c 'select * from marts.mart_insured_employment limit 20'
