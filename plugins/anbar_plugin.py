@@ -16,6 +16,11 @@ A DAG run's page gets a "Data Docs" tab listing the sites that run built.
 
 A second plugin mounts the Submissions page (:mod:`anbar.status_web`) under ``/anbar-submissions``: the
 status of every expected submission, linked from the navigation and from each DAG's page.
+
+A third registers the custom deadline reference of the ingest DAGs' reminders, late notices and
+escalations (:class:`anbar.alerts.DatasetDueDate`): Airflow rebuilds a ``DeadlineAlert``'s reference by
+class path and only accepts a custom one that a plugin lists in ``deadline_references``; the scheduler
+evaluates it when it creates a run (the API server for a triggered one).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 from airflow.plugins_manager import AirflowPlugin
 
 from anbar import status_web
+from anbar.alerts import DatasetDueDate, patch_dag_test_deadline_pruning
 from anbar.data_docs import URL_PREFIX
 from anbar.timetables import JalaliMonthlyTimetable, period_for, period_label_for
 from anbar.web import app as data_docs_app
@@ -65,3 +71,11 @@ class AnbarSubmissionsPlugin(AirflowPlugin):
             "url_route": "anbar-dag-submissions",
         },
     ]
+
+
+class AnbarAlertsPlugin(AirflowPlugin):
+    name = "anbar_alerts"
+    deadline_references = [DatasetDueDate]  # noqa: RUF012
+
+
+patch_dag_test_deadline_pruning()  # apache/airflow#73428: DAG.test() of a DAG with deadlines (see anbar.alerts)

@@ -17,7 +17,7 @@ the due date" is 00:00 of the next day in the organisation's time zone: the last
 time is the due date itself.
 
 - :class:`DatasetDueDate` is the custom deadline reference (registered by the plugin
-  ``plugins/anbar_alerts_plugin.py``): evaluated when the scheduler creates a **scheduled** run, it
+  ``plugins/anbar_plugin.py``): evaluated when the scheduler creates a **scheduled** run, it
   returns the end of the dataset's due date for the run's period, or ``None`` (no alert) for manual
   and backfill runs and for a period whose escalation has already passed (a catch-up sends no burst of
   stale mail).
@@ -176,7 +176,7 @@ def due_for_run(registry: Registry, org: str, dataset: str, *, now: dt.datetime,
 class DatasetDueDate(BaseDeadlineReference):
     """Deadline reference: the end of ``dataset``'s due date for the run's period (see :func:`due_for_run`).
 
-    Evaluated by Airflow when the scheduler creates a run; registered by ``plugins/anbar_alerts_plugin.py``.
+    Evaluated by Airflow when the scheduler creates a run; registered by ``plugins/anbar_plugin.py``.
     """
 
     org: str = ""
@@ -457,7 +457,7 @@ def patch_dag_test_deadline_pruning() -> None:
     in-memory DAG holds the serialized alerts where the scheduler's holds ``deadline_alert`` ids, and
     ``DagRun.update_state`` looks each up with ``DeadlineAlert.get_by_id``. Given a serialized alert, the
     patched lookup returns it as an unsaved row (all ``update_state`` reads is its reference); ids take
-    Airflow's own path. Applied by ``plugins/anbar_alerts_plugin.py``; remove once Airflow has the fix.
+    Airflow's own path. Applied by ``plugins/anbar_plugin.py``; remove once Airflow has the fix.
     """
     from airflow.models.deadline_alert import DeadlineAlert as DeadlineAlertModel
 

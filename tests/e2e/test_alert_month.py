@@ -11,10 +11,13 @@ from __future__ import annotations
 import datetime as dt
 import email
 import json
+import os
 from email import policy
 from email.utils import parsedate_to_datetime
 
 import pytest
+
+from anbar.registry import load_registry
 
 pytestmark = pytest.mark.e2e
 
@@ -74,7 +77,6 @@ def test_a_month_of_alerts_exactly_once(airflow_db, fresh_warehouse, smtp):
     from anbar import ledger
     from anbar.devenv.alerts_replay import AlertReplay, Event
     from anbar.periods import Period
-    from anbar.registry import load_registry
 
     registry = load_registry()
     assert (registry.ministry.reminder_days_before, registry.ministry.escalation_days_after) == (3, 7)
@@ -118,7 +120,7 @@ def test_a_month_of_alerts_exactly_once(airflow_db, fresh_warehouse, smtp):
                 # An operator clears the run: no deadline comes back, nothing is sent again.
                 Event(t(2025, 12, 15, 3), "the run is cleared", lambda r: r.clear_run()),
             ],
-            until=t(2025, 12, 31),
+            until=t(2025, 12, 21),
             tick=dt.timedelta(days=1),
         )
         # A triggerer that dies after mailing runs its callbacks again: the dedup key holds.
@@ -158,3 +160,36 @@ def test_a_month_of_alerts_exactly_once(airflow_db, fresh_warehouse, smtp):
             ("late:sso/workplaces/1404-08", True),
             ("escalation:sso/workplaces/1404-08", True),
         ]
+
+
+def test_the_demo_replay_of_a_late_supplier(fresh_warehouse, smtp, tmp_path):
+    """``make demo``'s replay (``python -m anbar.devenv.alerts_replay``) on an Airflow metadata DB of its own:
+    SWO never delivers Mehr 1404 (2025-09-23 .. 2025-10-22, due 10 days after, 1404/08/10)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    home = tmp_path / "airflow"
+    home.mkdir()
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "ERROR",
+    }
+    subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], env=env, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "anbar.devenv.alerts_replay", "swo", "1404-07"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "beneficiaries escalation: sent" in out.stdout
+    focal = str(load_registry().org("swo").focal_points[0])
+    assert [(date, subject.split(":")[0], to.split(",")[0]) for date, subject, to, _, _ in _mails(smtp)] == [
+        ("2025-10-29 20:31", "[anbar] REMINDER swo/beneficiaries 1404-07", focal),
+        ("2025-11-01 20:31", "[anbar] LATE swo/beneficiaries 1404-07", focal),
+        ("2025-11-08 20:31", "[anbar] ESCALATION swo/beneficiaries 1404-07", MINISTRY[0]),
+    ]

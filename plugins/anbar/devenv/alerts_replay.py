@@ -30,6 +30,17 @@ from anbar.registry import Registry
 from anbar.timetables import data_interval_for
 
 
+def _when(instant: dt.datetime, timezone: str) -> str:
+    """``2026-10-29 20:31 UTC (1405/08/08 00:01 Asia/Tehran)``."""
+    from zoneinfo import ZoneInfo
+
+    import jdatetime
+
+    local = instant.astimezone(ZoneInfo(timezone))
+    jalali = jdatetime.datetime.fromgregorian(datetime=local.replace(tzinfo=None))
+    return f"{instant:%Y-%m-%d %H:%M} UTC ({jalali:%Y/%m/%d %H:%M} {timezone})"
+
+
 @dataclass
 class Event:
     at: dt.datetime
@@ -175,6 +186,7 @@ class AlertReplay:
         ones already run once more, as a triggerer that died before recording the outcome would)."""
         from airflow.models import DagRun, Deadline
         from airflow.models.callback import TriggererCallback
+        from airflow.models.deadline_alert import DeadlineAlert
         from airflow.triggers.callback import CallbackTrigger
         from airflow.utils.session import create_session
         from sqlalchemy import select
@@ -182,14 +194,15 @@ class AlertReplay:
         n = 0
         with create_session() as session:
             query = (
-                select(TriggererCallback)
+                select(TriggererCallback, DeadlineAlert.name)
                 .join(Deadline, Deadline.callback_id == TriggererCallback.id)
+                .join(DeadlineAlert, DeadlineAlert.id == Deadline.deadline_alert_id)
                 .join(DagRun, DagRun.id == Deadline.dagrun_id)
                 .where(DagRun.dag_id == self.dag_id, DagRun.run_id.in_(self.run_ids))
             )
             if not again:
                 query = query.where(TriggererCallback.state == "queued")
-            for callback in session.scalars(query):
+            for callback, name in session.execute(query).all():
                 if again:  # its trigger row is gone: rebuild it from what the scheduler queued
                     data = callback.data
                     trigger = CallbackTrigger(callback_path=data["path"], callback_kwargs=dict(data["kwargs"]))
@@ -204,6 +217,8 @@ class AlertReplay:
                         callback.handle_event(event, session)
                 session.flush()
                 n += 1
+                if not again:
+                    self.say(f"{_when(dt.datetime.now(dt.UTC), self.org.timezone)}  {name}: {callback.output}")
         self.callbacks_run += n
         return n
 
@@ -219,10 +234,47 @@ class AlertReplay:
                     self.clock.move_to(now)
                     while pending and pending[0].at <= now:
                         event = pending.pop(0)
-                        self.say(f"{event.at:%Y-%m-%d %H:%M} UTC  {event.what}")
+                        self.say(f"{_when(now, self.org.timezone)}  {event.what}")
                         event.action(self)
                     runner._run_scheduler_loop()
                     self.run_callbacks()
                     now += tick
         finally:
             runner.executor.end()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m anbar.devenv.alerts_replay ORG PERIOD``: replay one period of an organisation whose
+    deliveries the ledger already holds (or not), from the end of the period to a day after its last
+    escalation. Needs an Airflow metadata database of its own (AIRFLOW_HOME, migrated), the warehouse
+    (ANBAR_WAREHOUSE_URL) and the ``anbar_smtp`` connection; ``make demo`` runs it for its late supplier."""
+    import argparse
+
+    import time_machine
+
+    from anbar import alerts
+
+    parser = argparse.ArgumentParser(prog="python -m anbar.devenv.alerts_replay", description=main.__doc__)
+    parser.add_argument("org")
+    parser.add_argument("period")
+    args = parser.parse_args(argv)
+    registry = alerts.current_registry()
+    org = registry.org(args.org)
+    period = Period.parse(args.period, org.calendar)
+    start = data_interval_for(period, org.timezone).end
+    last = max(alerts.alert_times(registry, org.code, ds.name, period.label).escalation for ds in org.datasets)
+    say = lambda line: print(f"[anbar]   {line}", flush=True)  # noqa: E731
+    with time_machine.travel(start, tick=False) as clock:
+        replay = AlertReplay(registry, org.code, period.label, clock, say=say)
+        replay.sync_dags()
+        replay.create_run()
+        say(f"{_when(start, org.timezone)}  scheduled run of {replay.dag_id} for {period.label}; deadlines:")
+        for moment, name, _ in replay.deadlines():
+            say(f"    {_when(moment, org.timezone)}  {name}")
+        clock.move_to(start + dt.timedelta(minutes=1))
+        replay.replay([], until=last + dt.timedelta(days=1), tick=dt.timedelta(days=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
