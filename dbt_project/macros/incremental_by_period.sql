@@ -21,7 +21,8 @@
     every partition, on an incremental run only the changed ones (often none). -#}
 
 {% macro build_state_table() -%}
-    {{ target.schema }}.dbt_build_state
+    {#- the target schema (dbt's; sqlfluff's offline templater has no target) -#}
+    {{ target.schema if target is defined else 'analytics' }}.dbt_build_state
 {%- endmacro %}
 
 
@@ -75,6 +76,24 @@
         array_agg(latest.submission_id order by latest.dataset) as submission_ids
     from ({{ latest_accepted_lineage(groups) }}) as latest
     group by 1
+{%- endmacro %}
+
+
+{#- The lineage of a model that reads another incremental model: what that model last built
+    (its build state), not the ledger. Each Cosmos task is a dbt process of its own with its own
+    start: a model reading the ledger could see a delivery its upstream model has not built yet,
+    record it as built, and never build it. -#}
+{% macro upstream_lineage(model_name) -%}
+    select
+        state.partition_key,
+        state.lineage,
+        array(
+            select (regexp_match(token, ':(\d+)$'))[1]::bigint
+            from unnest(string_to_array(replace(state.lineage, ';', ','), ',')) as token
+            where token ~ ':\d+$'
+        ) as submission_ids
+    from {{ build_state_table() }} as state
+    where state.model = '{{ model_name }}'
 {%- endmacro %}
 
 
@@ -241,8 +260,8 @@
 {#- pre-hook of the registers (dim_person, dim_person_history, dim_workplace): when a period
     already built comes in a newer version the register is recomputed from all records, and
     rows of persons (workplaces) the new version no longer names must go too. -#}
-{% macro clear_if_replaced(groups, by_dataset=false) -%}
-    {%- if build_partitions(groups, by_dataset).replaced -%}
+{% macro clear_if_replaced(groups, by_dataset=false, lineage_sql=none) -%}
+    {%- if build_partitions(groups, by_dataset, lineage_sql).replaced -%}
         delete from {{ this }}
     {%- else -%}
         select 'no period replaced: the register is folded, not recomputed' as incremental_mode

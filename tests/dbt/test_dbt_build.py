@@ -402,7 +402,8 @@ def test_run_start_setup_survives_concurrent_dbt_processes(built, local_pg, dbt_
 
     import psycopg2
 
-    (hook,) = dbt_artifacts.rglob("anbar-on-run-start-1.sql")
+    # the hook as the session's first build compiled it (later tests write builds of their own below)
+    (hook,) = (dbt_artifacts / "compiled").rglob("anbar-on-run-start-1.sql")
     setup = hook.read_text(encoding="utf-8")
     assert "pg_advisory_xact_lock" in setup
     errors: list[str] = []

@@ -7,15 +7,15 @@
 -- (every column below is a fold: least, greatest, or, the more recent record), so a month
 -- costs what its records cost. A newer version of a period already built cannot be folded
 -- (its old records would have to be taken out): then the register is rebuilt from all records.
-{% set partitions = build_partitions(person_record_groups(), by_dataset=true) %}
+{% set partitions = build_partitions(none, lineage_sql=upstream_lineage('int_person_records')) %}
 {% set fold = not partitions.full and not partitions.replaced %}
 {{ config(
     materialized='incremental',
     unique_key='person_key',
     incremental_strategy='delete+insert',
     on_schema_change='append_new_columns',
-    pre_hook="{{ clear_if_replaced(person_record_groups(), by_dataset=true) }}",
-    post_hook="{{ record_build_state(person_record_groups(), by_dataset=true) }}",
+    pre_hook="{{ clear_if_replaced(none, lineage_sql=upstream_lineage('int_person_records')) }}",
+    post_hook="{{ record_build_state(none, lineage_sql=upstream_lineage('int_person_records')) }}",
 ) }}
 
 with

@@ -6,7 +6,7 @@
 -- records all come after the last period seen continues from their current version (the
 -- earlier versions stay as they are); anyone else (a late period of another source) is
 -- recomputed from all their records. A newer version of a period already built rebuilds it all.
-{% set partitions = build_partitions(person_record_groups(), by_dataset=true) %}
+{% set partitions = build_partitions(none, lineage_sql=upstream_lineage('int_person_records')) %}
 {% set fold = not partitions.full and not partitions.replaced %}
 {{ config(
     materialized='incremental',
@@ -14,8 +14,8 @@
     incremental_strategy='delete+insert',
     on_schema_change='append_new_columns',
     indexes=[{'columns': ['person_key']}],
-    pre_hook="{{ clear_if_replaced(person_record_groups(), by_dataset=true) }}",
-    post_hook="{{ record_build_state(person_record_groups(), by_dataset=true) }}",
+    pre_hook="{{ clear_if_replaced(none, lineage_sql=upstream_lineage('int_person_records')) }}",
+    post_hook="{{ record_build_state(none, lineage_sql=upstream_lineage('int_person_records')) }}",
 ) }}
 
 with

@@ -1,10 +1,10 @@
 -- Insured employment by SSO period (Jalali month): persons and average insured wage, by
 -- province of the workplace, ISIC section, age band and sex, and their totals ('_T' = all).
 -- Published under disclosure control (macros/disclosure_control.sql).
-{% set partitions = build_partitions(['sso__insured_persons', 'sso__workplaces']) %}
+{% set partitions = build_partitions(none, lineage_sql=upstream_lineage('fct_insured_employment')) %}
 {{ config(post_hook=[
-    "{{ disclosure_control('mart_insured_employment', ['sso__insured_persons', 'sso__workplaces']) }}",
-    "{{ record_build_state(['sso__insured_persons', 'sso__workplaces']) }}",
+    "{{ disclosure_control('mart_insured_employment', none, lineage_sql=upstream_lineage('fct_insured_employment')) }}",
+    "{{ record_build_state(none, lineage_sql=upstream_lineage('fct_insured_employment')) }}",
 ]) }}
 
 with

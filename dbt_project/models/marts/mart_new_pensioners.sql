@@ -1,9 +1,9 @@
 -- Civil-service pensioners who retired in the period (Jalali month), by province, pension
 -- type, age band and sex, and their totals ('_T'). Published under disclosure control.
-{% set partitions = build_partitions(['cspf__pensioners']) %}
+{% set partitions = build_partitions(none, lineage_sql=upstream_lineage('fct_pensions')) %}
 {{ config(post_hook=[
-    "{{ disclosure_control('mart_new_pensioners', ['cspf__pensioners']) }}",
-    "{{ record_build_state(['cspf__pensioners']) }}",
+    "{{ disclosure_control('mart_new_pensioners', none, lineage_sql=upstream_lineage('fct_pensions')) }}",
+    "{{ record_build_state(none, lineage_sql=upstream_lineage('fct_pensions')) }}",
 ]) }}
 
 with

@@ -3,10 +3,10 @@
 -- centre, course result, age band and sex, and their totals ('_T'). insured_after_6_months counts
 -- among the followed_up trainees (those whose follow-up month has an accepted SSO delivery). Published under
 -- disclosure control.
-{% set partitions = build_partitions(none, lineage_sql=training_lineage()) %}
+{% set partitions = build_partitions(none, lineage_sql=upstream_lineage('fct_training')) %}
 {{ config(post_hook=[
-    "{{ disclosure_control('mart_trainees', none, lineage_sql=training_lineage()) }}",
-    "{{ record_build_state(none, lineage_sql=training_lineage()) }}",
+    "{{ disclosure_control('mart_trainees', none, lineage_sql=upstream_lineage('fct_training')) }}",
+    "{{ record_build_state(none, lineage_sql=upstream_lineage('fct_training')) }}",
 ]) }}
 
 with

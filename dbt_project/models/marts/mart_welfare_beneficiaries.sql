@@ -1,9 +1,9 @@
 -- Welfare beneficiaries (persons) by SWO period (Jalali month), province, type of support, age
 -- band and sex, and their totals ('_T'). Published under disclosure control.
-{% set partitions = build_partitions(['swo__beneficiaries']) %}
+{% set partitions = build_partitions(none, lineage_sql=upstream_lineage('fct_welfare_benefits')) %}
 {{ config(post_hook=[
-    "{{ disclosure_control('mart_welfare_beneficiaries', ['swo__beneficiaries']) }}",
-    "{{ record_build_state(['swo__beneficiaries']) }}",
+    "{{ disclosure_control('mart_welfare_beneficiaries', none, lineage_sql=upstream_lineage('fct_welfare_benefits')) }}",
+    "{{ record_build_state(none, lineage_sql=upstream_lineage('fct_welfare_benefits')) }}",
 ]) }}
 
 with

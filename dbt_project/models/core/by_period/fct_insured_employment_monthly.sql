@@ -1,8 +1,8 @@
 -- Built from the insured-employment fact (a table of this build), not from the staging views,
 -- so it and the fact always describe the same deliveries, even when a delivery is accepted
 -- while the warehouse is being built. Rebuilt period by period, like the fact.
-{% set partitions = build_partitions(['sso__insured_persons', 'sso__workplaces']) %}
-{{ config(post_hook="{{ record_build_state(['sso__insured_persons', 'sso__workplaces']) }}") }}
+{% set partitions = build_partitions(none, lineage_sql=upstream_lineage('fct_insured_employment')) %}
+{{ config(post_hook="{{ record_build_state(none, lineage_sql=upstream_lineage('fct_insured_employment')) }}") }}
 
 with
 
