@@ -7,10 +7,11 @@ import json
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import psycopg2
 
-from anbar import ddl
+from anbar import alerts, ddl
 from anbar.devenv.postgres import bin_path
 from anbar.devenv.stack import WAREHOUSE_DB, Stack, demo_periods, say
 from anbar.periods import Period
@@ -24,6 +25,9 @@ DEMO_DEFECTS = {
     ("cspf", "pensioners", 2): "count_drop",  # consistency across periods: rejected
 }
 WAREHOUSE_DAG = "anbar_warehouse"
+# The late supplier: its newest period past its grace is never delivered. The real run records it missing;
+# then its reminder, late notice and escalation are replayed on a simulated clock (anbar.devenv.alerts_replay).
+LATE_SUPPLIER = "swo"
 REPORT_DAG = "anbar_monthly_report"
 PSQL = bin_path("psql")
 
@@ -114,9 +118,9 @@ def up(today: dt.date | None = None, n_periods: int = 3, timeout: float = 900) -
         ddl.bootstrap(conn, stack.registry)
     finally:
         conn.close()
-    connections = stack.start_simulators(
-        periods, overrides=_demo_overrides(periods), civil_servants=DEMO_CIVIL_SERVANTS
-    )
+    late = _late_period(stack.registry, periods, today)
+    served = {org: [p for p in labels if (org, p) != late] for org, labels in periods.items()}
+    connections = stack.start_simulators(served, overrides=_demo_overrides(periods), civil_servants=DEMO_CIVIL_SERVANTS)
     env = stack.airflow_env(connections)
     env["ANBAR_REPORTS_DIR"] = str(_reports_dir(stack))
     env_file = stack.write_env_file(env)
@@ -143,6 +147,8 @@ def up(today: dt.date | None = None, n_periods: int = 3, timeout: float = 900) -
         api.unpause(dag_id)
     _wait_for_runs(api, ingest_dags, sum(len(v) for v in periods.values()), timeout)
     _wait_for_warehouse(api, timeout)
+    if late:
+        _replay_alerts(stack, env, *late)
     _run_monthly_report(api, stack, today, timeout)
     _print_summary(stack, env_file)
 
@@ -205,6 +211,58 @@ def _run_monthly_report(api: AirflowApi, stack: Stack, today: dt.date, timeout: 
         time.sleep(5)
 
 
+def _late_period(registry, periods: dict[str, list[str]], today: dt.date) -> tuple[str, str] | None:
+    """(LATE_SUPPLIER, its newest demo period whose grace is over today): the real run records it missing."""
+    if LATE_SUPPLIER not in periods:
+        return None
+    org = registry.org(LATE_SUPPLIER)
+    for label in reversed(periods[LATE_SUPPLIER]):
+        grace = max(alerts.alert_times(registry, org.code, d.name, label).expected.grace_until for d in org.datasets)
+        if grace < today:
+            return LATE_SUPPLIER, label
+    return None
+
+
+def _replay_alerts(stack: Stack, env: dict[str, str], org: str, period: str) -> None:
+    """The late supplier's month of alerts on a simulated clock: the real ingest DAG, scheduler loop and
+    callback trigger, against an Airflow metadata database of its own (the demo's scheduler would fire
+    deadlines in the past at once), the demo's warehouse ledger and its SMTP sink."""
+    import shutil
+    import subprocess
+    import sys
+
+    home = stack.state_dir / "alerts-replay"
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    replay_env = {
+        **env,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "ERROR",
+        "ANBAR_WAREHOUSE_URL": stack.pg.url(WAREHOUSE_DB),
+    }
+    say(f"{org} never delivered {period}; replaying its reminder, late notice and escalation on a simulated clock:")
+    airflow = str(Path(sys.executable).parent / "airflow")
+    subprocess.run([airflow, "db", "migrate"], env=replay_env, check=True, capture_output=True)
+    with open(home / "replay.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "anbar.devenv.alerts_replay", org, period],
+            env=replay_env,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+        outcomes = []
+        for line in proc.stdout:
+            print(line, end="", flush=True)
+            log.write(line)
+            outcomes += [o for o in (": sent", ": already sent") if line.rstrip().endswith(o)]
+        if proc.wait() != 0:
+            raise RuntimeError(f"the alerts replay failed; see {home / 'replay.log'}")
+    if not outcomes:
+        say(f"nothing mailed: the ledger has a delivery of {org} {period} from an earlier demo; `make clean` first")
+
+
 def _dbt_parse(env: dict[str, str]) -> None:
     from anbar.dbt import dbt_parse
 
@@ -235,6 +293,8 @@ anbar demo is up.
   Airflow UI   {stack.airflow_url()}   login: admin / {stack.admin_password}
   Mails        {stack.mail_dir}  ({len(mails)} messages, .eml files)
   Landing      {stack.landing_dir}  (feedback.html, report.json, findings.csv beside each delivery)
+  Late alerts  {stack.mail_dir}/*REMINDER* *LATE* *ESCALATION*  (the late supplier, {LATE_SUPPLIER}; the Date
+               header is the simulated date; timeline in {stack.state_dir / "alerts-replay" / "replay.log"})
   Reports      {_reports_dir(stack)}/<month>/  (monthly report to the minister's office: PDF and HTML per organisation)
   Data Docs    {stack.airflow_url()}/anbar-docs/  (GX validation pages; Airflow login)
   Mart query   . {env_file} && PGPASSWORD=$ANBAR_WH_PASSWORD {PSQL} -h 127.0.0.1 -p {stack.pg.port} \\
