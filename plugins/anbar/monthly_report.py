@@ -12,8 +12,9 @@ The derived figures follow DHIS2's definitions:
 * a submission is **expected** once its due date has passed (``due_date < generated_on``);
   one not yet due counts nowhere;
 * **reporting rate** = received / expected x 100, **on-time rate** = received on time (by the
-  due date plus grace) / expected x 100: a late delivery counts in the first only, a missing one
-  in neither; **accepted first time** = accepted at their first version / received x 100;
+  due date; the grace only decides when it is missing) / expected x 100: a late delivery counts
+  in the first only, a missing one in neither; **accepted first time** = accepted at their first
+  version / received x 100;
 * **quality** of a principle = the mean, over the submissions (one per dataset in a period), of
   the share of that principle's rules passed; a submission not evaluated is left out.
 
@@ -47,6 +48,8 @@ STATUS_NAMES = {
     **_FEEDBACK_STATUS_NAMES,
     "late": {"fa": "دیر رسید، در انتظار بررسی", "en": "late, pending"},
     "expected": {"fa": "هنوز سررسید نشده", "en": "not yet due"},
+    "received": {"fa": "رسید، در انتظار بررسی", "en": "received, pending"},
+    "overdue": {"fa": "نرسیده، مهلت گذشته", "en": "overdue"},
 }
 JALALI_MONTHS = {
     "fa": ("فروردین", "اردیبهشت", "خرداد", "تیر", "مرداد", "شهریور", "مهر", "آبان", "آذر", "دی", "بهمن", "اسفند"),
@@ -82,7 +85,7 @@ class SubmissionFigures:
     due_date: dt.date
     status: str  # accepted | rejected | missing | late (received after due, pending) | expected (not yet due)
     received: bool
-    on_time: bool  # received on or before the due date (plus grace)
+    on_time: bool  # received on or before the due date (the grace only decides when it is missing)
     days_late: int | None  # None if not received; 0 if on time
     accepted_first_time: bool
     resubmissions: int  # versions after the first
