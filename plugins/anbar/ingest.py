@@ -18,6 +18,7 @@ from pathlib import Path
 
 from anbar import ddl, feedback, ledger, notify, settings, verdict, warehouse
 from anbar.exchange import MANIFEST_NAME, DeliveryRejected, parse_api_manifest, parse_manifest
+from anbar.expected import expected_submission, record_expected
 from anbar.hooks import SupplierApiHook, SupplierSftpHook
 from anbar.landing import LandedFile, LandingArchive, sha256_bytes
 from anbar.loader import FileToLoad, jsonl_to_csv_file, load_delivery
@@ -64,12 +65,23 @@ def source_for(org: Organisation) -> SupplierSftpHook | SupplierApiHook:
     return SupplierApiHook(org.transport.conn_id)
 
 
-def deadline(org: Organisation, ds: Dataset, period: Period) -> dt.datetime:
-    """End of the last day a delivery may arrive (due date + grace), in the organisation's time zone."""
+def deadline(registry: Registry, org: Organisation, ds: Dataset, period: Period) -> dt.datetime:
+    """End of the last day a delivery may arrive (due date + grace, an approved extension counted),
+    in the organisation's time zone."""
     from zoneinfo import ZoneInfo
 
-    last_day = period.due_date(ds.due_day) + dt.timedelta(days=ds.grace_days)
+    last_day = expected_submission(registry, org.code, ds.name, period.label).grace_until
     return dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time(), tzinfo=ZoneInfo(org.timezone))
+
+
+def _put_on_calendar(registry: Registry, org: Organisation, ds: Dataset, period: Period) -> None:
+    """The period this run waits for is on the ledger's calendar (anbar.expected_submissions), so
+    its status and the compliance marts count it from the first poke, delivered or not."""
+    conn = warehouse.connect()
+    try:
+        record_expected(conn, registry, org.code, ds.name, period.label)
+    finally:
+        conn.close()
 
 
 # -- step 1: wait for the manifest ---------------------------------------------------------------------
@@ -79,14 +91,16 @@ def probe(org_code: str, dataset: str, period: str, now: dt.datetime, registry: 
     """Is the delivery there? ``waiting`` until the deadline passes, then ``missing``."""
     registry = registry or load_registry()
     org, ds, p = _resolve(registry, org_code, dataset, period)
+    _put_on_calendar(registry, org, ds, p)
     source = source_for(org)
     try:
         manifest = source.read_manifest(ds.name, p.label)
         if manifest is not None:
             return Step(org.code, ds.name, p.label, "received")
-        if now < deadline(org, ds, p):
+        last_moment = deadline(registry, org, ds, p)
+        if now < last_moment:
             return Step(org.code, ds.name, p.label, "waiting")
-        detail = f"no manifest for {org.code}/{ds.name}/{p.label} by {deadline(org, ds, p).isoformat()}"
+        detail = f"no manifest for {org.code}/{ds.name}/{p.label} by {last_moment.isoformat()}"
         if isinstance(source, SupplierSftpHook):
             names = source.list_period(ds.name, p.label)
             if names:

@@ -84,6 +84,17 @@ def test_api_delivery_is_accepted(fresh_warehouse, simulators):
     assert step.state == "accepted", step
     [sub] = _ledger(conn, "tvto", "trainees", "2025-09")
     assert sub["rows_manifest"] == sub["rows_loaded"] + sub["rows_rejected"] > 0
+    # waiting for it put the period on the calendar, and its status follows the ledger
+    assert (
+        _count(
+            conn,
+            "select count(*) from anbar.submission_status where org = 'tvto' and dataset = 'trainees' "
+            "and period = %s and status = 'loaded' and latest_submission_id = %s",
+            "2025-09",
+            sub["submission_id"],
+        )
+        == 1
+    )
 
 
 @pytest.mark.parametrize(
