@@ -133,8 +133,9 @@ def main() -> None:
             )
             timed: dict[int, float] = {}
             loaded_rows = 0
+            calendar = months(registry, args.months)
             for i, kind in _timed_months(args.months):
-                month = months(registry, args.months)[i - 1]
+                month = calendar[i - 1]
                 t0 = time.perf_counter()
                 rows = load_month(conn, registry, population, month, tmp)
                 loaded_rows += rows

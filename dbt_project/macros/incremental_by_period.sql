@@ -84,6 +84,13 @@
     start: a model reading the ledger could see a delivery its upstream model has not built yet,
     record it as built, and never build it. -#}
 {% macro upstream_lineage(model_name) -%}
+    {{ built_lineage("state.model = '" ~ model_name ~ "'") }}
+{%- endmacro %}
+
+
+{#- The build state rows matching `condition` (partition, lineage), with the submission ids
+    their lineage names (its `<dataset>:<id>` tokens). -#}
+{% macro built_lineage(condition) -%}
     select
         state.partition_key,
         state.lineage,
@@ -93,7 +100,7 @@
             where token ~ ':\d+$'
         ) as submission_ids
     from {{ build_state_table() }} as state
-    where state.model = '{{ model_name }}'
+    where {{ condition }}
 {%- endmacro %}
 
 
@@ -242,10 +249,7 @@
                 status = 'accepted'
                 and org || '__' || dataset = '{{ node.name | replace('stg_', '', 1) }}'
                 and submission_id not in (
-                    select (regexp_match(token, ':(\d+)$'))[1]::bigint
-                    from {{ build_state_table() }} as state,
-                        unnest(string_to_array(replace(state.lineage, ';', ','), ',')) as token
-                    where token ~ ':\d+$'
+                    select unnest(built.submission_ids) from ({{ built_lineage('true') }}) as built
                 )
             order by 1
         {%- endset -%}

@@ -71,22 +71,16 @@ all_records as (
 
     -- the current version as its first and last periods, then the new records
         select
-            person_key,
-            valid_from as period_start,
-            sex,
-            birth_date,
-            province_code
+            current_versions.person_key,
+            seen.period_start,
+            current_versions.sex,
+            current_versions.birth_date,
+            current_versions.province_code
         from current_versions
-        where person_key in (select continued.person_key from continued)
-        union all
-        select
-            person_key,
-            last_period_start as period_start,
-            sex,
-            birth_date,
-            province_code
-        from current_versions
-        where person_key in (select continued.person_key from continued)
+        cross join
+            lateral
+            unnest(array[current_versions.valid_from, current_versions.last_period_start]) as seen (period_start)
+        where current_versions.person_key in (select continued.person_key from continued)
         union all
         select
             person_key,
