@@ -44,6 +44,10 @@ MODELS = [
     "stg_anbar__quality_scores",
     "mart_compliance",
     "mart_compliance_rates",
+    "catalog_datasets",
+    "catalog_variables",
+    "catalog_lineage",
+    "catalog_dataset_lineage",
 ]
 # Tasks of the Cosmos DAG: one `dbt build` (the model, then its tests) per model, and the
 # tests over several models, which run once after all their parents.
@@ -413,3 +417,48 @@ def warehouse_env(pg, dbname: str) -> dict[str, str]:
         dbname=dbname,
         target="dev",
     )
+
+
+def record_scorecard(cur, submission_id: int, **by_principle: tuple[int, int]) -> None:
+    """Quality scorecard rows of a delivery: principle -> (rules evaluated, rules failed)."""
+    cur.execute(
+        "insert into anbar.quality_scorecard (submission_id, org, dataset, period, version, principle, "
+        "rules_evaluated, rules_failed, blocking_failed, outcome) "
+        "select submission_id, org, dataset, period, version, p.principle, p.evaluated, p.failed, 0, status "
+        "from anbar.submissions, unnest(%s::text[], %s::int[], %s::int[]) as p (principle, evaluated, failed) "
+        "where submission_id = %s",
+        (
+            list(by_principle),
+            [e for e, _ in by_principle.values()],
+            [f for _, f in by_principle.values()],
+            submission_id,
+        ),
+    )
+
+
+def dbt_build(pg, dbname: str, select: str, target) -> None:
+    """``dbt build --select <select>`` against database ``dbname``; fails the test unless it is clean."""
+    import time
+
+    from anbar.dbt import run_dbt
+
+    started = time.monotonic()
+    proc = run_dbt(
+        ["build", "--select", select, "--target-path", str(target), "--log-path", str(target)],
+        env=warehouse_env(pg, dbname),
+        check=False,
+        capture=True,
+    )
+    print(f"\n[timing] dbt build --select {select} in {time.monotonic() - started:.1f}s")
+    assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-4000:]
+    assert "ERROR=0" in proc.stdout and "WARN=0" in proc.stdout, proc.stdout[-3000:]
+
+
+def fetch_dicts(conn, query: str) -> list[dict]:
+    """The rows of ``query`` as dicts (the transaction is ended after)."""
+    with conn.cursor() as cur:
+        cur.execute(query)
+        names = [d[0] for d in cur.description]
+        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    conn.commit()
+    return rows
