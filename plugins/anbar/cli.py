@@ -246,6 +246,40 @@ def _status(args) -> int:
     return 0
 
 
+def _audit(args) -> int:
+    import datetime as dt
+    from pathlib import Path
+
+    from anbar import audit, warehouse
+
+    if args.action == "setup-sql":
+        print(audit.superuser_sql(args.role, args.database))
+        return 0
+    conn = warehouse.connect()
+    try:
+        if args.action == "ingest":
+            source = audit.DirectorySource(Path(args.log_dir)) if args.log_dir else None
+            result = audit.ingest(conn, source)
+            for warning in result.warnings:
+                print(f"warning: {warning}", file=sys.stderr)
+            print(result.summary())
+            return 0
+        try:
+            since = dt.date.fromisoformat(args.since) if args.since else None
+        except ValueError:
+            print(f"--since: not a date (YYYY-MM-DD): {args.since}", file=sys.stderr)
+            return 2
+        with conn.cursor() as cur:
+            cur.execute("select to_regclass('audit.statement_log') is not null")
+            if not cur.fetchone()[0]:
+                print("no audit schema yet: run anbar audit ingest first", file=sys.stderr)
+                return 1
+        print(audit.format_report(audit.report_rows(conn, since=since, user=args.user), args.format), end="")
+        return 0
+    finally:
+        conn.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="anbar", description="anbar: the ministry's microdata warehouse")
     parser.add_argument("--registry", default=None, help="registry directory (default: registry/ of the repo)")
@@ -301,6 +335,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="directory to write structure.xml and one DF_<MART>.csv per mart into")
     p.set_defaults(func=_sdmx_export)
 
+    from anbar import ddi_export
+
+    ddi_export.register(sub)
+
     p = sub.add_parser("calendar", help="the expected submissions and their due dates (Jalali and Gregorian)")
     p.add_argument("--org", help="one organisation")
     p.add_argument(
@@ -316,6 +354,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--org", help="one organisation")
     p.add_argument("--period", help="one period label (YYYY-MM in the organisation's calendar)")
     p.set_defaults(func=_status)
+
+    p = sub.add_parser("audit", help="the audit trail: who read which microdata, grants, loads (docs/audit.md)")
+    p.add_argument(
+        "action",
+        choices=["ingest", "report", "setup-sql"],
+        help="ingest: read the server's new jsonlog lines into the audit schema; report: who read what and when, "
+        "grants and revocations, loads; setup-sql: print what a superuser runs once (docs/audit.md)",
+    )
+    p.add_argument("--since", help="report: from this day on (YYYY-MM-DD, UTC)")
+    p.add_argument("--user", help="report: one database user")
+    p.add_argument("--format", choices=["text", "csv"], default="text", help="report: text (default) or csv")
+    p.add_argument("--log-dir", help="ingest: the server's log directory (default: ANBAR_PG_LOG_DIR, else the server)")
+    p.add_argument("--role", default="anbar", help="setup-sql: the role that runs the ingest (default: anbar)")
+    p.add_argument("--database", default="warehouse", help="setup-sql: the warehouse database (default: warehouse)")
+    p.set_defaults(func=_audit)
 
     args = parser.parse_args(argv)
     return args.func(args)

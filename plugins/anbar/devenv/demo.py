@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg2
 
-from anbar import alerts, ddl
+from anbar import alerts, audit, ddl
 from anbar.devenv.postgres import bin_path
 from anbar.devenv.stack import WAREHOUSE_DB, Stack, demo_periods, say
 from anbar.periods import Period
@@ -116,6 +116,7 @@ def up(today: dt.date | None = None, n_periods: int = 3, timeout: float = 900) -
     conn = psycopg2.connect(stack.pg.dsn(WAREHOUSE_DB))
     try:
         ddl.bootstrap(conn, stack.registry)
+        audit.install(conn)  # every statement of the warehouse database logged from now on (docs/audit.md)
     finally:
         conn.close()
     late = _late_period(stack.registry, periods, today)

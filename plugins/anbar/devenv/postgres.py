@@ -42,6 +42,21 @@ SETTINGS = {
     "timezone": "'UTC'",
 }
 
+# The audit trail (anbar.audit, docs/audit.md): JSON lines from the logging collector into ``log_dir``.
+# Every DDL statement (grants, revokes, role changes) server-wide, connections and disconnections;
+# anbar.audit.install turns on every statement for the warehouse database alone (not Airflow's).
+LOG_SETTINGS = {
+    "logging_collector": "on",
+    "log_destination": "'jsonlog'",
+    "log_filename": "'postgresql-%Y-%m-%d_%H%M%S.log'",  # jsonlog writes .json beside it
+    "log_file_mode": "0640",
+    "log_rotation_age": "'1d'",
+    "log_rotation_size": "'100MB'",
+    "log_statement": "'ddl'",
+    "log_connections": "'receipt,authentication,authorization'",
+    "log_disconnections": "on",
+}
+
 
 def bin_path(name: str) -> Path:
     return POSTGRES_BIN_PATH / name
@@ -89,6 +104,7 @@ class LocalPostgres:
         self.pgdata = self.state_dir / "pgdata"
         self.socket_dir = self.state_dir / "socket"
         self.log_file = self.state_dir / "postgres.log"
+        self.log_dir = self.state_dir / "log"  # the jsonlog files the audit ingests (ANBAR_PG_LOG_DIR)
         self.password_file = self.state_dir / "superuser.password"
         self.port_file = self.state_dir / "port"
         if self.port is None and self.port_file.exists():
@@ -149,8 +165,10 @@ class LocalPostgres:
             pwfile.unlink(missing_ok=True)
 
     def _write_settings(self) -> None:
-        lines = [f"{k} = {v}" for k, v in SETTINGS.items()]
+        lines = [f"{k} = {v}" for k, v in {**SETTINGS, **LOG_SETTINGS}.items()]
         lines += [f"port = {self.port}", f"unix_socket_directories = '{self.socket_dir}'"]
+        lines += [f"log_directory = '{self.log_dir}'"]
+        self.log_dir.mkdir(parents=True, exist_ok=True)
         conf = self.pgdata / "anbar.conf"
         conf.write_text("\n".join(lines) + "\n")
         main = self.pgdata / "postgresql.conf"
@@ -160,6 +178,7 @@ class LocalPostgres:
         if _is_root():
             user = _ensure_service_user()
             os.chown(conf, user.pw_uid, user.pw_gid)
+            os.chown(self.log_dir, user.pw_uid, user.pw_gid)
 
     def running(self) -> bool:
         if not self.initialised():

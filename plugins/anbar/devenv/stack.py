@@ -221,6 +221,7 @@ class Stack:
                 "ANBAR_WH_USER": "anbar_admin",
                 "ANBAR_WH_PASSWORD": self.pg.password,
                 "ANBAR_WH_DBNAME": WAREHOUSE_DB,
+                "ANBAR_PG_LOG_DIR": str(self.pg.log_dir),
                 "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
             }
         )
