@@ -30,7 +30,13 @@ def test_parse_needs_no_database_nor_key(dbt_manifest):
 def test_models_and_layers(manifest):
     models = _models(manifest)
     assert set(models) == set(MODELS)
-    prefix = {"staging": "stg_", "intermediate": "int_", "core": ("fct_", "dim_"), "marts": "mart_"}
+    prefix = {
+        "staging": "stg_",
+        "intermediate": "int_",
+        "core": ("fct_", "dim_"),
+        "marts": "mart_",
+        "catalog": "catalog_",
+    }
     for name, node in models.items():
         folder = node["fqn"][1]
         assert node["schema"] == folder, f"{name} builds into {node['schema']}, not {folder}"
