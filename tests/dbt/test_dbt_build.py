@@ -16,7 +16,7 @@ from anbar.dbt import PROJECT_DIR, run_dbt
 
 pytestmark = pytest.mark.integration
 
-SCHEMAS = ("staging", "intermediate", "core", "marts")
+SCHEMAS = ("staging", "intermediate", "core", "marts", "catalog")
 
 
 @pytest.fixture(scope="module")
