@@ -355,6 +355,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--period", help="one period label (YYYY-MM in the organisation's calendar)")
     p.set_defaults(func=_status)
 
+    from anbar import access_cli
+
+    access_cli.register(sub)
+
     p = sub.add_parser("audit", help="the audit trail: who read which microdata, grants, loads (docs/audit.md)")
     p.add_argument(
         "action",

@@ -8,6 +8,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 WAREHOUSE_CONN_ID = os.environ.get("ANBAR_WAREHOUSE_CONN_ID", "anbar_warehouse")
+# The connection dbt (the warehouse DAG) runs as: anbar_transformer, the owner of the model schemas
+# (docs/access.md); the warehouse connection where access roles are not set up.
+TRANSFORMER_CONN_ID = os.environ.get("ANBAR_TRANSFORMER_CONN_ID", WAREHOUSE_CONN_ID)
 SMTP_CONN_ID = os.environ.get("ANBAR_SMTP_CONN_ID", "anbar_smtp")
 OWNER = "anbar-data-engineering"
 

@@ -18,7 +18,7 @@ from anbar.dbt import MANIFEST_PATH, PROJECT_DIR, PROJECT_NAME, dbt_executable
 from anbar.registry import Registry
 
 DAG_ID = "anbar_warehouse"
-WAREHOUSE_CONN_ID = settings.WAREHOUSE_CONN_ID  # "anbar_warehouse"
+WAREHOUSE_CONN_ID = settings.TRANSFORMER_CONN_ID  # anbar_transformer's connection; default "anbar_warehouse"
 TARGET_SCHEMA = "analytics"
 ASSET_GROUP = "anbar-clean"  # the group the ingest DAGs give the same Assets
 
@@ -42,7 +42,10 @@ latest *accepted* version of each period in `anbar.submissions`; `anbar.jalali_c
 ## Triage: what to check when a task fails
 1. **Open the task log**: Cosmos logs the exact `dbt` command and dbt's own error.
 2. **Connection errors** (`could not connect`, `password authentication failed`): the Airflow
-   connection `anbar_warehouse` (host, port, login, password, schema = database name).
+   connection `anbar_warehouse` (host, port, login, password, schema = database name), or the one
+   `ANBAR_TRANSFORMER_CONN_ID` names (login `anbar_transformer`; docs/access.md).
+   **`permission denied`** or **`must be owner of table`**: dbt is not running as `anbar_transformer`,
+   or the access plan is out of date: `anbar access apply` (it hands the model tables back to it).
 3. **`the pseudonym key is not installed in this warehouse`** (the run's first statement): run
    `anbar pseudonym install` on a worker with `ANBAR_PSEUDONYM_KEY` set (or the Airflow
    connection `anbar_pseudonym`). A different key is refused: a new key changes every `person_key`.
