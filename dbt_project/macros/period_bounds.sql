@@ -11,15 +11,51 @@
 {%- endmacro %}
 
 
-{#- First day of a Gregorian period label (YYYY-MM). -#}
+{#- Every Jalali period a label can name: the months (YYYY-MM), the quarters (YYYY-Qn) of a
+    dataset the committee approved quarterly, and the years (YYYY), with their bounds as in
+    jalali_months(). -#}
+{% macro jalali_periods() -%}
+    {{ jalali_months() }}
+    union all
+    select
+        to_char(jalali_year, 'FM0000') || '-Q' || to_char((jalali_month + 2) / 3, 'FM0') as period,
+        min(gregorian) as period_start,
+        max(gregorian) + 1 as period_end
+    from {{ source('anbar', 'jalali_calendar') }}
+    group by jalali_year, (jalali_month + 2) / 3
+    union all
+    select
+        to_char(jalali_year, 'FM0000') as period,
+        min(gregorian) as period_start,
+        max(gregorian) + 1 as period_end
+    from {{ source('anbar', 'jalali_calendar') }}
+    group by jalali_year
+{%- endmacro %}
+
+
+{#- First day of a Gregorian period label: a month (YYYY-MM), a quarter (YYYY-Qn) or a year (YYYY). -#}
 {% macro gregorian_period_start(period_column) -%}
-    to_date({{ period_column }} || '-01', 'YYYY-MM-DD')
+    case
+        when {{ period_column }} ~ '^[0-9]{4}-Q[1-4]$'
+            then make_date(cast(left({{ period_column }}, 4) as integer), 3 * cast(right({{ period_column }}, 1) as integer) - 2, 1)
+        when {{ period_column }} ~ '^[0-9]{4}$'
+            then make_date(cast({{ period_column }} as integer), 1, 1)
+        else to_date({{ period_column }} || '-01', 'YYYY-MM-DD')
+    end
 {%- endmacro %}
 
 
 {#- First day after a Gregorian period label (exclusive end). -#}
 {% macro gregorian_period_end(period_column) -%}
-    cast(to_date({{ period_column }} || '-01', 'YYYY-MM-DD') + interval '1 month' as date)
+    cast(
+        {{ gregorian_period_start(period_column) }}
+        + case
+            when {{ period_column }} ~ '^[0-9]{4}-Q[1-4]$' then interval '3 months'
+            when {{ period_column }} ~ '^[0-9]{4}$' then interval '1 year'
+            else interval '1 month'
+        end
+        as date
+    )
 {%- endmacro %}
 
 

@@ -137,18 +137,23 @@ def is_scheduled(run_type) -> bool:
     return str(getattr(run_type, "value", run_type) or "").lower() == SCHEDULED
 
 
-def run_period(org: Organisation, *, run_type: str | None, data_interval_start, run_after, conf) -> str | None:
-    """The period a run ingests, or None if the run carries no alerts (only scheduled runs do: a manual
-    run is a re-run or a demo, a backfill catches up on the past; the scheduled run of the period has them)."""
+def run_period(
+    org: Organisation, dataset: str, *, run_type: str | None, data_interval_start, run_after, conf
+) -> str | None:
+    """The period of ``dataset`` a run ingests, or None if the run carries no alerts for it: only scheduled
+    runs do (a manual run is a re-run or a demo, a backfill catches up on the past; the scheduled run of the
+    period has them), and a quarterly or yearly dataset only in the run of the month its period ends with."""
     if not is_scheduled(run_type):
         return None
-    return resolve_run_period(
+    month = resolve_run_period(
         org.calendar,
         data_interval_start=_as_datetime(data_interval_start),
         run_after=_as_datetime(run_after),
         conf=conf if isinstance(conf, dict) else None,
         timezone=org.timezone,
-    ).label
+    )
+    period = expected.dataset_period(org, org.dataset(dataset), month)
+    return period.label if period is not None else None
 
 
 def _as_datetime(value) -> dt.datetime | None:
@@ -159,7 +164,7 @@ def _as_datetime(value) -> dt.datetime | None:
 
 def due_for_run(registry: Registry, org: str, dataset: str, *, now: dt.datetime, **run: Any) -> dt.datetime | None:
     """The deadline base of a new run: the end of the dataset's due date, or None (see the module doc)."""
-    period = run_period(registry.org(org), **run)
+    period = run_period(registry.org(org), dataset, **run)
     if period is None:
         return None
     times = alert_times(registry, org, dataset, period)
@@ -354,6 +359,7 @@ class DeliveryAlertNotifier(BaseNotifier):
         registry = current_registry()
         return run_period(
             registry.org(self.org),
+            self.dataset,
             run_type=dag_run.get("run_type"),
             data_interval_start=dag_run.get("data_interval_start"),
             run_after=dag_run.get("run_after"),
@@ -363,7 +369,7 @@ class DeliveryAlertNotifier(BaseNotifier):
     def notify(self, context) -> str:
         period = self.period(context)
         if period is None:
-            return "not sent: not a scheduled run"
+            return "not sent: not a scheduled run, or none of this dataset's periods ends in it"
         return send_alert(self.kind, self.org, self.dataset, period)
 
     async def async_notify(self, context) -> str:
@@ -371,7 +377,7 @@ class DeliveryAlertNotifier(BaseNotifier):
 
         period = self.period(context)
         if period is None:
-            return "not sent: not a scheduled run"
+            return "not sent: not a scheduled run, or none of this dataset's periods ends in it"
         due = alert_times(current_registry(), self.org, self.dataset, period).at(self.kind)
         if due > _utcnow():
             log.info("%s:%s/%s/%s moved to %s (extension); waiting", self.kind, self.org, self.dataset, period, due)

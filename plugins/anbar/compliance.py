@@ -44,13 +44,14 @@ PENDING = ("received", "validated", "resubmitted")
 
 
 def expected_for_report(registry: Registry, report_month: str) -> list[ExpectedSubmission]:
-    """The last 12 periods of every dataset that have ended by the end of the Jalali report month."""
+    """The periods of every dataset that have ended by the end of the Jalali report month: the last 12
+    months, the last 4 quarters of a quarterly dataset, the last year of a yearly one."""
     month = Period.parse(report_month, Calendar.jalali)
     window = expected_submissions(registry, month.start - dt.timedelta(days=31 * (PERIODS_SHOWN + 1)), month.end)
     by_dataset: dict[tuple[str, str], list[ExpectedSubmission]] = defaultdict(list)
     for e in sorted(window, key=lambda e: e.period.start):
         by_dataset[(e.org, e.dataset)].append(e)
-    return [e for subs in by_dataset.values() for e in subs[-PERIODS_SHOWN:]]
+    return [e for subs in by_dataset.values() for e in subs[-(PERIODS_SHOWN // subs[0].period.months) :]]
 
 
 def calendar_window(registry: Registry, report_month: str) -> tuple[dt.date, dt.date]:

@@ -2,7 +2,8 @@
 
 Generated from the registry: every dataset of every organisation is expected once per period of
 the organisation's calendar (Jalali months for Jalali suppliers, so Esfand ends on its 29th or,
-in a leap year, its 30th day). A submission is
+in a leap year, its 30th day), or once per quarter or year for a dataset the committee approved
+with another period. A submission is
 
 - **due** on ``Period.due_date(due_day)``: ``due_day`` days after the period ends (the last day
   to deliver on time), unless the committee approved a one-off extension of that period, whose
@@ -23,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 import jdatetime
 
-from anbar.periods import Period
+from anbar.periods import Frequency, Period
 from anbar.registry import Dataset, DeadlineExtension, Organisation, Registry
 
 
@@ -76,7 +77,33 @@ def _expected(org: Organisation, ds: Dataset, period: Period) -> ExpectedSubmiss
 def expected_submission(registry: Registry, org: str, dataset: str, period_label: str) -> ExpectedSubmission:
     """One expected submission; ``period_label`` in the organisation's calendar (ValueError if it is not)."""
     organisation = registry.org(org)
-    return _expected(organisation, organisation.dataset(dataset), Period.parse(period_label, organisation.calendar))
+    ds = organisation.dataset(dataset)
+    return _expected(organisation, ds, Period.parse(period_label, organisation.calendar, ds.period))
+
+
+def dataset_period(org: Organisation, ds: Dataset, run_period: Period) -> Period | None:
+    """The period of ``ds`` a run of ``run_period`` ingests, or None if the run has none of it.
+
+    Runs are monthly: the run of a month ingests every monthly dataset for that month, and a quarterly
+    or yearly dataset for the quarter or year that month ends (none in the other months). A run given
+    a quarter or a year (a manual re-run) ingests the datasets of that frequency only.
+    """
+    if Frequency(ds.period).months == run_period.months:
+        return run_period
+    if run_period.months == 1:
+        return run_period.ending_in(ds.period)
+    return None
+
+
+def due_in_run(org: Organisation, run_period_label: str) -> list[tuple[Dataset, Period]]:
+    """The datasets of ``org`` a run of ``run_period_label`` ingests, each with its own period."""
+    run_period = Period.parse(run_period_label, org.calendar)
+    out = []
+    for ds in org.datasets:
+        period = dataset_period(org, ds, run_period)
+        if period is not None:
+            out.append((ds, period))
+    return out
 
 
 def expected_submissions(registry: Registry, start: dt.date, end: dt.date) -> list[ExpectedSubmission]:
@@ -85,7 +112,8 @@ def expected_submissions(registry: Registry, start: dt.date, end: dt.date) -> li
     out = []
     for org in registry.organisations.values():
         for ds in org.datasets:
-            period = Period.containing(start, org.calendar)  # the first period whose last day is >= start
+            # the first period whose last day is >= start
+            period = Period.containing(start, org.calendar, ds.period)
             while period.end <= end:  # its last day, period.end - 1, is before end
                 out.append(_expected(org, ds, period))
                 period = period.next()

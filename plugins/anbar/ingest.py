@@ -56,7 +56,8 @@ class Step:
 
 def _resolve(registry: Registry, org_code: str, dataset: str, period: str) -> tuple[Organisation, Dataset, Period]:
     org = registry.org(org_code)
-    return org, org.dataset(dataset), Period.parse(period, org.calendar)
+    ds = org.dataset(dataset)
+    return org, ds, Period.parse(period, org.calendar, ds.period)
 
 
 def source_for(org: Organisation) -> SupplierSftpHook | SupplierApiHook:

@@ -1,10 +1,11 @@
 """One ingest DAG per organisation, generated from the registry.
 
-The DAG maps one task group over the organisation's datasets; each mapped
-instance waits for, lands, loads, validates and concludes one dataset for the
-run's period. The period comes from the run's data interval in the
+The DAG maps one task group over the organisation's datasets due in the run;
+each mapped instance waits for, lands, loads, validates and concludes one
+dataset for its period. The run's month comes from its data interval in the
 organisation's calendar (Jalali months for Jalali suppliers), or from the
-``period`` param of a manual run.
+``period`` param of a manual run; a quarterly or yearly dataset is due in the
+run of the month its period ends with (``anbar.expected.due_in_run``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import datetime as dt
 from airflow.sdk import DAG, Asset, AssetAlias, Param, get_current_context, task, task_group
 from airflow.sdk.bases.sensor import PokeReturnValue
 
-from anbar import alerts, ingest
+from anbar import alerts, expected, ingest
 from anbar.dag_defaults import START_DATE, default_args
 from anbar.registry import Organisation, Registry
 from anbar.timetables import resolve_run_period, timetable_for
@@ -32,7 +33,7 @@ def dataset_asset(org: Organisation, dataset: str) -> Asset:
 
 
 def period_for_run(org: Organisation, context) -> str:
-    """The period a run ingests: the ``period`` param if given, else the run's data interval's month,
+    """The month a run ingests: the ``period`` param if given, else the run's data interval's month,
     else (a manual run without a logical date) the last month complete when the run was triggered."""
     dag_run = context.get("dag_run")
     return resolve_run_period(
@@ -51,12 +52,20 @@ def _label(context, step_or_dataset) -> None:
         context["anbar_map_label"] = str(step_or_dataset)
 
 
+def _when_due(frequency: str) -> str:
+    return {
+        "quarterly": " (in the runs of months 3, 6, 9 and 12)",
+        "yearly": " (in the run of month 12)",
+    }.get(frequency, "")
+
+
 def doc_md(org: Organisation, registry: Registry | None = None) -> str:
     ministry = registry.ministry if registry is not None else None
     reminder_days = ministry.reminder_days_before if ministry else "N"
     escalation_days = ministry.escalation_days_after if ministry else "M"
     datasets = "\n".join(
-        f"| `{d.name}` | {d.description.en} | {d.period} | {d.due_day} (+{d.grace_days} grace) | {d.access_tier} |"
+        f"| `{d.name}` | {d.description.en} | {d.period}{_when_due(d.period)} | {d.due_day} (+{d.grace_days} grace) "
+        f"| {d.access_tier} |"
         for d in org.datasets
     )
     transport = (
@@ -67,8 +76,8 @@ def doc_md(org: Organisation, registry: Registry | None = None) -> str:
     return f"""
 # Ingest: {org.names.en} ({org.names.fa})
 
-Generated from `registry/{org.code}.yml`. One run per **{org.calendar.value}** month; each dataset is a
-mapped task group (map index = dataset and period). Transport: {transport}.
+Generated from `registry/{org.code}.yml`. One run per **{org.calendar.value}** month; each dataset due in the
+run is a mapped task group (map index = dataset and period; `datasets_due` lists them). Transport: {transport}.
 Focal points: {", ".join(org.focal_points)}.
 
 | dataset | description | period | due days after period end | access tier |
@@ -76,6 +85,8 @@ Focal points: {", ".join(org.focal_points)}.
 {datasets}
 
 ## Steps
+0. `datasets_due` — the datasets whose period ends with the run's month (all the monthly ones; a quarter or a
+   year in its last month), each with its period label (`1405-07`, `1405-Q2`, `1405`).
 1. `wait_for_delivery` — reschedule-mode sensor; ends `missing` after the due date + grace.
 2. `receive` — lands manifest and files in the landing archive (sha256-addressed); checks names, sizes, hashes.
 3. `load` — decodes while streaming, COPY into `raw`, converts into `clean` (rows in = loaded + rejected).
@@ -112,12 +123,12 @@ Manual runs and catch-up runs of periods past their escalation carry no alerts.
   `wait_for_delivery` (with downstream) in the open run; a new triggered run would queue behind it.
 - **Re-run a period**: trigger the DAG with the param `period` (e.g. `{
         "1404-08" if org.calendar.value == "jalali" else "2025-10"
-    }`). A byte-identical re-delivery is a no-op; a corrected one becomes a new version.
+    }`; a quarter `1404-Q3` or a year `1404` re-runs the quarterly or yearly datasets only). A byte-identical
+  re-delivery is a no-op; a corrected one becomes a new version.
 """
 
 
 def build_ingest_dag(org: Organisation, registry: Registry) -> DAG:
-    dataset_names = [d.name for d in org.datasets]
     tags = ["anbar", "ingest", org.code, org.transport.kind, org.calendar.value]
     longest_wait = max(d.due_day + d.grace_days for d in org.datasets) + 3
 
@@ -137,9 +148,9 @@ def build_ingest_dag(org: Organisation, registry: Registry) -> DAG:
             "period": Param(
                 None,
                 type=["null", "string"],
-                pattern=r"^\d{4}-\d{2}$",
-                description="Ingest this period (YYYY-MM in the organisation's calendar) "
-                "instead of the run's data interval",
+                pattern=r"^\d{4}(-\d{2}|-Q[1-4])?$",
+                description="Ingest this period (YYYY-MM in the organisation's calendar, or YYYY-Qn / YYYY "
+                "for the quarterly / yearly datasets) instead of the run's data interval",
             )
         },
         render_template_as_native_obj=False,
@@ -148,17 +159,22 @@ def build_ingest_dag(org: Organisation, registry: Registry) -> DAG:
         deadline=alerts.deadline_alerts(org, registry),
     ) as dag:
 
+        @task
+        def datasets_due() -> list[dict]:
+            """The datasets this run ingests, each with its period (see the module doc)."""
+            month = period_for_run(org, get_current_context())
+            return [{"dataset": ds.name, "period": p.label} for ds, p in expected.due_in_run(org, month)]
+
         @task.sensor(
             mode="reschedule",
             poke_interval=dt.timedelta(minutes=10),
             timeout=dt.timedelta(days=longest_wait),
             map_index_template=MAP_LABEL,
         )
-        def wait_for_delivery(dataset: str) -> PokeReturnValue:
+        def wait_for_delivery(due: dict) -> PokeReturnValue:
             context = get_current_context()
-            period = period_for_run(org, context)
-            _label(context, {"dataset": dataset, "period": period})
-            step = ingest.probe(org.code, dataset, period, now=dt.datetime.now(dt.UTC), registry=registry)
+            _label(context, due)
+            step = ingest.probe(org.code, due["dataset"], due["period"], now=dt.datetime.now(dt.UTC), registry=registry)
             return PokeReturnValue(is_done=step.state != "waiting", xcom_value=step.to_xcom())
 
         @task(map_index_template=MAP_LABEL)
@@ -210,12 +226,12 @@ def build_ingest_dag(org: Organisation, registry: Registry) -> DAG:
             return alerts.escalation_hold(registry, step["org"], step["dataset"], step["period"], run_type=run_type)
 
         @task_group(group_id="dataset")
-        def ingest_dataset(dataset: str):
-            concluded = conclude(validate(load(receive(wait_for_delivery(dataset)))))
+        def ingest_dataset(due: dict):
+            concluded = conclude(validate(load(receive(wait_for_delivery(due)))))
             alerts.EscalationWindow(
                 task_id="escalation_window", until=escalation_due(concluded), map_index_template=MAP_LABEL
             )
 
-        ingest_dataset.expand(dataset=dataset_names)
+        ingest_dataset.expand(due=datasets_due())
 
     return dag

@@ -40,7 +40,7 @@ from markupsafe import Markup
 
 from anbar.feedback import PRINCIPLE_NAMES
 from anbar.feedback import STATUS_NAMES as _FEEDBACK_STATUS_NAMES
-from anbar.periods import Period
+from anbar.periods import Period, closing_month
 from anbar.registry import Calendar
 from anbar.suites import PRINCIPLES
 
@@ -179,10 +179,12 @@ def figures(label: str, subs: Sequence[SubmissionFigures], generated_on: dt.date
 
 
 def period_figures(report: OrgMonthlyReport) -> list[Figures]:
-    """The figures of each of the last 12 periods, oldest first."""
-    labels = sorted({s.period for s in report.submissions})[-PERIODS_SHOWN:]
+    """The figures of each of the last 12 months, oldest first; a quarterly or yearly dataset's period
+    counts in the month it ends with (``1405-Q2`` in ``1405-06``)."""
+    labels = sorted({closing_month(s.period) for s in report.submissions})[-PERIODS_SHOWN:]
     return [
-        figures(label, [s for s in report.submissions if s.period == label], report.generated_on) for label in labels
+        figures(label, [s for s in report.submissions if closing_month(s.period) == label], report.generated_on)
+        for label in labels
     ]
 
 
@@ -378,7 +380,9 @@ def summary_subject(report_month: str) -> str:
 def render_org_html(report: OrgMonthlyReport) -> str:
     periods = period_figures(report)
     labels = {p.label for p in periods}
-    shown = sorted((s for s in report.submissions if s.period in labels), key=lambda s: (s.dataset, s.period))
+    shown = sorted(
+        (s for s in report.submissions if closing_month(s.period) in labels), key=lambda s: (s.dataset, s.period)
+    )
     month_subs = month_submissions(report.submissions, report.report_month)
     return _env.get_template("monthly_report.html").render(
         r=report,

@@ -114,6 +114,9 @@ class Dataset(BaseModel):
     name: Ident
     schema_version: int = Field(ge=1)
     description: Bilingual
+    # Monthly by default (directive article 6); quarterly or yearly when the committee approved another
+    # period for the dataset. Labels: 1405-07, 1405-Q3, 1405 (anbar.periods). A quarter or a year is
+    # expected, ingested and alerted on in the monthly run of the month it ends with.
     period: Literal["monthly", "quarterly", "yearly"] = "monthly"
     due_day: int = Field(ge=1, le=90, description="days after the period ends")
     grace_days: int = Field(default=0, ge=0, le=90)
@@ -123,15 +126,6 @@ class Dataset(BaseModel):
     extensions: list[DeadlineExtension] = Field(default_factory=list)
     # Filled in by Organisation so a dataset knows its owner.
     org: str = ""
-
-    @field_validator("period")
-    @classmethod
-    def _monthly_only(cls, value: str) -> str:
-        # Period labels, the Jalali timetable, the ingest and the expected-submission calendar are all
-        # monthly; a quarterly dataset would be accepted here and then never be scheduled or expected.
-        if value != "monthly":
-            raise ValueError(f"only monthly periods are supported so far, not {value!r}")
-        return value
 
     @model_validator(mode="after")
     def _check_columns(self) -> Dataset:
@@ -238,7 +232,7 @@ def _check_extensions(ds: Dataset, calendar: Calendar) -> None:
     for ext in ds.extensions:
         where = f"dataset {ds.name!r}: extension of {ext.period!r}"
         try:
-            period = Period.parse(ext.period, calendar)
+            period = Period.parse(ext.period, calendar, ds.period)
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
         if period.label in seen:

@@ -297,7 +297,9 @@ def resolve_run_period(
 
 
 def data_interval_for(period: Period, timezone: str = TEHRAN) -> DataInterval:
-    """The UTC data interval of a period (what a backfill of that period creates)."""
+    """The UTC data interval of the run that ingests a period (what a backfill of it creates): the
+    period's month, or the last month of a quarter or a year (runs are monthly)."""
+    period = period.last_month
     if period.calendar is Calendar.jalali:
         return JalaliMonthlyTimetable(timezone).interval_for(period.year, period.month)
     nxt = period.next()

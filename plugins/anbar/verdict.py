@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from psycopg2 import sql
 
-from anbar import ledger
+from anbar import expected, ledger
 from anbar.periods import Period
 from anbar.registry import Dataset, Registry
 from anbar.rules import CONVERSION_TYPES, TIMELINESS, Rule, rule_for_reason
@@ -129,7 +129,8 @@ def builtin_outcomes(conn, registry: Registry, dataset: Dataset, sub: ledger.Sub
 
 def _timeliness(conn, registry: Registry, dataset: Dataset, sub: ledger.Submission) -> ExpectationOutcome:
     org = registry.org(dataset.org)
-    due = Period.parse(sub.period, org.calendar).due_date(dataset.due_day)
+    # The due date of the calendar: a committee-approved extension moves it.
+    due = expected.expected_submission(registry, dataset.org, dataset.name, sub.period).due_date
     with conn.cursor() as cur:
         cur.execute("select received_at from anbar.submissions where submission_id = %s", (sub.submission_id,))
         (received_at,) = cur.fetchone()

@@ -22,6 +22,7 @@ MODELS = [
     "stg_tvto__trainees",
     "stg_cspf__pensioners",
     "stg_swo__beneficiaries",
+    "stg_swo__disability_assessments",
     "stg_ref__code_list_values",
     "stg_anbar__jalali_months",
     "stg_anbar__accepted_submissions",

@@ -59,7 +59,7 @@ def built(local_pg, registry, tmp_path_factory):
     synthetic = make_warehouse(local_pg, registry, DBNAME)
     conn = psycopg2.connect(local_pg.dsn(DBNAME))
     try:
-        assert expected.sync(conn, registry, dt.date(2026, 8, 1), dt.date(2026, 11, 1)) == 15
+        assert expected.sync(conn, registry, dt.date(2026, 8, 1), dt.date(2026, 11, 1)) == 16  # with 1405-Q2
         expected.record_expected(conn, registry, "sso", "insured_persons", "1415-01")  # not due for years
         with conn.cursor() as cur:
             # The committee moved CSPF's Shahrivar 1405 from 2026-10-02 to 2026-10-25.
@@ -128,6 +128,7 @@ COMPLIANCE = {
     "swo/beneficiaries/1405-05": ("missing", True, False, False, None, False, 0, 0),
     "swo/beneficiaries/1405-06": ("missing", True, False, False, None, False, 0, 0),
     "swo/beneficiaries/1405-07": ("missing", True, False, False, None, False, 0, 0),
+    "swo/disability_assessments/1405-Q2": ("missing", True, False, False, None, False, 0, 0),  # quarterly
     "tvto/trainees/2026-08": ("missing", True, False, False, None, False, 0, 0),
     "tvto/trainees/2026-09": ("loaded", True, True, True, 0, True, 1, 0),
     "tvto/trainees/2026-10": ("rejected", True, True, True, 0, False, 1, 0),
@@ -201,6 +202,7 @@ def test_reporting_and_on_time_rates_as_dhis2_defines_them(built):
         ("swo", "1405-05"): (1, 1, 0, 0, 0, zero, zero),
         ("swo", "1405-06"): (1, 1, 0, 0, 0, zero, zero),
         ("swo", "1405-07"): (1, 1, 0, 0, 0, zero, zero),
+        ("swo", "1405-Q2"): (1, 1, 0, 0, 0, zero, zero),  # the quarterly dataset: a period of its own
         ("tvto", "2026-08"): (1, 1, 0, 0, 0, zero, zero),
         ("tvto", "2026-09"): (1, 1, 1, 1, 1, full, full),
         ("tvto", "2026-10"): (1, 1, 1, 1, 0, full, full),  # rejected, but received on time

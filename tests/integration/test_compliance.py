@@ -92,7 +92,9 @@ def test_every_dataset_has_its_last_12_periods(reports):
     for code, report in reports.items():
         for ds in REGISTRY.org(code).datasets:
             periods = sorted(s.period for s in report.submissions if s.dataset == ds.name)
-            assert len(periods) == 12, (code, ds.name)
+            assert len(periods) == {"monthly": 12, "quarterly": 4}[ds.period], (code, ds.name)
+    quarters = sorted(s.period for s in reports["swo"].submissions if s.dataset == "disability_assessments")
+    assert quarters == ["1404-Q3", "1404-Q4", "1405-Q1", "1405-Q2"]  # the four ended by the end of Mehr 1405
     # the periods that have ended by the end of Mehr 1405, in each organisation's calendar
     assert sorted({s.period for s in sso.submissions})[::11] == ["1404-08", "1405-07"]
     assert sorted({s.period for s in reports["tvto"].submissions})[::11] == ["2025-10", "2026-09"]
@@ -145,7 +147,8 @@ def test_month_and_summary_figures(reports):
 
     everything = [s for r in reports.values() for s in mr.month_submissions(r.submissions, REPORT_MONTH)]
     total = mr.figures(REPORT_MONTH, everything, GENERATED_ON).timeliness
-    assert (total.expected, total.received, total.on_time) == (5, 3, 2)  # sso 2, tvto 1, cspf 1, swo 1
+    # sso 2, tvto 1, cspf 1, swo 2 (beneficiaries 1405-06 and the quarter 1405-Q2, due 2026-10-12)
+    assert (total.expected, total.received, total.on_time) == (6, 3, 2)
 
 
 def test_figures_survive_xcom(reports):

@@ -64,9 +64,10 @@ def empty_ledger(warehouse):
 def test_sync_writes_the_calendar_once_and_follows_the_registry(empty_ledger):
     conn = empty_ledger
     registry = load_registry()
-    # The periods ending in Jalali year 1404 (2025-03-21 .. 2026-03-20): 12 per dataset.
+    # The periods ending in Jalali year 1404 (2025-03-21 .. 2026-03-20): 12 per monthly dataset, 4 per quarterly.
     year = (D(2025, 3, 21), D(2026, 3, 21))
-    assert expected.sync(conn, registry, *year) == 12 * len(registry.datasets)
+    per_year = {"monthly": 12, "quarterly": 4, "yearly": 1}
+    assert expected.sync(conn, registry, *year) == sum(per_year[ds.period] for ds in registry.datasets)
     assert expected.sync(conn, registry, *year) == 0  # idempotent: nothing changed
 
     rows = fetch(
@@ -109,7 +110,8 @@ def test_sync_writes_the_calendar_once_and_follows_the_registry(empty_ledger):
         {"due_date": D(2026, 5, 10)}
     ]
     expected.record_expected(conn, registry, "tvto", "trainees", "2026-04")
-    assert fetch(conn, "select count(*) as n from anbar.expected_submissions")[0]["n"] == 12 * 5 + 1
+    year_of_periods = sum(per_year[ds.period] for ds in registry.datasets)
+    assert fetch(conn, "select count(*) as n from anbar.expected_submissions")[0]["n"] == year_of_periods + 1
 
 
 # -- the status view ------------------------------------------------------------------------------------

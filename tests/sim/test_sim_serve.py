@@ -107,7 +107,9 @@ def test_state_files_and_connection_format(sims):
 
 def test_published_defects_are_the_expected_ones(sims):
     deliveries = sims.deliveries()
-    assert len(deliveries) == 2 * len(SSO_PERIODS) + len(CSPF_PERIODS) + len(SWO_PERIODS) + len(TVTO_PERIODS)
+    # SWO's quarterly disability assessments: one quarter, 1405-Q2, closed by 1405-06
+    assert len(deliveries) == 2 * len(SSO_PERIODS) + len(CSPF_PERIODS) + len(SWO_PERIODS) + 1 + len(TVTO_PERIODS)
+    assert {d["period"] for d in deliveries if d["dataset"] == "disability_assessments"} == {"1405-Q2"}
     for d in deliveries:
         want = expected_defect(d["org"], d["dataset"], d["period"], seed=SEED, defect_share=SHARE, overrides=OVERRIDES)
         assert d["defect"] == want == sims.expected_defect(d["org"], d["dataset"], d["period"])

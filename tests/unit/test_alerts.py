@@ -196,3 +196,16 @@ def test_the_notifier_sends_for_scheduled_runs_and_waits_for_an_extension(monkey
     assert slept == [DUE_END + dt.timedelta(days=10)]
     with pytest.raises(ValueError):
         alerts.DeliveryAlertNotifier(kind="nag", org="sso", dataset="workplaces")
+
+
+def test_a_quarterly_dataset_has_deadlines_only_in_the_run_of_the_quarters_last_month():
+    now = dt.datetime(2025, 11, 21, 20, 31, tzinfo=UTC)
+    aban = SCHEDULED  # 1404-08: no quarter ends with Aban
+    assert alerts.due_for_run(REG, "swo", "beneficiaries", now=now, **aban) == DUE_END - dt.timedelta(days=5)
+    assert alerts.due_for_run(REG, "swo", "disability_assessments", now=now, **aban) is None
+    azar = {**SCHEDULED, "data_interval_start": "2025-11-21T20:30:00Z", "run_after": "2025-12-21T20:30:00Z"}
+    # 1404-Q3 (Mehr..Azar) ends 2025-12-21; due_day 20 -> 2026-01-10, the end of it at 00:00 Tehran.
+    assert alerts.due_for_run(REG, "swo", "disability_assessments", now=now, **azar) == dt.datetime(
+        2026, 1, 10, 20, 30, tzinfo=UTC
+    )
+    assert alerts.alert_times(REG, "swo", "disability_assessments", "1404-Q3").expected.period.label == "1404-Q3"

@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from anbar.expected import Extension, expected_submission, expected_submissions
+from anbar.expected import Extension, due_in_run, expected_submission, expected_submissions
 from anbar.registry import Organisation, Registry, load_registry
 
 D = dt.date
@@ -81,7 +81,7 @@ def test_a_year_lists_twelve_periods_of_each_dataset():
     subs = expected_submissions(registry, D(2025, 3, 21), D(2026, 3, 21))  # Jalali year 1404
     for ds in registry.datasets:
         periods = [s.period.label for s in subs if (s.org, s.dataset) == (ds.org, ds.name)]
-        assert len(periods) == 12, ds.key
+        assert len(periods) == {"monthly": 12, "quarterly": 4, "yearly": 1}[ds.period], ds.key
     sso = [s.period.label for s in subs if s.org == "sso" and s.dataset == "workplaces"]
     assert sso == [f"1404-{m:02d}" for m in range(1, 13)]
 
@@ -124,3 +124,28 @@ def test_the_calendar_command_refuses_a_bad_day_or_organisation(capsys):
     assert main(["calendar", "--org", "nope"]) == 2
     err = capsys.readouterr().err
     assert "not a day" in err and "no organisation 'nope'" in err
+
+
+def test_a_quarterly_dataset_is_expected_once_a_quarter_after_the_quarter_ends():
+    registry = load_registry()
+    quarterly = expected_submission(registry, "swo", "disability_assessments", "1405-Q2")  # Tir..Shahrivar
+    assert (quarterly.period.start, quarterly.period.end) == (D(2026, 6, 22), D(2026, 9, 23))
+    assert quarterly.due_date == D(2026, 10, 12)  # due_day 20 after Shahrivar's last day, 2026-09-22
+    assert quarterly.grace_until == D(2026, 10, 22)
+    subs = expected_submissions(registry, D(2026, 3, 21), D(2027, 3, 21))  # Jalali year 1405
+    labels = [s.period.label for s in subs if s.dataset == "disability_assessments"]
+    assert labels == ["1405-Q1", "1405-Q2", "1405-Q3", "1405-Q4"]
+    with pytest.raises(ValueError, match="is a monthly period; this dataset is quarterly"):
+        expected_submission(registry, "swo", "disability_assessments", "1405-06")
+
+
+def test_the_run_of_a_quarters_last_month_ingests_the_quarter_too():
+    swo = load_registry().org("swo")
+
+    def due(label):
+        return [(ds.name, p.label) for ds, p in due_in_run(swo, label)]
+
+    assert due("1405-05") == [("beneficiaries", "1405-05")]
+    assert due("1405-06") == [("beneficiaries", "1405-06"), ("disability_assessments", "1405-Q2")]
+    assert due("1405-Q2") == [("disability_assessments", "1405-Q2")]  # a manual re-run of the quarter
+    assert due("1405-12") == [("beneficiaries", "1405-12"), ("disability_assessments", "1405-Q4")]

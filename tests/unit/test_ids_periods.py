@@ -54,3 +54,50 @@ def test_gregorian_periods_and_the_last_complete_ones():
 def test_bad_period_labels(label, calendar):
     with pytest.raises(ValueError):
         Period.parse(label, calendar)
+
+
+def test_jalali_quarters_and_years_tile_the_months():
+    summer = Period.parse("1405-Q2", "jalali")  # Tir, Mordad, Shahrivar 1405
+    assert (summer.start, summer.end) == (
+        Period.parse("1405-04", "jalali").start,
+        Period.parse("1405-07", "jalali").start,
+    )
+    assert summer.frequency == "quarterly" and summer.last_month.label == "1405-06"
+    assert [summer.previous().label, summer.next().label] == ["1405-Q1", "1405-Q3"]
+    assert Period.parse("1405-Q4", "jalali").next().label == "1406-Q1"
+    year = Period.parse("1404", "jalali")
+    assert (year.start, year.end) == (dt.date(2025, 3, 21), dt.date(2026, 3, 21))
+    assert Period.containing(dt.date(2026, 9, 1), "jalali", "quarterly") == summer
+    assert Period.parse("2025-Q4", "gregorian").end == dt.date(2026, 1, 1)
+
+
+def test_a_month_closes_the_quarter_or_year_it_ends():
+    assert Period.parse("1405-06", "jalali").ending_in("quarterly").label == "1405-Q2"
+    assert Period.parse("1405-05", "jalali").ending_in("quarterly") is None
+    assert Period.parse("1405-12", "jalali").ending_in("yearly").label == "1405"
+    assert Period.parse("1405-09", "jalali").ending_in("yearly") is None
+    assert Period.parse("1405-05", "jalali").ending_in("monthly").label == "1405-05"
+
+
+@pytest.mark.parametrize(
+    ("label", "frequency", "message"),
+    [
+        ("1405-Q5", None, "not a period label"),
+        ("1405-Q2", "monthly", "is a quarterly period"),
+        ("1405-07", "yearly", "is a monthly period"),
+    ],
+)
+def test_a_label_of_another_frequency_is_refused(label, frequency, message):
+    with pytest.raises(ValueError, match=message):
+        Period.parse(label, "jalali", frequency)
+
+
+def test_a_period_counts_in_the_month_it_closes():
+    from anbar.periods import closing_month
+
+    assert [closing_month(x) for x in ("1405-Q2", "2025-Q4", "1405", "1405-07")] == [
+        "1405-06",
+        "2025-12",
+        "1405-12",
+        "1405-07",
+    ]

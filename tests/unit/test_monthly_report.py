@@ -274,3 +274,15 @@ def test_report_files_holds_the_html_and_the_pdf():
     assert set(files) == {"report.html", "report.pdf"}
     assert files["report.pdf"].startswith(b"%PDF-")
     assert "Technical and Vocational Training Organization" in files["report.html"].decode("utf-8")
+
+
+def test_a_quarterly_dataset_counts_in_the_month_its_quarter_closes_and_in_the_month_it_is_due():
+    months = Period.parse("1405-06", "jalali").last_complete(4)  # 1405-03 .. 1405-06
+    monthly = [sub("swo", "beneficiaries", p, 10, "A", 1_000, i) for i, p in enumerate(months)]
+    quarterly = sub("swo", "disability_assessments", Period.parse("1405-Q2", "jalali"), 20, "M", 300, 0)
+    report = mr.OrgMonthlyReport("swo", "fa", "en", "1405-07", GENERATED_ON, (*monthly, quarterly))
+    periods = {p.label: p for p in mr.period_figures(report)}
+    assert list(periods) == ["1405-03", "1405-04", "1405-05", "1405-06"]  # no "1405-Q2" column of its own
+    assert periods["1405-06"].timeliness.expected == 2 and periods["1405-06"].timeliness.received == 1
+    # 1405-Q2 is due 2026-10-12, in Mehr 1405 with beneficiaries 1405-06 (due 2026-10-01)
+    assert sorted(s.period for s in mr.month_submissions(report.submissions, "1405-07")) == ["1405-06", "1405-Q2"]

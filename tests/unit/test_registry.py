@@ -161,9 +161,26 @@ def test_two_extensions_of_the_same_period_are_refused(registry_copy):
         load_registry(registry_copy)
 
 
-def test_only_monthly_datasets_are_accepted(registry_copy):
-    _edit(registry_copy / "tvto.yml", lambda d: d["datasets"][0].update(period="quarterly"))
-    with pytest.raises(RegistryError, match="only monthly periods are supported"):
+def test_a_dataset_may_be_quarterly_or_yearly_and_its_extensions_name_its_periods(registry_copy):
+    quarterly = {
+        "period": "quarterly",
+        "extensions": [{"period": "1405-Q2", "due_date": "2026-10-20", "decision": "q"}],
+    }
+    _edit(registry_copy / "sso.yml", lambda d: d["datasets"][0].update(quarterly))
+    _edit(registry_copy / "tvto.yml", lambda d: d["datasets"][0].update(period="yearly"))
+    registry = load_registry(registry_copy)
+    assert registry.org("sso").datasets[0].period == "quarterly"
+    assert registry.org("tvto").datasets[0].period == "yearly"
+
+    monthly_label = {"period": "1405-06", "due_date": "2026-10-20", "decision": "q"}
+    _edit(registry_copy / "sso.yml", lambda d: d["datasets"][0].update(extensions=[monthly_label]))
+    with pytest.raises(RegistryError, match="'1405-06' is a monthly period; this dataset is quarterly"):
+        load_registry(registry_copy)
+
+
+def test_an_unknown_periodicity_is_refused(registry_copy):
+    _edit(registry_copy / "tvto.yml", lambda d: d["datasets"][0].update(period="weekly"))
+    with pytest.raises(RegistryError, match=r"(?s)tvto\.yml.*period: Input should be 'monthly', 'quarterly'"):
         load_registry(registry_copy)
 
 

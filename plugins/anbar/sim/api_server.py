@@ -34,7 +34,7 @@ from fastapi.responses import JSONResponse
 
 from anbar.registry import Registry
 from anbar.sim.defects import ROW_COUNT_SURPLUS, SimConfig, apply_row_defect
-from anbar.sim.extracts import Row, as_period, extract_rows
+from anbar.sim.extracts import Row, as_period, dataset_periods, extract_rows
 from anbar.sim.population import Population
 
 
@@ -83,10 +83,12 @@ def create_api_app(
             kind = organisation.transport.kind
             raise ValueError(f"{org} does not deliver over the API (transport {kind})")
         orgs[org] = organisation
+    # (org, dataset) -> the period labels served: a quarterly dataset's quarter once its last month is.
     published = {
-        org: {as_period(label, orgs[org].calendar).label for label in labels}
+        (org, ds.name): set(dataset_periods(orgs[org], ds, labels))
         for org, labels in periods.items()
         if org in orgs
+        for ds in orgs[org].datasets
     }
     secret = hashlib.sha256(f"anbar.sim|cursor|{config.seed}".encode()).digest()
     by_token = {token.encode(): org for org, token in tokens.items()}
@@ -119,7 +121,7 @@ def create_api_app(
             label = as_period(period, organisation.calendar).label
         except ValueError as exc:
             raise HTTPException(400, detail=str(exc)) from None
-        if label not in published.get(org, set()):
+        if label not in published.get((org, ds.name), set()):
             raise HTTPException(404, detail=f"{org}/{dataset} for {label} is not published")
         size = page_size or organisation.transport.page_size
         return label, ds.schema_version, size

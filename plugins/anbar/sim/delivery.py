@@ -40,7 +40,7 @@ from anbar.sim.defects import (
     apply_row_defect,
     missing_column_for,
 )
-from anbar.sim.extracts import Row, Variant, as_period, extract_rows, represent, sftp_variant
+from anbar.sim.extracts import Row, Variant, as_period, dataset_periods, extract_rows, represent, sftp_variant
 from anbar.sim.population import Population
 from anbar.sim.text import arabic_letters, cp1256_safe
 
@@ -253,9 +253,8 @@ def publish_sftp_periods(
         organisation = registry.org(org)
         if organisation.transport.kind != "sftp":
             continue
-        for label in labels:
-            period = as_period(label, organisation.calendar).label
-            for ds in organisation.datasets:
+        for ds in organisation.datasets:
+            for period in dataset_periods(organisation, ds, labels):
                 rows, columns, variant, defect = sftp_delivery_rows(population, registry, config, org, ds.name, period)
                 path = write_sftp_delivery(
                     root,

@@ -13,13 +13,15 @@ period) so that a few consecutive months show every variant.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import jdatetime
 
+from anbar.expected import dataset_period
 from anbar.periods import Period
-from anbar.registry import Calendar, ColumnType, Dataset, Registry
+from anbar.registry import Calendar, ColumnType, Dataset, Organisation, Registry
 from anbar.sim.population import Population, stable_random, stable_unit
 from anbar.sim.text import arabic_indic_digits, arabic_letters, persian_digits
 
@@ -40,6 +42,17 @@ def as_period(period: Period | str, calendar: Calendar | str | None = None) -> P
     if calendar is None:
         calendar = Calendar.jalali if period[:2] in ("13", "14") else Calendar.gregorian
     return Period.parse(period, calendar)
+
+
+def dataset_periods(organisation: Organisation, ds: Dataset, labels: Sequence[str]) -> list[str]:
+    """The periods of ``ds`` that the months ``labels`` publish: the months themselves for a monthly
+    dataset, and the quarter or year a month ends for a quarterly or yearly one."""
+    out = []
+    for label in labels:
+        period = dataset_period(organisation, ds, as_period(label, organisation.calendar))
+        if period is not None and period.label not in out:
+            out.append(period.label)
+    return out
 
 
 def is_text_column(name: str) -> bool:

@@ -41,7 +41,7 @@ from anbar.sim._loop import LoopThread
 from anbar.sim.api_server import ApiServer, api_delivery_rows, create_api_app
 from anbar.sim.defects import SimConfig
 from anbar.sim.delivery import Delivery, atomic_write, publish_sftp_periods
-from anbar.sim.extracts import as_period
+from anbar.sim.extracts import as_period, dataset_periods
 from anbar.sim.keys import KeyPair, ensure_keypair
 from anbar.sim.sftp_server import SftpServer
 from anbar.sim.smtp_sink import SmtpSink
@@ -152,8 +152,9 @@ class Simulators(StateLayout):
         self._clean_outboxes()
         self.deliveries = publish_sftp_periods(self.sftp_root, population, self.registry, self.config, self.periods)
         for org in self._orgs("api"):
-            for label in self.periods.get(org, []):
-                for ds in self.registry.org(org).datasets:
+            organisation = self.registry.org(org)
+            for ds in organisation.datasets:
+                for label in dataset_periods(organisation, ds, self.periods.get(org, [])):
                     rows, defect = api_delivery_rows(population, self.registry, self.config, org, ds.name, label)
                     self.deliveries.append(Delivery(org, ds.name, label, "api", defect, len(rows)))
         self.maildir.mkdir(parents=True, exist_ok=True)
@@ -161,13 +162,17 @@ class Simulators(StateLayout):
     def _clean_outboxes(self) -> None:
         """Remove deliveries of an earlier run that are not in this run's plan."""
         for org in self._orgs("sftp"):
-            outbox = self.sftp_root / org / self.registry.org(org).transport.outbox
-            wanted = set(self.periods.get(org, []))
+            organisation = self.registry.org(org)
+            outbox = self.sftp_root / org / organisation.transport.outbox
             if not outbox.is_dir():
                 continue
             for ds_dir in outbox.iterdir():
                 if not ds_dir.is_dir():
                     continue
+                known = {ds.name: ds for ds in organisation.datasets}
+                wanted = set(self.periods.get(org, []))
+                if ds_dir.name in known:
+                    wanted = set(dataset_periods(organisation, known[ds_dir.name], self.periods.get(org, [])))
                 for period_dir in ds_dir.iterdir():
                     if period_dir.is_dir() and period_dir.name not in wanted:
                         shutil.rmtree(period_dir)
