@@ -80,3 +80,34 @@ def test_sso_dag_run_loads_a_good_period_and_quarantines_a_defective_one(
         "where s.status = 'accepted'",
     )[0][0]
     assert periods == 1 and persons >= accepted > 0
+
+
+def test_the_run_of_a_quarters_last_month_ingests_the_quarterly_dataset_too(dags, pg, simulators, fresh_warehouse):
+    import os
+
+    dsn = os.environ["ANBAR_WAREHOUSE_URL"].replace("postgresql+psycopg2://", "postgresql://")
+    dag = dags["anbar_ingest__swo"]
+
+    mordad = dag.test(run_conf={"period": "1404-05"})  # no quarter ends with Mordad
+    shahrivar = dag.test(run_conf={"period": "1404-06"})  # Shahrivar closes 1404-Q2 (Tir..Shahrivar)
+    assert mordad.state == shahrivar.state == "success"
+    ledger = _query(
+        dsn,
+        "select dataset, period, status, rows_manifest, rows_loaded + rows_rejected from anbar.submissions "
+        "where org = 'swo' order by period, dataset",
+    )
+    assert [r[:3] for r in ledger] == [
+        ("beneficiaries", "1404-05", "accepted"),
+        ("beneficiaries", "1404-06", "accepted"),
+        ("disability_assessments", "1404-Q2", "accepted"),
+    ]
+    assert all(manifest == landed > 0 for *_, manifest, landed in ledger)
+    # The grid labels the mapped instances with the dataset and its own period.
+    labels = {ti.rendered_map_index for ti in shahrivar.get_task_instances() if ti.task_id == "dataset.conclude"}
+    assert labels == {"beneficiaries 1404-06: accepted", "disability_assessments 1404-Q2: accepted"}
+    [(start, end)] = _query(
+        dsn,
+        "select period_start, period_end from anbar.expected_submissions "
+        "where org = 'swo' and dataset = 'disability_assessments'",
+    )
+    assert (start.isoformat(), end.isoformat()) == ("2025-06-22", "2025-09-23")

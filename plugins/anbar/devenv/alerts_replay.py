@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import time_machine
 
-    from anbar import alerts
+    from anbar import alerts, expected
 
     parser = argparse.ArgumentParser(prog="python -m anbar.devenv.alerts_replay", description=main.__doc__)
     parser.add_argument("org")
@@ -262,7 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     org = registry.org(args.org)
     period = Period.parse(args.period, org.calendar)
     start = data_interval_for(period, org.timezone).end
-    last = max(alerts.alert_times(registry, org.code, ds.name, period.label).escalation for ds in org.datasets)
+    last = max(
+        alerts.alert_times(registry, org.code, ds.name, ds_period.label).escalation
+        for ds, ds_period in expected.due_in_run(org, period.label)
+    )
     say = lambda line: print(f"[anbar]   {line}", flush=True)  # noqa: E731
     with time_machine.travel(start, tick=False) as clock:
         replay = AlertReplay(registry, org.code, period.label, clock, say=say)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg2
 
-from anbar import alerts, audit, ddl
+from anbar import alerts, audit, ddl, expected
 from anbar.devenv.postgres import bin_path
 from anbar.devenv.stack import WAREHOUSE_DB, Stack, demo_periods, say
 from anbar.periods import Period
@@ -218,7 +218,10 @@ def _late_period(registry, periods: dict[str, list[str]], today: dt.date) -> tup
         return None
     org = registry.org(LATE_SUPPLIER)
     for label in reversed(periods[LATE_SUPPLIER]):
-        grace = max(alerts.alert_times(registry, org.code, d.name, label).expected.grace_until for d in org.datasets)
+        grace = max(
+            alerts.alert_times(registry, org.code, d.name, p.label).expected.grace_until
+            for d, p in expected.due_in_run(org, label)
+        )
         if grace < today:
             return LATE_SUPPLIER, label
     return None
