@@ -44,8 +44,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import sqlparse
 from sqlparse import tokens as T
+from sqlparse.engine import FilterStack
 
 log = logging.getLogger(__name__)
 
@@ -455,6 +455,12 @@ def _unicode_identifier(body: str) -> str:
     )
 
 
+def _statements(sql: str) -> list:
+    """The statements of ``sql``, split but not grouped: the token stream is all this module reads, and
+    sqlparse's grouping refuses statements of over 10,000 tokens (dbt's builds log longer ones)."""
+    return list(FilterStack().run(sql))
+
+
 def _tokens(statement) -> list[_Tok]:
     out: list[_Tok] = []
     flat = [t for t in statement.flatten() if not t.is_whitespace and t.ttype not in T.Comment]
@@ -633,7 +639,7 @@ def relations(
     catalog = catalog or {}
     out: list[RelationRef] = []
     seen: set[tuple] = set()
-    for stmt_no, statement in enumerate(sqlparse.parse(sql)):
+    for stmt_no, statement in enumerate(_statements(sql)):
         toks = _tokens(statement)
         if not toks:
             continue
@@ -650,7 +656,7 @@ def relations(
 
 
 def command_tags(sql: str) -> list[str]:
-    return [tag for s in sqlparse.parse(sql) if (tag := command_tag(_tokens(s)))]
+    return [tag for s in _statements(sql) if (tag := command_tag(_tokens(s)))]
 
 
 # --- ingest ------------------------------------------------------------------------------------------

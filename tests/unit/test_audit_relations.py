@@ -122,3 +122,12 @@ def test_jsonlog_records():
     )
     assert parse_record({**BASE, "error_severity": "LOG", "message": "checkpoint starting"}) is None
     assert parse_record({**BASE, "backend_type": "checkpointer", "error_severity": "LOG", "message": "x"}) is None
+
+
+def test_a_statement_of_over_ten_thousand_tokens_is_read_like_any_other():
+    # dbt logs statements this long (a comment header, then hundreds of columns); sqlparse's grouping
+    # refuses them, and the audit must not stop at one.
+    columns = ", ".join(f"c{i} + [{i}]" for i in range(4000))
+    sql = f'/* {{"app": "dbt"}} */ insert into core.big select {columns} from raw.sso__insured_persons'
+    assert command_tags(sql) == ["INSERT"]
+    assert ("raw", "sso__insured_persons") in {(r.schema, r.relation) for r in relations(sql)}
