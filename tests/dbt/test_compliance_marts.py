@@ -10,16 +10,14 @@ the run, so the statuses below do not depend on the day the test runs.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import psycopg2
 import pytest
-from anbar_dbt_testdata import make_warehouse, warehouse_env
+from anbar_dbt_testdata import dbt_build, fetch_dicts, make_warehouse, record_scorecard
 
 from anbar import expected
-from anbar.dbt import run_dbt
 
 pytestmark = pytest.mark.integration
 
@@ -35,23 +33,6 @@ def _ledger_row(cur, org, dataset, period, version, status, received_at) -> int:
         (org, dataset, period, version, f"{org}-{dataset}-{period}-{version}", status, received_at),
     )
     return cur.fetchone()[0]
-
-
-def _score(cur, submission_id, **by_principle: tuple[int, int]) -> None:
-    """Scorecard rows: principle -> (rules evaluated, rules failed)."""
-    cur.execute(
-        "insert into anbar.quality_scorecard (submission_id, org, dataset, period, version, principle, "
-        "rules_evaluated, rules_failed, blocking_failed, outcome) "
-        "select submission_id, org, dataset, period, version, p.principle, p.evaluated, p.failed, 0, status "
-        "from anbar.submissions, unnest(%s::text[], %s::int[], %s::int[]) as p (principle, evaluated, failed) "
-        "where submission_id = %s",
-        (
-            list(by_principle),
-            [e for e, _ in by_principle.values()],
-            [f for _, f in by_principle.values()],
-            submission_id,
-        ),
-    )
 
 
 @pytest.fixture(scope="module")
@@ -74,40 +55,21 @@ def built(local_pg, registry, tmp_path_factory):
             _ledger_row(cur, "sso", "workplaces", "1405-05", 1, "accepted", at)
             at = dt.datetime(2026, 10, 8, 0, 5, tzinfo=TEHRAN)
             missing = _ledger_row(cur, "swo", "beneficiaries", "1405-06", 0, "missing", at)
-            _score(cur, missing, quality=(1, 1))  # a missing period's scorecard is not a delivery's quality
+            record_scorecard(cur, missing, quality=(1, 1))  # a missing period's scorecard is not a delivery's quality
             ids = {(d.org, d.period, d.version): d.submission_id for d in synthetic.deliveries}
-            _score(
+            record_scorecard(
                 cur, ids[("sso", "1405-06", 1)], conversion=(10, 0), system=(4, 1), consistency=(0, 0), quality=(5, 2)
             )
-            _score(
+            record_scorecard(
                 cur, ids[("tvto", "2026-10", 1)], conversion=(2, 0), system=(2, 0), consistency=(3, 3), quality=(4, 1)
             )
         conn.commit()
     finally:
         conn.close()
-    target = tmp_path_factory.mktemp("dbt-compliance")
-    started = time.monotonic()
-    proc = run_dbt(
-        ["build", "--select", "+mart_compliance_rates", "--target-path", str(target), "--log-path", str(target)],
-        env=warehouse_env(local_pg, DBNAME),
-        check=False,
-        capture=True,
-    )
-    print(f"\n[timing] dbt build of the compliance marts in {time.monotonic() - started:.1f}s")
-    assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-4000:]
-    assert "ERROR=0" in proc.stdout and "WARN=0" in proc.stdout, proc.stdout[-3000:]
+    dbt_build(local_pg, DBNAME, "+mart_compliance_rates", tmp_path_factory.mktemp("dbt-compliance"))
     conn = psycopg2.connect(local_pg.dsn(DBNAME))
     yield conn
     conn.close()
-
-
-def _rows(conn, query) -> list[dict]:
-    with conn.cursor() as cur:
-        cur.execute(query)
-        names = [d[0] for d in cur.description]
-        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-    conn.commit()
-    return rows
 
 
 # org/dataset/period: status, expected, received, on time, days late, accepted first time, versions,
@@ -146,12 +108,12 @@ FIGURES = (
 
 
 def test_the_status_on_the_day_of_the_run_is_past_every_grace(built):
-    (row,) = _rows(built, "select min(status_on) as status_on from marts.mart_compliance")
+    (row,) = fetch_dicts(built, "select min(status_on) as status_on from marts.mart_compliance")
     assert row["status_on"] > dt.date(2026, 11, 13), "the test's calendar must be past its grace"
 
 
 def test_compliance_per_expected_submission(built):
-    rows = _rows(built, "select * from marts.mart_compliance")
+    rows = fetch_dicts(built, "select * from marts.mart_compliance")
     got = {f"{r['org']}/{r['dataset']}/{r['period']}": r for r in rows}
     assert set(got) == set(COMPLIANCE)
     for key, want in COMPLIANCE.items():
@@ -164,7 +126,7 @@ def test_compliance_per_expected_submission(built):
 
 
 def test_quality_score_per_principle_is_the_latest_versions(built):
-    rows = _rows(
+    rows = fetch_dicts(
         built,
         "select org, period, score_conversion, score_system, score_consistency, score_quality "
         "from marts.mart_compliance where score_conversion is not null or score_quality is not null",
@@ -177,7 +139,7 @@ def test_quality_score_per_principle_is_the_latest_versions(built):
 
 
 def test_reporting_and_on_time_rates_as_dhis2_defines_them(built):
-    rows = _rows(built, "select * from marts.mart_compliance_rates")
+    rows = fetch_dicts(built, "select * from marts.mart_compliance_rates")
     got = {
         (r["org"], r["period"]): (
             r["datasets"],
