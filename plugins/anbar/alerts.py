@@ -152,7 +152,7 @@ def run_period(
         conf=conf if isinstance(conf, dict) else None,
         timezone=org.timezone,
     )
-    period = expected.dataset_period(org, org.dataset(dataset), month)
+    period = expected.dataset_period(org.dataset(dataset), month)
     return period.label if period is not None else None
 
 

@@ -81,7 +81,7 @@ def expected_submission(registry: Registry, org: str, dataset: str, period_label
     return _expected(organisation, ds, Period.parse(period_label, organisation.calendar, ds.period))
 
 
-def dataset_period(org: Organisation, ds: Dataset, run_period: Period) -> Period | None:
+def dataset_period(ds: Dataset, run_period: Period) -> Period | None:
     """The period of ``ds`` a run of ``run_period`` ingests, or None if the run has none of it.
 
     Runs are monthly: the run of a month ingests every monthly dataset for that month, and a quarterly
@@ -100,7 +100,7 @@ def due_in_run(org: Organisation, run_period_label: str) -> list[tuple[Dataset, 
     run_period = Period.parse(run_period_label, org.calendar)
     out = []
     for ds in org.datasets:
-        period = dataset_period(org, ds, run_period)
+        period = dataset_period(ds, run_period)
         if period is not None:
             out.append((ds, period))
     return out

@@ -49,7 +49,7 @@ def dataset_periods(organisation: Organisation, ds: Dataset, labels: Sequence[st
     dataset, and the quarter or year a month ends for a quarterly or yearly one."""
     out = []
     for label in labels:
-        period = dataset_period(organisation, ds, as_period(label, organisation.calendar))
+        period = dataset_period(ds, as_period(label, organisation.calendar))
         if period is not None and period.label not in out:
             out.append(period.label)
     return out
