@@ -49,7 +49,9 @@ from sqlparse.engine import FilterStack
 
 log = logging.getLogger(__name__)
 
-MICRODATA_SCHEMAS = ("analytics_core", "analytics_intermediate", "analytics_staging", "raw", "clean")
+# Where person-level data lives: the loader's raw and clean tables, the pseudonymisation key, and dbt's
+# staging, intermediate and core layers (a model's schema is its folder's name: macros/generate_schema_name.sql).
+MICRODATA_SCHEMAS = ("raw", "clean", "anbar_secret", "staging", "intermediate", "core")
 AUDITOR_ROLE = "anbar_auditor"
 STATEMENT_CHARS = 8000  # statement text kept per record; relations are extracted from the whole text
 PARAMETER_CHARS = 1000
@@ -137,8 +139,8 @@ create table if not exists audit.microdata_reads (
 create index if not exists microdata_reads_by_ts on audit.microdata_reads (ts);
 create index if not exists microdata_reads_by_user on audit.microdata_reads (user_name, ts);
 comment on table audit.microdata_reads is
-    'Every statement that names a relation of a microdata schema (analytics_core, analytics_intermediate, '
-    'analytics_staging, raw, clean): who, when, which relation, the command (SELECT, COPY TO, ...). '
+    'Every statement that names a relation of a microdata schema (raw, clean, anbar_secret, staging, '
+    'intermediate, core): who, when, which relation, the command (SELECT, COPY TO, ...). '
     'qualified false: an unqualified name that matches a relation there. error: the statement failed.';
 
 create or replace view audit.grant_events as

@@ -8,9 +8,9 @@ import pytest
 from anbar.audit import command_tags, parse_record, redact, relations
 
 CATALOG = {
-    "dim_person": ["analytics_core"],
+    "dim_person": ["core"],
     "sso__insured_persons": ["raw", "clean"],
-    "int_employment": ["analytics_intermediate"],
+    "int_employment": ["intermediate"],
 }
 
 
@@ -22,8 +22,8 @@ def refs(sql: str) -> set[tuple[str, str, str, bool]]:
     ("sql", "expected"),
     [
         # schema-qualified, quoted and unicode-escaped identifiers
-        ('select * from "analytics_core"."Dim Person"', {("analytics_core", "Dim Person", "SELECT", True)}),
-        ("SELECT * FROM Analytics_Core.DIM_PERSON", {("analytics_core", "dim_person", "SELECT", True)}),
+        ('select * from "core"."Dim Person"', {("core", "Dim Person", "SELECT", True)}),
+        ("SELECT * FROM Core.DIM_PERSON", {("core", "dim_person", "SELECT", True)}),
         ('select * from u&"r\\0061w".sso__insured_persons', {("raw", "sso__insured_persons", "SELECT", True)}),
         ("select * from warehouse.clean.sso__insured_persons", {("clean", "sso__insured_persons", "SELECT", True)}),
         (
@@ -32,17 +32,17 @@ def refs(sql: str) -> set[tuple[str, str, str, bool]]:
         ),
         # comments, strings and dollar quotes are not names
         (
-            "/* from raw.a */ select 'from raw.b', $x$ raw.c $x$ -- from raw.d\n from analytics_core.dim_person",
-            {("analytics_core", "dim_person", "SELECT", True)},
+            "/* from raw.a */ select 'from raw.b', $x$ raw.c $x$ -- from raw.d\n from core.dim_person",
+            {("core", "dim_person", "SELECT", True)},
         ),
         # a CTE named like a microdata relation is not one; the relation inside it is
         (
-            "with dim_person as (select * from analytics_intermediate.int_employment) select * from dim_person",
-            {("analytics_intermediate", "int_employment", "SELECT", True)},
+            "with dim_person as (select * from intermediate.int_employment) select * from dim_person",
+            {("intermediate", "int_employment", "SELECT", True)},
         ),
         (
             "with recursive x(n) as materialized (select 1) select * from x, dim_person",
-            {("analytics_core", "dim_person", "SELECT", False)},
+            {("core", "dim_person", "SELECT", False)},
         ),
         # unqualified names where a relation goes, in every schema that has one so named
         (
@@ -57,8 +57,8 @@ def refs(sql: str) -> set[tuple[str, str, str, bool]]:
             {("clean", "sso__insured_persons", "COPY TO", True), ("raw", "sso__insured_persons", "COPY FROM", True)},
         ),
         (
-            "create table public.mine as select * from analytics_core.dim_person",
-            {("analytics_core", "dim_person", "CREATE TABLE", True)},
+            "create table public.mine as select * from core.dim_person",
+            {("core", "dim_person", "CREATE TABLE", True)},
         ),
         ("delete from raw.sso__insured_persons", {("raw", "sso__insured_persons", "DELETE", True)}),
         # privileges name relations without reading them
@@ -131,3 +131,15 @@ def test_a_statement_of_over_ten_thousand_tokens_is_read_like_any_other():
     sql = f'/* {{"app": "dbt"}} */ insert into core.big select {columns} from raw.sso__insured_persons'
     assert command_tags(sql) == ["INSERT"]
     assert ("raw", "sso__insured_persons") in {(r.schema, r.relation) for r in relations(sql)}
+
+
+def test_every_unpublished_model_schema_is_a_microdata_schema():
+    """A model outside the published layers holds person-level rows: reading it must be in the audit trail.
+    The schemas come from dbt's manifest (a model's schema is its folder's), so a new layer cannot slip by."""
+    from anbar import access
+    from anbar.audit import MICRODATA_SCHEMAS
+
+    models = access.load_models(access.manifest_path())
+    unpublished = {m.schema for m in models.values() if m.layer not in access.PUBLISHED_LAYERS}
+    assert unpublished - {access.DBT_TARGET_SCHEMA} <= set(MICRODATA_SCHEMAS)
+    assert {"staging", "intermediate", "core"} <= unpublished
