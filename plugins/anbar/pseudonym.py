@@ -7,8 +7,8 @@ The key is installed once per warehouse (:func:`install_key`) into ``anbar_secre
 a table no role but its owner can read; the function is ``SECURITY DEFINER``, so models that
 call it compute person keys without being able to read the key. dbt's compiled SQL, the server
 log of a slow statement and the catalog hold only the function's name. The key itself comes
-from the environment (``ANBAR_PSEUDONYM_KEY``) or the Airflow connection ``anbar_pseudonym``
-(its password), never from the repository.
+from the environment (``ANBAR_PSEUDONYM_KEY``, or a file named by ``ANBAR_PSEUDONYM_KEY_FILE``) or the
+Airflow connection ``anbar_pseudonym`` (its password), never from the repository.
 
 PostgreSQL has no HMAC without pgcrypto (not shipped with every server), so the key is stored as
 its two padded halves (key XOR ipad, key XOR opad; RFC 2104) and the function composes two
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 
 CONN_ID = "anbar_pseudonym"
 BLOCK = 64  # SHA-256 block size in bytes
@@ -88,9 +89,19 @@ def fingerprint(key: str) -> str:
 
 
 def configured_key() -> str | None:
-    """The key from the environment, else from the Airflow connection ``anbar_pseudonym``."""
+    """The key from the environment (``ANBAR_PSEUDONYM_KEY``, else the file ``ANBAR_PSEUDONYM_KEY_FILE``
+    names: a Compose secret in production), else from the Airflow connection ``anbar_pseudonym``."""
     key = os.environ.get("ANBAR_PSEUDONYM_KEY", "").strip()
     if key:
+        return key
+    key_file = os.environ.get("ANBAR_PSEUDONYM_KEY_FILE", "").strip()
+    if key_file:
+        try:
+            key = Path(key_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:  # named but unreadable: never fall back to another key
+            raise PseudonymKeyError(f"ANBAR_PSEUDONYM_KEY_FILE={key_file}: {exc.strerror}") from exc
+        if not key:
+            raise PseudonymKeyError(f"ANBAR_PSEUDONYM_KEY_FILE={key_file} is empty")
         return key
     try:
         from airflow.sdk import BaseHook
@@ -128,7 +139,8 @@ def install_key(conn, key: str | None = None, *, rotate: bool = False) -> str:
     key = key if key is not None else configured_key()
     if not key:
         raise PseudonymKeyError(
-            "no pseudonym key configured: set ANBAR_PSEUDONYM_KEY or the password of the Airflow connection "
+            "no pseudonym key configured: set ANBAR_PSEUDONYM_KEY (or ANBAR_PSEUDONYM_KEY_FILE) or the password of "
+            "the Airflow connection "
             f"{CONN_ID!r}"
         )
     install_functions(conn)
