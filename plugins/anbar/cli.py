@@ -359,6 +359,10 @@ def main(argv: list[str] | None = None) -> int:
 
     access_cli.register(sub)
 
+    from anbar import backup
+
+    backup.register(sub)
+
     p = sub.add_parser("audit", help="the audit trail: who read which microdata, grants, loads (docs/audit.md)")
     p.add_argument(
         "action",

