@@ -281,6 +281,18 @@ def fingerprint(cur, tables: Iterable[TableInfo]) -> dict[str, dict]:
     return {t.key: table_fingerprint(cur, t) for t in tables}
 
 
+def database_fingerprint(server: Server) -> dict[str, dict]:
+    """The fingerprint of every table of a database, on one snapshot."""
+    conn = server.connect("anbar-backup-verify")
+    try:
+        conn.set_session(isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
+        with conn.cursor() as cur:
+            _apply_session_settings(cur)
+            return fingerprint(cur, list_tables(cur))
+    finally:
+        conn.close()
+
+
 def _server_major(cur) -> tuple[int, str]:
     cur.execute("select current_setting('server_version_num')::int / 10000, current_setting('server_version')")
     return cur.fetchone()
@@ -461,22 +473,23 @@ class Verification:
         return f"{name}: VERIFICATION FAILED\n" + "\n".join(f"  {p}" for p in self.problems)
 
 
-def compare(expected: dict[str, dict], restored: dict[str, dict]) -> list[dict]:
-    """Table-by-table differences between two fingerprints (empty when identical)."""
+def compare(expected: dict[str, dict], found: dict[str, dict], where: str = "restored") -> list[dict]:
+    """Table-by-table differences between the manifest's fingerprint and one computed ``where`` (empty when
+    identical): ``restored`` into a scratch database, or ``now`` in the database itself."""
     out = []
-    for table in sorted(expected.keys() | restored.keys()):
-        want, got = expected.get(table), restored.get(table)
+    for table in sorted(expected.keys() | found.keys()):
+        want, got = expected.get(table), found.get(table)
         if want == got:
             continue
         if got is None:
-            problem = f"{table}: missing from the restore ({want['rows']} rows expected)"
+            problem = f"{table}: missing ({want['rows']} rows expected)"
         elif want is None:
-            problem = f"{table}: in the restore ({got['rows']} rows) but not in the manifest"
+            problem = f"{table}: {got['rows']} rows {where}, not in the manifest"
         elif want["rows"] != got["rows"]:
-            problem = f"{table}: {want['rows']} rows expected, {got['rows']} restored"
+            problem = f"{table}: {want['rows']} rows expected, {got['rows']} {where}"
         else:
-            problem = f"{table}: checksum differs ({want['checksum']} expected, {got['checksum']} restored)"
-        out.append({"table": table, "expected": want, "restored": got, "problem": problem})
+            problem = f"{table}: checksum differs ({want['checksum']} expected, {got['checksum']} {where})"
+        out.append({"table": table, "expected": want, where: got, "problem": problem})
     return out
 
 
@@ -530,15 +543,7 @@ def _restore_and_compare(dump: Path, manifest: dict, server: Server, result: Ver
         except BackupError as exc:
             result.problems.append(str(exc))
             return
-        conn = target.connect("anbar-backup-verify")
-        try:
-            conn.set_session(isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
-            with conn.cursor() as cur:
-                _apply_session_settings(cur)
-                restored = fingerprint(cur, list_tables(cur))
-            conn.rollback()
-        finally:
-            conn.close()
+        restored = database_fingerprint(target)
         result.mismatches = compare(manifest["fingerprint"]["tables"], restored)
         result.problems += [m["problem"] for m in result.mismatches]
         result.tables = len(restored)
@@ -549,6 +554,73 @@ def _restore_and_compare(dump: Path, manifest: dict, server: Server, result: Ver
                 cur.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(scratch)))
         finally:
             admin.close()
+
+
+def check_live(manifest_file: Path, *, server: Server | None = None) -> list[dict]:
+    """Compare the database the backup was taken of, as it is now, with the backup's fingerprint.
+
+    The last step of a restore: right after ``pg_restore`` into production, before anything writes to it,
+    there is no difference. (On a live database, every table written since the backup differs.)
+    """
+    manifest = read_manifest(manifest_path(manifest_file))
+    server = (server or source_server()).database(manifest["database"])
+    return compare(manifest["fingerprint"]["tables"], database_fingerprint(server), "now")
+
+
+@dataclass
+class ArchiveCheck:
+    deliveries: int = 0
+    files: int = 0
+    bytes: int = 0
+    problems: list[str] = field(default_factory=list)
+    unreferenced: int = 0  # objects no delivery of the ledger lists (landed after the database backup)
+
+    def summary(self) -> str:
+        head = (
+            f"{self.deliveries} deliveries of the ledger, {self.files} files ({self.bytes / 2**20:.1f} MiB) "
+            f"re-hashed: {'all match' if not self.problems else f'{len(self.problems)} problem(s)'}; "
+            f"{self.unreferenced} object(s) in the archive no delivery of the ledger lists"
+        )
+        return "\n".join([head, *(f"  {p}" for p in self.problems)])
+
+
+def check_archive(conn, landing_root: Path | None = None) -> ArchiveCheck:
+    """Every delivery the ledger says was landed is in the landing archive, and every one of its files
+    re-hashes to the sha256 the archive and the ledger name it by."""
+    from anbar.landing import LandingArchive
+
+    root = Path(landing_root or settings.landing_dir())
+    if not (root / "objects").is_dir():
+        raise BackupError(f"no landing archive at {root} (objects/ is missing)")
+    archive = LandingArchive(root)
+    out = ArchiveCheck()
+    referenced: set[Path] = set()
+    with conn.cursor() as cur:
+        cur.execute(
+            "select submission_id, org, dataset, period, version, delivery_sha256 from anbar.submissions"
+            " where landing_path is not null order by submission_id"
+        )
+        rows = cur.fetchall()
+    conn.rollback()
+    for sid, org, dataset, period, version, sha in rows:
+        out.deliveries += 1
+        label = f"submission {sid} ({org}/{dataset}/{period} v{version})"
+        listing = archive.delivery_dir(org, dataset, period, sha) / "files.json"
+        if not listing.exists():
+            out.problems.append(f"{label}: {listing.parent.relative_to(root)} is not in the archive")
+            continue
+        for entry in json.loads(listing.read_text(encoding="utf-8")):
+            obj = root / entry["object"]
+            referenced.add(obj)
+            out.files += 1
+            if not obj.exists():
+                out.problems.append(f"{label}: {entry['name']}: {entry['object']} is missing")
+            elif (found := _sha256(obj)) != entry["sha256"] or obj.name != entry["sha256"]:
+                out.problems.append(f"{label}: {entry['name']}: {entry['object']} has sha256 {found}")
+            else:
+                out.bytes += entry["bytes"]
+    out.unreferenced = sum(1 for p in archive.objects.glob("*/*") if p not in referenced)
+    return out
 
 
 # --- the ledger -------------------------------------------------------------------------------------------
@@ -719,15 +791,17 @@ def take_all(directory: Path | None = None) -> list[Path]:
     return paths
 
 
-def verify_all(manifests: Iterable[Path]) -> list[Verification]:
-    """Verify each backup and record the outcome in the ledger."""
+def verify_all(manifests: Iterable[Path], *, ledger: bool = True) -> list[Verification]:
+    """Verify each backup and record the outcome in the ledger (``ledger=False``: on disk only, e.g. before
+    a restore onto an empty server)."""
     results = [verify(Path(m)) for m in manifests]
-    conn = _ledger()
-    try:
-        for v in results:
-            record(conn, v.manifest, v)
-    finally:
-        conn.close()
+    if ledger:
+        conn = _ledger()
+        try:
+            for v in results:
+                record(conn, v.manifest, v)
+        finally:
+            conn.close()
     return results
 
 
@@ -753,63 +827,112 @@ def _newest(directory: Path | None) -> list[Path]:
     return [b.manifest for b in newest.values()]
 
 
-def _cli(args) -> int:
+def _cli_run(args, directory) -> int:
+    manifests = take_all(directory)
+    for m in manifests:
+        print(f"took {m.with_name(_stem(m) + DUMP_SUFFIX)}")
+    return _cli_verified(verify_all(manifests))
+
+
+def _cli_verify(args, directory) -> int:
+    manifests = [Path(args.file)] if args.file else _newest(directory)
+    if not manifests:
+        print(f"no backups in {directory or settings.backup_dir()}", file=sys.stderr)
+        return 1
+    return _cli_verified(verify_all(manifests, ledger=not args.no_ledger))
+
+
+def _cli_verified(results: list[Verification]) -> int:
+    for v in results:
+        print(v.summary(), file=sys.stdout if v.ok else sys.stderr)
+    return 0 if all(v.ok for v in results) else 1
+
+
+def _cli_list(args, directory) -> int:
     from anbar.cli import _table
 
-    directory = Path(args.dir) if args.dir else None
+    state = {True: "passed", False: "FAILED", None: "not verified"}
+    rows = [
+        [
+            b.database,
+            f"{b.started_at:%Y-%m-%d %H:%M:%S}",
+            f"{b.size_bytes / 2**20:.1f} MiB",
+            str(b.tables),
+            str(b.rows),
+            state[b.verified],
+            b.sha256[:16],
+            str(b.dump),
+        ]
+        for b in list_backups(directory)
+    ]
+    print(_table(["database", "started (UTC)", "size", "tables", "rows", "verification", "sha256", "file"], rows))
+    return 0
+
+
+def _cli_prune(args, directory) -> int:
+    doomed = prune_all(directory, dry_run=args.dry_run)
+    for b in doomed:
+        print(f"{'would delete' if args.dry_run else 'deleted'} {b.dump}")
+    if not doomed:
+        print("nothing to delete")
+    return 0
+
+
+def _cli_check(args, directory) -> int:
+    differences = check_live(Path(args.file))
+    for d in differences:
+        print(d["problem"], file=sys.stderr)
+    if not differences:
+        print(f"{read_manifest(manifest_path(Path(args.file)))['database']}: every table as in {Path(args.file).name}")
+    return 1 if differences else 0
+
+
+def _cli_check_archive(args, directory) -> int:
+    from anbar import warehouse
+
+    conn = warehouse.connect()
     try:
-        if args.backup_action in ("run", "verify"):
-            if args.backup_action == "run":
-                manifests = take_all(directory)
-                for m in manifests:
-                    print(f"took {m.with_name(_stem(m) + DUMP_SUFFIX)}")
-            else:
-                manifests = [Path(args.file)] if args.file else _newest(directory)
-                if not manifests:
-                    print(f"no backups in {directory or settings.backup_dir()}", file=sys.stderr)
-                    return 1
-            results = verify_all(manifests)
-            for v in results:
-                print(v.summary(), file=sys.stdout if v.ok else sys.stderr)
-            return 0 if all(v.ok for v in results) else 1
-        if args.backup_action == "list":
-            state = {True: "passed", False: "FAILED", None: "not verified"}
-            rows = [
-                [
-                    b.database,
-                    f"{b.started_at:%Y-%m-%d %H:%M:%S}",
-                    f"{b.size_bytes / 2**20:.1f} MiB",
-                    str(b.tables),
-                    str(b.rows),
-                    state[b.verified],
-                    b.sha256[:16],
-                    str(b.dump),
-                ]
-                for b in list_backups(directory)
-            ]
-            headers = ["database", "started (UTC)", "size", "tables", "rows", "verification", "sha256", "file"]
-            print(_table(headers, rows))
-            return 0
-        doomed = prune_all(directory, dry_run=args.dry_run)
-        for b in doomed:
-            print(f"{'would delete' if args.dry_run else 'deleted'} {b.dump}")
-        if not doomed:
-            print("nothing to delete")
-        return 0
+        result = check_archive(conn, Path(args.landing) if args.landing else None)
+    finally:
+        conn.close()
+    print(result.summary(), file=sys.stderr if result.problems else sys.stdout)
+    return 1 if result.problems else 0
+
+
+ACTIONS = {
+    "run": _cli_run,
+    "verify": _cli_verify,
+    "list": _cli_list,
+    "prune": _cli_prune,
+    "check": _cli_check,
+    "check-archive": _cli_check_archive,
+}
+
+
+def _cli(args) -> int:
+    try:
+        return ACTIONS[args.backup_action](args, Path(args.dir) if args.dir else None)
     except BackupError as exc:
         print(exc, file=sys.stderr)
         return 1
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``anbar backup run|verify|list|prune`` to the command line."""
-    p = sub.add_parser("backup", help="pg_dump backups verified by a restore, and their retention")
+    """Add ``anbar backup run|verify|list|prune|check|check-archive`` to the command line."""
+    p = sub.add_parser("backup", help="pg_dump backups verified by a restore, retention, restore checks")
     p.add_argument("--dir", help="backup directory (default: ANBAR_BACKUP_DIR)")
     actions = p.add_subparsers(dest="backup_action", required=True)
     actions.add_parser("run", help="back up every database of ANBAR_BACKUP_DATABASES and verify each backup")
     a = actions.add_parser("verify", help="verify a backup: sha256, restore into a scratch database, fingerprints")
     a.add_argument("file", nargs="?", help="its dump or manifest (default: the newest backup of each database)")
+    a.add_argument("--no-ledger", action="store_true", help="record the outcome on disk only (empty server)")
     actions.add_parser("list", help="the backups on disk, their size and verification")
     a = actions.add_parser("prune", help="delete what the retention policy gives up (only older than a verified one)")
     a.add_argument("--dry-run", action="store_true", help="print what would be deleted, delete nothing")
+    a = actions.add_parser("check", help="after a restore: the database, as it is now, against the backup's manifest")
+    a.add_argument("file", help="the restored backup's dump or manifest")
+    a = actions.add_parser(
+        "check-archive", help="every delivery of the ledger is in the landing archive and re-hashes to its sha256"
+    )
+    a.add_argument("--landing", help="the landing archive (default: ANBAR_LANDING_DIR)")
     p.set_defaults(func=_cli)

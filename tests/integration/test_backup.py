@@ -3,6 +3,7 @@ verified; a corrupted dump, a tampered fingerprint and writes during the backup.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import threading
@@ -72,6 +73,12 @@ def _copy_backup(manifest, directory):
     return directory / manifest.name
 
 
+def _cli_output(capsys, argv) -> str:
+    capsys.readouterr()
+    assert main(argv) == 0
+    return capsys.readouterr().out
+
+
 def _verify_server(pg):
     return backup.Server.from_url(pg.dsn("postgres"))
 
@@ -86,7 +93,7 @@ def _scratch_databases(pg) -> list[str]:
         conn.close()
 
 
-def test_a_backup_of_a_loaded_warehouse_restores_identical_and_is_recorded(warehouse, pg, tmp_path, monkeypatch):
+def test_a_backup_of_a_loaded_warehouse_restores_identical_and_is_recorded(warehouse, pg, monkeypatch, capsys):
     manifest = backup.read_manifest(warehouse["manifest"])
     tables = manifest["fingerprint"]["tables"]
     partition = f"clean.sso__insured_persons_s{warehouse['sid']}"
@@ -98,10 +105,13 @@ def test_a_backup_of_a_loaded_warehouse_restores_identical_and_is_recorded(wareh
     assert manifest["sha256"] == backup._sha256(warehouse["manifest"].with_name(manifest["file"]))
     assert manifest["server_version"].startswith("18")
 
-    # `anbar backup verify FILE`, as the ops team runs it; the ledger is the backed-up warehouse itself
+    # the warehouse has not changed since: `anbar backup check` (the last step of a restore) finds it identical
     monkeypatch.setenv("ANBAR_WAREHOUSE_URL", pg.url(warehouse["name"]))
     monkeypatch.setenv("ANBAR_BACKUP_VERIFY_URL", pg.dsn("postgres"))
     dump = warehouse["manifest"].with_name(manifest["file"])
+    assert main(["backup", "check", str(dump)]) == 0
+
+    # `anbar backup verify FILE`, as the ops team runs it; the ledger is the backed-up warehouse itself
     assert main(["backup", "--dir", str(dump.parent.parent), "verify", str(dump)]) == 0
     outcome = json.loads(dump.with_name(dump.name.replace(".dump", backup.VERIFY_SUFFIX)).read_text())
     assert outcome["ok"] and outcome["tables"] == len(tables) and outcome["mismatches"] == []
@@ -113,6 +123,9 @@ def test_a_backup_of_a_loaded_warehouse_restores_identical_and_is_recorded(wareh
         )
         assert cur.fetchall() == [(warehouse["name"], manifest["sha256"], "passed", outcome["rows"])]
     warehouse["conn"].commit()
+    # ... which the live check now sees as a difference with the backup
+    assert [d["problem"] for d in backup.check_live(dump)] == ["anbar.backups: 0 rows expected, 1 now"]
+    assert "passed" in _cli_output(capsys, ["backup", "--dir", str(dump.parent.parent), "list"])
 
 
 def test_a_flipped_byte_in_the_dump_fails_on_its_sha256_before_any_restore(warehouse, pg, tmp_path):
@@ -145,7 +158,7 @@ def test_a_tampered_fingerprint_is_reported_table_by_table(warehouse, pg, tmp_pa
     result = backup.verify(copy, server=_verify_server(pg))
     assert not result.ok
     assert result.problems == [
-        "anbar.lost_table: missing from the restore (5 rows expected)",
+        "anbar.lost_table: missing (5 rows expected)",
         "anbar.submissions: 2 rows expected, 1 restored",
         f"{partition}: checksum differs ({'0' * 32} expected, {real} restored)",
     ]
@@ -226,3 +239,44 @@ def test_a_table_truncated_after_the_snapshot_fails_the_backup_and_leaves_nothin
     with pytest.raises(backup.BackupError, match=r"while the backup ran: anbar\.quality_scorecard; "):
         backup.take(directory=tmp_path, server=warehouse["server"], on_snapshot=truncate)
     assert [p.name for p in (tmp_path / warehouse["name"]).iterdir()] == []
+
+
+def test_the_archive_check_finds_a_missing_delivery_and_a_changed_file(warehouse, pg, tmp_path, monkeypatch, capsys):
+    from anbar.landing import LandingArchive
+
+    archive = LandingArchive(tmp_path / "landing")
+    landed = archive.store_bytes("persons.csv", CSV.encode())
+    archive.store_bytes("later.csv", b"landed after the database backup\n")
+    manifest = b'{"files": ["persons.csv"]}'
+    sha = hashlib.sha256(manifest).hexdigest()
+    delivery = archive.record_delivery("sso", "insured_persons", "1404-09", sha, manifest, [landed])
+    conn = warehouse["conn"]
+    with conn.cursor() as cur:
+        cur.execute(
+            "insert into anbar.submissions (org, dataset, period, version, transport, delivery_sha256, landing_path,"
+            " status) values ('sso', 'insured_persons', '1404-09', 1, 'sftp', %s, %s, 'landed'),"
+            " ('sso', 'insured_persons', '1404-10', 1, 'sftp', %s, '/elsewhere', 'landed')"
+            " returning submission_id",
+            (sha, str(delivery), "f" * 64),
+        )
+        added = [r[0] for r in cur.fetchall()]
+    conn.commit()
+    monkeypatch.setenv("ANBAR_WAREHOUSE_URL", pg.url(warehouse["name"]))
+    try:
+        assert main(["backup", "check-archive", "--landing", str(archive.root)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("2 deliveries of the ledger, 1 files (0.0 MiB) re-hashed: 1 problem(s); 1 object(s) ")
+        assert f"submission {added[1]} (sso/insured_persons/1404-10 v1): deliveries/sso/insured_persons/1404-10/" in err
+
+        landed.path.chmod(0o644)
+        landed.path.write_bytes(CSV.replace("W1", "W9").encode())
+        found = backup.check_archive(conn, archive.root)
+        changed = hashlib.sha256(CSV.replace("W1", "W9").encode()).hexdigest()
+        assert found.problems[0] == (
+            f"submission {added[0]} (sso/insured_persons/1404-09 v1): persons.csv: "
+            f"{landed.path.relative_to(archive.root)} has sha256 {changed}"
+        )
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("delete from anbar.submissions where submission_id = any(%s)", (added,))
+        conn.commit()
