@@ -23,8 +23,10 @@ DOC_MD = """
 # anbar_audit — who read which microdata, grants, loads
 
 Every hour, `ingest_server_log` reads the new lines of PostgreSQL's jsonlog files into the
-`audit` schema of the warehouse (read by `anbar_auditor`): `statement_log`, `microdata_reads`,
-`grant_events`, `load_events`. The report: `anbar audit report [--since DAY] [--user U] [--format csv]`.
+`audit` schema of the warehouse (read by `anbar_auditor`), on the administrator's connection
+(`anbar_access_admin`, else the warehouse connection) — never the loader's or dbt's, whose reads
+it records: `statement_log`, `microdata_reads`, `grant_events`, `load_events`. The report:
+`anbar audit report [--since DAY] [--user U] [--format csv]`.
 What is recorded, where, and for how long: `docs/audit.md`.
 
 ## Triage
@@ -34,7 +36,7 @@ What is recorded, where, and for how long: `docs/audit.md`.
   (mode `log_file_mode`). Unset it to read through the server instead.
 - **function anbar_log.files() does not exist / permission denied for schema anbar_log**: reading
   the log through the server needs the one-time superuser setup: `anbar audit setup-sql --role <warehouse
-  role> | psql -U postgres -d warehouse` (docs/audit.md).
+  administrator> | psql -U postgres -d warehouse` (docs/audit.md).
 - **Warning "database … is not set up for the audit"** in the task log: the same setup is missing, so
   the warehouse database lacks `log_statement = 'all'`: until it is run only DDL (grants included) and
   connections are recorded.
@@ -62,9 +64,10 @@ def build_audit_dag() -> DAG:
         @task
         def ingest_server_log() -> dict:
             """Read the server's new log lines into the audit schema (idempotent)."""
-            from anbar import audit, warehouse
+            from anbar import access, audit
 
-            conn = warehouse.connect()
+            # the administrator's connection, not the loader's: no audited role writes the audit trail
+            conn = access.connect_admin()
             try:
                 result = audit.ingest(conn)
             finally:

