@@ -150,10 +150,22 @@ class Server:
 
 
 def source_server() -> Server:
-    """The backup role's connection (ANBAR_BACKUP_URL), else the warehouse connection."""
+    """The backup's connection (ANBAR_BACKUP_URL, its password from ANBAR_BACKUP_PASSWORD_FILE if it has
+    none), else the warehouse connection."""
     from anbar import warehouse
 
-    return Server.from_url(settings.backup_url() or warehouse.libpq_dsn())
+    url = settings.backup_url()
+    if not url:
+        return Server.from_url(warehouse.libpq_dsn())
+    server = Server.from_url(url)
+    password_file = settings.backup_password_file()
+    if password_file and not server.params.get("password"):
+        try:
+            password = password_file.read_text(encoding="utf-8").rstrip("\n")
+        except OSError as exc:
+            raise BackupError(f"ANBAR_BACKUP_PASSWORD_FILE={password_file}: {exc.strerror}") from exc
+        server = Server({**server.params, "password": password})
+    return server
 
 
 def verify_server() -> Server:

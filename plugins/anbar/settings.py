@@ -51,9 +51,16 @@ def backup_dir() -> Path:
 
 
 def backup_url() -> str | None:
-    """The server the backups are taken from, as the backup role (e.g. ``anbar_backup``, a member of
-    ``pg_read_all_data`` with CREATEDB for the scratch restores); unset: the warehouse connection."""
+    """The server the backups are taken from, as a role that reads every table and may create the scratch
+    databases of the verification (in production the superuser); unset: the warehouse connection."""
     return os.environ.get("ANBAR_BACKUP_URL") or None
+
+
+def backup_password_file() -> Path | None:
+    """The password of ANBAR_BACKUP_URL when the URL has none (in production the Compose secret
+    postgres_superuser_password)."""
+    value = os.environ.get("ANBAR_BACKUP_PASSWORD_FILE", "").strip()
+    return Path(value) if value else None
 
 
 def backup_databases() -> list[str]:

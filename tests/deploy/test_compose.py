@@ -407,6 +407,7 @@ def test_anbar_directories_are_volumes_where_settings_look(config, monkeypatch):
         ("ANBAR_LANDING_DIR", settings.landing_dir),
         ("ANBAR_DATA_DOCS_DIR", settings.data_docs_dir),
         ("ANBAR_REPORTS_DIR", settings.reports_dir),
+        ("ANBAR_BACKUP_DIR", settings.backup_dir),
     ]:
         monkeypatch.setenv(var, env[var])
         assert setting() == Path(env[var])
