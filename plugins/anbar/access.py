@@ -967,20 +967,42 @@ def expire(conn, as_of: dt.datetime | None = None) -> list[Decision]:
 # --- connections ---------------------------------------------------------------------------------
 
 ADMIN_CONN_ID = "anbar_access_admin"
+# Where the administrator's password is when its connection carries none: in production the Compose secret
+# postgres_superuser_password, never an environment variable (docs/operations.md, "Secrets").
+ADMIN_PASSWORD_FILE_ENV = "ANBAR_ACCESS_ADMIN_PASSWORD_FILE"
+
+
+def admin_password_from_file() -> str | None:
+    """The password in the file ANBAR_ACCESS_ADMIN_PASSWORD_FILE names (None when it is not set), without its
+    trailing newlines — as the postgres image reads the same file when it sets the superuser's password."""
+    path = os.environ.get(ADMIN_PASSWORD_FILE_ENV, "").strip()
+    if not path:
+        return None
+    try:
+        password = Path(path).read_text(encoding="utf-8").rstrip("\n")
+    except OSError as exc:  # named but unreadable: never fall back to another role
+        raise AccessError(f"{ADMIN_PASSWORD_FILE_ENV}={path}: {exc.strerror}") from exc
+    if not password:
+        raise AccessError(f"{ADMIN_PASSWORD_FILE_ENV}={path} is empty")
+    return password
 
 
 def connect_admin():
     """The access administrator's connection: ANBAR_ACCESS_ADMIN_URL, else the Airflow connection
-    ``anbar_access_admin``, else the warehouse connection (ANBAR_WAREHOUSE_URL / ``anbar_warehouse``)."""
+    ``anbar_access_admin``, else the warehouse connection (ANBAR_WAREHOUSE_URL / ``anbar_warehouse``).
+    An administrator's URL or connection without a password logs in with :func:`admin_password_from_file`."""
+    from urllib.parse import urlsplit
+
     import psycopg2
 
     from anbar import warehouse
 
+    password_file = admin_password_from_file()
     url = os.environ.get("ANBAR_ACCESS_ADMIN_URL")
     if url:
-        return psycopg2.connect(
-            url.replace("postgresql+psycopg2://", "postgresql://", 1), application_name="anbar-access"
-        )
+        dsn = url.replace("postgresql+psycopg2://", "postgresql://", 1)
+        extra = {"password": password_file} if password_file and urlsplit(dsn).password is None else {}
+        return psycopg2.connect(dsn, application_name="anbar-access", **extra)
     if not os.environ.get("ANBAR_WAREHOUSE_URL"):
         try:
             from airflow.sdk import BaseHook
@@ -993,7 +1015,7 @@ def connect_admin():
                 host=c.host,
                 port=c.port or 5432,
                 user=c.login,
-                password=c.password,
+                password=c.password or password_file,
                 dbname=c.schema,
                 application_name="anbar-access",
             )

@@ -23,9 +23,26 @@ def _manifest(args):
     return path
 
 
+def _bootstrap(conn, registry) -> None:
+    """What a new warehouse needs before its first plan, as the administrator (the service roles may not exist
+    yet): the schemas and tables of the registry (``anbar bootstrap``) and the audit's logging (docs/audit.md)."""
+    from anbar import audit, ddl
+
+    ddl.bootstrap(conn, registry)
+    warnings = audit.install(conn)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    logged = "" if warnings else "; every statement of the warehouse is logged for the audit"
+    print(f"warehouse schemas and tables are up to date{logged}")
+
+
 def _apply(args, conn, registry) -> int:
     from anbar import access
 
+    if args.bootstrap:
+        if args.dry_run:
+            raise access.AccessError("--bootstrap changes the warehouse: leave it out of --dry-run")
+        _bootstrap(conn, registry)
     plan = access.build_plan(conn, registry, _manifest(args))
     for warning in plan.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -138,7 +155,11 @@ def run(args) -> int:
     from anbar import access
     from anbar.registry import load_registry
 
-    conn = access.connect_admin()
+    try:
+        conn = access.connect_admin()
+    except access.AccessError as exc:
+        print(exc, file=sys.stderr)
+        return 1
     try:
         return ACTIONS[args.access_action](args, conn, load_registry(args.registry))
     except access.AccessError as exc:
@@ -157,6 +178,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     a = actions.add_parser("apply", help="create the roles and apply the grants the registry and dbt manifest imply")
     a.add_argument("--dry-run", action="store_true", help="print the SQL, change nothing")
     a.add_argument("--manifest", help="dbt manifest (default: dbt_project/target/manifest.json)")
+    a.add_argument(
+        "--bootstrap",
+        action="store_true",
+        help="first create or update the warehouse tables from the registry and the audit's logging, as the "
+        "administrator (a new installation: docker-compose.yml's anbar-access-apply)",
+    )
 
     a = actions.add_parser("user", help="a person's own login role")
     a.add_argument("user_action", choices=["add"])

@@ -5,8 +5,9 @@ The Compose v2 CLI itself validates the file (its compose-spec schema, interpola
 On top of what Compose checks, these tests hold the layout to its own rules: every service of issue 7 with
 a health check and an ordered start, Airflow 3's components wired as in Airflow's docker-compose.yaml, the
 simulators only under their profile, no secret value in the file, every variable it needs documented in
-deploy/anbar.env.example, and anbar's settings (directories, connections, pseudonym key) as
-plugins/anbar/settings.py and the image expect them.
+deploy/anbar.env.example, anbar's settings (directories, connections, pseudonym key) as
+plugins/anbar/settings.py and the image expect them, and each part of anbar connecting as its own role
+(docs/access.md), with the access plan applied before any DAG can run.
 
 Each rendering runs in a temporary project directory with a filled-in copy of deploy/anbar.env.example
 as deploy/anbar.env, in a clean environment (no variable of this shell leaks into the interpolation).
@@ -14,19 +15,23 @@ as deploy/anbar.env, in a clean environment (no variable of this shell leaks int
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
+import sys
+import tomllib
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
-from anbar import pseudonym, settings
+from anbar import access, access_cli, pseudonym, settings
 from anbar.registry import load_registry
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,8 +48,9 @@ AIRFLOW = {
     "airflow-worker": "celery worker",
 }
 INIT = "airflow-init"
+ACCESS_APPLY = "anbar-access-apply"  # `anbar access apply` as the administrator, before any DAG runs
 # Issue 7: PostgreSQL (warehouse and Airflow metadata), Redis, an SMTP relay and Airflow's components.
-REQUIRED = {"postgres", "redis", "smtp-relay", INIT, *AIRFLOW}
+REQUIRED = {"postgres", "redis", "smtp-relay", INIT, ACCESS_APPLY, *AIRFLOW}
 PROFILES = ("simulators", "debug")
 SECRET_KEY = re.compile(r"(PASSWORD|SECRET|TOKEN|FERNET|_KEY|_AUTH)$")
 URL_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/@:\s]*:([^@/\s]*)@")
@@ -337,7 +343,7 @@ def test_no_secret_value_is_written_in_the_file(cli, tmp_path, config, raw):
 def test_an_inline_secret_is_caught(cli, tmp_path):
     text = COMPOSE_FILE.read_text()
     literal = re.sub(r"(AIRFLOW__API__SECRET_KEY: )\$\{[^}]*\}", r"\1not-from-the-env-file", text, count=1)
-    literal = re.sub(r"(postgresql://anbar:)\$\{[^}]*\}", r"\1hunter2", literal, count=1)
+    literal = re.sub(r"(postgresql://anbar_loader:)\$\{[^}]*\}", r"\1hunter2", literal, count=1)
     assert literal.count("not-from-the-env-file") == literal.count("hunter2") == 1
     found = {slot[:2] for slot in inline_secrets(cli, tmp_path, literal)}
     assert ("airflow-worker", "AIRFLOW__API__SECRET_KEY") in found
@@ -443,18 +449,16 @@ def test_dags_and_plugin_are_where_the_image_puts_them(config):
 def test_connections_point_at_the_services(config):
     services = config["services"]
     env = services["airflow-worker"]["environment"]
-    warehouse = urlsplit(env[f"AIRFLOW_CONN_{settings.WAREHOUSE_CONN_ID.upper()}"])
-    assert (warehouse.scheme, warehouse.hostname, warehouse.port, warehouse.path) == (
-        "postgresql",
-        "postgres",
-        5432,
-        "/warehouse",
-    )
-    # deploy/postgres/initdb creates that role, with that password, owning that database.
-    initdb = INITDB.read_text()
-    assert f"CREATE ROLE {warehouse.username} LOGIN" in initdb
-    assert f"CREATE DATABASE warehouse OWNER {warehouse.username}" in initdb
-    assert warehouse.password == services["postgres"]["environment"]["WAREHOUSE_DB_PASSWORD"]
+    for conn_id in (settings.WAREHOUSE_CONN_ID, env["ANBAR_TRANSFORMER_CONN_ID"], access.ADMIN_CONN_ID):
+        warehouse = urlsplit(env[f"AIRFLOW_CONN_{conn_id.upper()}"])
+        assert (warehouse.scheme, warehouse.hostname, warehouse.port, warehouse.path) == (
+            "postgresql",
+            "postgres",
+            5432,
+            "/warehouse",
+        ), conn_id
+    # deploy/postgres/initdb creates that database; its roles are anbar access apply's (below).
+    assert re.search(r"^CREATE DATABASE warehouse\b", INITDB.read_text(), flags=re.M)
     smtp = json.loads(env[f"AIRFLOW_CONN_{settings.SMTP_CONN_ID.upper()}"])
     assert smtp["conn_type"] == "smtp" and smtp["host"] == "smtp-relay"
     assert str(smtp["port"]) in services["smtp-relay"]["expose"]
@@ -477,3 +481,139 @@ def test_pseudonym_key_is_a_secret_of_the_services_that_install_it(config, tmp_p
     monkeypatch.delenv("ANBAR_PSEUDONYM_KEY", raising=False)
     monkeypatch.setenv("ANBAR_PSEUDONYM_KEY_FILE", str(key_file))
     assert pseudonym.configured_key() == "0123abcd" * 8
+
+
+# --- each part of anbar as its own role (docs/access.md) ---------------------------------------------------
+
+# The services that act as the warehouse's administrator: the access plan at every `up`, the workers
+# (anbar_access_expiry, anbar_audit) and airflow-cli (`anbar access …`, `anbar audit …`).
+ADMIN_SERVICES = {ACCESS_APPLY, "airflow-worker", "airflow-cli"}
+
+
+def airflow_services(cfg: dict) -> dict[str, dict]:
+    """The services of the anbar image started through Airflow's entrypoint (the simulators are not)."""
+    return {n: s for n, s in cfg["services"].items() if n.startswith("airflow-") or n == ACCESS_APPLY}
+
+
+def warehouse_logins(env: dict) -> dict[str, str | None]:
+    """login -> password of every PostgreSQL connection (AIRFLOW_CONN_*, URI form) of an environment."""
+    urls = [urlsplit(v) for k, v in env.items() if k.startswith("AIRFLOW_CONN_") and v.startswith("postgresql://")]
+    return {u.username: u.password for u in urls}
+
+
+def test_each_part_connects_as_its_own_role(config):
+    services = config["services"]
+    superuser = services["postgres"]["environment"]["POSTGRES_USER"]
+    airflow = airflow_services(config)
+    # Every service that parses the DAG files (or runs anbar) names the same connection for dbt ...
+    transformer_ids = {n: s["environment"].get("ANBAR_TRANSFORMER_CONN_ID") for n, s in airflow.items()}
+    assert len(set(transformer_ids.values())) == 1 and None not in transformer_ids.values(), transformer_ids
+    # ... and anbar reads it where the compose file writes it (settings are read at import: a fresh interpreter
+    # with the services' anbar variables).
+    env = services["airflow-worker"]["environment"]
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from anbar import settings; print(settings.WAREHOUSE_CONN_ID, settings.TRANSFORMER_CONN_ID)",
+        ],
+        env={"PATH": os.environ.get("PATH", ""), **{k: v for k, v in env.items() if k.startswith("ANBAR_")}},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert probe.returncode == 0, probe.stderr
+    warehouse_id, transformer_id = probe.stdout.split()
+    assert transformer_id == env["ANBAR_TRANSFORMER_CONN_ID"] != warehouse_id  # dbt does not run as the loader
+    roles = {warehouse_id: access.LOADER, transformer_id: access.TRANSFORMER}
+    for name, svc in airflow.items():
+        env = svc["environment"]
+        for conn_id, role in roles.items():
+            assert urlsplit(env[f"AIRFLOW_CONN_{conn_id.upper()}"]).username == role, (name, conn_id)
+        admin = env.get(f"AIRFLOW_CONN_{access.ADMIN_CONN_ID.upper()}")
+        mounted = {s["source"] for s in svc.get("secrets") or []}
+        assert (admin is not None) == (name in ADMIN_SERVICES) == ("postgres_superuser_password" in mounted), name
+        if admin is not None:
+            # The superuser the postgres image creates, its password the same secret file, never the environment.
+            url = urlsplit(admin)
+            assert (url.username, url.password) == (superuser, None), name
+            assert env[access.ADMIN_PASSWORD_FILE_ENV] == services["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"]
+    # The superuser's password reaches nothing else; the service roles are anbar access apply's, not initdb's.
+    for name, svc in services.items():
+        if name not in ADMIN_SERVICES | {"postgres"}:
+            assert "postgres_superuser_password" not in {s["source"] for s in svc.get("secrets") or []}, name
+    assert re.findall(r"CREATE ROLE (\w+)", INITDB.read_text()) == ["airflow"]
+
+
+def test_the_administrator_logs_in_with_the_secret_file(config, tmp_path, monkeypatch):
+    """anbar.access.connect_admin in a worker's environment: the superuser, with the mounted secret's password."""
+    import psycopg2
+
+    services = config["services"]
+    env = services["airflow-worker"]["environment"]
+    secret = tmp_path / "postgres_superuser_password"
+    secret.write_text("0f1e2d3c" * 8 + "\n")  # as `openssl rand -hex 32 | tee` writes it
+    conn_var = f"AIRFLOW_CONN_{access.ADMIN_CONN_ID.upper()}"
+    monkeypatch.setenv(conn_var, env[conn_var])
+    monkeypatch.setenv(access.ADMIN_PASSWORD_FILE_ENV, str(secret))
+    for var in ("ANBAR_ACCESS_ADMIN_URL", "ANBAR_WAREHOUSE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    seen: dict = {}
+    monkeypatch.setattr(psycopg2, "connect", lambda *args, **kwargs: seen.update(kwargs) or "admin session")
+    assert access.connect_admin() == "admin session"
+    assert (seen["user"], seen["password"]) == (services["postgres"]["environment"]["POSTGRES_USER"], "0f1e2d3c" * 8)
+    assert (seen["host"], seen["port"], seen["dbname"]) == ("postgres", 5432, "warehouse")
+    # A secret named but missing is an error, never a fallback to another role.
+    secret.unlink()
+    with pytest.raises(access.AccessError, match=access.ADMIN_PASSWORD_FILE_ENV):
+        access.connect_admin()
+
+
+def test_the_access_plan_is_applied_before_any_dag_runs(config, capsys):
+    services = config["services"]
+    apply = services[ACCESS_APPLY]
+    assert one_shot(apply)
+    assert apply["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert apply["depends_on"][INIT]["condition"] == "service_completed_successfully"
+    # Nothing is scheduled, no task runs and the Submissions page reads no ledger before it has exited 0.
+    for name in ("airflow-scheduler", "airflow-worker", "airflow-apiserver"):
+        assert services[name]["depends_on"][ACCESS_APPLY]["condition"] == "service_completed_successfully", name
+    # It runs `anbar access apply --bootstrap` (Airflow's entrypoint runs a bash command as it is) ...
+    shell, flag, line = apply["command"]
+    assert (shell, flag) == ("bash", "-c")
+    argv = shlex.split(line)
+    assert tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"][argv[0]] == "anbar.cli:main"
+    parser = argparse.ArgumentParser()
+    access_cli.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv[1:])
+    assert (args.func, args.access_action, args.bootstrap, args.dry_run) == (access_cli.run, "apply", True, False)
+    from anbar.cli import main
+
+    with pytest.raises(SystemExit) as done:  # ... which `anbar` itself offers
+        main([*argv[1:], "--help"])
+    assert done.value.code == 0 and "--bootstrap" in capsys.readouterr().out
+    # ... with the dbt manifest the image parsed at build time (what the plan reads).
+    dockerfile = DOCKERFILE.read_text()
+    assert re.search(r"^ && python -m anbar\.dbt parse$", dockerfile, flags=re.M)
+    assert re.search(r"^COPY .*\bdbt_project/ dbt_project/$", dockerfile, flags=re.M)
+    assert access.manifest_path().relative_to(REPO).parts[0] == "dbt_project"
+
+
+def test_service_passwords_come_only_from_the_env_file(cli, tmp_path):
+    for variant in ("a", "b"):
+        text = filled_env(variant)
+        values = {k: v for k, v, commented in example_entries(text) if not commented}
+        cfg = rendered(cli, tmp_path / variant, env_text=text)
+        applied = cfg["services"][ACCESS_APPLY]["environment"]
+        for role, var in access.PASSWORD_ENV.items():
+            # What `anbar access apply` sets on the role is the env file's value ...
+            assert values[var] and applied[var] == values[var], var
+            # ... and what every connection of that role logs in with.
+            for name, svc in airflow_services(cfg).items():
+                assert warehouse_logins(svc["environment"])[role] == values[var], (name, role)
+    # No default anywhere: every use is guarded, and without them Compose starts nothing.
+    uses = VARIABLE.findall(COMPOSE_FILE.read_text())
+    for var in access.PASSWORD_ENV.values():
+        assert {op for name, op in uses if name == var} == {":?"}, var
+        out = render(cli, tmp_path / f"without-{var}", env_text=filled_env("a", drop=(var,)))
+        assert out.returncode != 0 and var in out.stderr, var
