@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.anbar-installed
 
-.PHONY: demo test stop install lint format dbt-parse docs clean
+.PHONY: demo test stop install lint format dbt-parse docs clean bench
 
 $(STAMP): pyproject.toml constraints.txt
 	@echo "[anbar] creating $(VENV) and installing the pinned dependencies (about a minute) ..."
@@ -26,6 +26,13 @@ test: $(STAMP) dbt-parse
 # Cosmos renders the warehouse DAG from dbt's manifest, so DAG parsing never runs dbt.
 dbt-parse: $(STAMP)
 	@$(BIN)/python -m anbar.dbt ensure-manifest
+
+# The benchmarks of issue 7 (bench/run_all.py): a 10,000,000-row ingest against a bare COPY and the naive
+# path, the DAG parse of a 20 x 5 registry, dbt month 24 against month 2; each ratio against its target.
+# About an hour on 2 cores; BENCH_ARGS=--quick for 200,000 rows. Results: bench/RESULTS.md.
+BENCH_ARGS ?=
+bench: $(STAMP) dbt-parse
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 # dbt docs of the demo warehouse (models, columns, lineage, tests) at http://127.0.0.1:8081.
 DOCS_PORT ?= 8081

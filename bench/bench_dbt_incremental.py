@@ -19,7 +19,7 @@ import csv
 import json
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg2
@@ -100,8 +100,8 @@ def build(env: dict[str, str], target_dir: Path) -> tuple[float, list[tuple[str,
     return wall, nodes
 
 
-def _report(label: str, wall: float, nodes: list[tuple[str, float]]) -> None:
-    print(f"{label}: dbt build {wall:6.1f} s; slowest: " + ", ".join(f"{n} {t:.1f}s" for n, t in nodes[:5]))
+def _report(label: str, wall: float, nodes: list[tuple[str, float]], out: Callable[[str], None] = print) -> None:
+    out(f"{label}: dbt build {wall:6.1f} s; slowest: " + ", ".join(f"{n} {t:.1f}s" for n, t in nodes[:5]))
 
 
 def _timed_months(n: int) -> Iterator[tuple[int, str]]:
@@ -109,16 +109,13 @@ def _timed_months(n: int) -> Iterator[tuple[int, str]]:
         yield i, ("full" if i == 1 else "timed" if i in (2, n) else "catch-up" if i == n - 1 else "")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--months", type=int, default=24)
-    parser.add_argument("--scale", type=float, default=10.0, help="population: this times 4,000 persons")
-    args = parser.parse_args()
-    if args.months < 3:
-        parser.error("--months must be at least 3")
+def measure(months_n: int = 24, scale: float = 10.0, out: Callable[[str], None] = print) -> dict:
+    """Load ``months_n`` months, building after months 1, 2, N-1 and N; returns the timed builds."""
+    if months_n < 3:
+        raise ValueError("months must be at least 3")
     registry = load_registry()
     population = SimConfig(
-        seed=42, persons=round(4000 * args.scale), workplaces=round(300 * args.scale), civil_servants=2500
+        seed=42, persons=round(4000 * scale), workplaces=round(300 * scale), civil_servants=2500
     ).population()
     with tempfile.TemporaryDirectory(prefix="anbar-bench-dbt-") as tmp:
         tmp = Path(tmp)
@@ -132,31 +129,52 @@ def main() -> None:
                 host="127.0.0.1", port=pg.port, user="anbar_admin", password=pg.password, dbname="bench", target="dev"
             )
             timed: dict[int, float] = {}
+            slowest: dict[int, list[tuple[str, float]]] = {}
             loaded_rows = 0
-            calendar = months(registry, args.months)
-            for i, kind in _timed_months(args.months):
+            calendar = months(registry, months_n)
+            for i, kind in _timed_months(months_n):
                 month = calendar[i - 1]
                 t0 = time.perf_counter()
                 rows = load_month(conn, registry, population, month, tmp)
                 loaded_rows += rows
                 load_s = time.perf_counter() - t0
-                print(
+                out(
                     f"month {i:2d} ({', '.join(f'{o} {p.label}' for o, p in month.items())}): "
                     f"{rows:,} rows loaded in {load_s:.1f} s"
                 )
                 if kind:
                     wall, nodes = build(env, tmp / f"target-{i}")
-                    _report(f"  build after month {i} ({kind}, {loaded_rows:,} rows in the warehouse)", wall, nodes)
+                    _report(
+                        f"  build after month {i} ({kind}, {loaded_rows:,} rows in the warehouse)", wall, nodes, out
+                    )
                     if kind == "timed":
-                        timed[i] = wall
+                        timed[i], slowest[i] = wall, nodes[:5]
             conn.close()
         finally:
             pg.stop()
-    first, last = timed[2], timed[args.months]
-    print(
-        f"dbt build when month {args.months} arrives / when month 2 arrives: "
+    first, last = timed[2], timed[months_n]
+    out(
+        f"dbt build when month {months_n} arrives / when month 2 arrives: "
         f"{last:.1f} s / {first:.1f} s = {last / first:.2f} (target <= 1.3)"
     )
+    return {
+        "months": months_n,
+        "scale": scale,
+        "month_2": first,
+        "month_n": last,
+        "rows": loaded_rows,
+        "slowest": slowest,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--months", type=int, default=24)
+    parser.add_argument("--scale", type=float, default=10.0, help="population: this times 4,000 persons")
+    args = parser.parse_args()
+    if args.months < 3:
+        parser.error("--months must be at least 3")
+    measure(args.months, args.scale)
 
 
 if __name__ == "__main__":

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import random
-import resource
 import tempfile
 import time
 from pathlib import Path
 
 import psycopg2
-from bench_load import bare_copy, write_extract
+from _common import bare_copy, peak_rss_mib, write_extract
 
 from anbar import ddl, ledger, verdict
 from anbar.devenv.postgres import LocalPostgres
@@ -83,7 +82,7 @@ def main() -> None:
         conn = psycopg2.connect(pg.dsn("bench"))
         ddl.bootstrap(conn, registry)
         csv_path = tmp / "extract.csv"
-        size = write_extract(csv_path, args.rows, "utf-8")
+        size = write_extract(csv_path, args.rows, "utf-8", bad_share=0.0).bytes
 
         bare = bare_copy(conn, ds, csv_path)
 
@@ -102,7 +101,7 @@ def main() -> None:
         policy = SuitePolicy(**run.summary["policy"])
         decided = verdict.decide_and_record(conn, registry, ds, sub, run, policy)
         decide = time.perf_counter() - t0
-        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak_mib = peak_rss_mib()
         with conn.cursor() as cur:
             cur.execute("select count(*) from anbar.row_findings where submission_id = %s", (sub.submission_id,))
             (findings,) = cur.fetchone()
