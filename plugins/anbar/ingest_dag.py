@@ -15,12 +15,20 @@ import datetime as dt
 from airflow.sdk import DAG, Asset, AssetAlias, Param, get_current_context, task, task_group
 from airflow.sdk.bases.sensor import PokeReturnValue
 
-from anbar import alerts, expected, ingest
+from anbar import alerts, expected
 from anbar.dag_defaults import START_DATE, default_args
 from anbar.registry import Organisation, Registry
 from anbar.timetables import resolve_run_period, timetable_for
 
 MAP_LABEL = "{{ anbar_map_label }}"
+
+
+def _ingest():
+    """``anbar.ingest``, imported when a task runs rather than when the file is parsed: it brings in the SFTP
+    and HTTP providers (asyncssh, paramiko, aiohttp), about a second of every parse (bench/bench_parse.py)."""
+    from anbar import ingest
+
+    return ingest
 
 
 def accepted_alias(org: Organisation) -> AssetAlias:
@@ -110,12 +118,16 @@ Manual runs and catch-up runs of periods past their escalation carry no alerts.
   and `validation_summary` say why; the mail went to the focal points.
 - **`receive` fails with a connection error**: the supplier's server is down or its host key changed. Never
   disable host-key checking; confirm a new key with the supplier and update the connection's `host_key`.
+  `SupplierUnavailable` (a dropped transfer, API 5xx/429/timeouts after the hook's own bounded retries,
+  `ANBAR_API_ATTEMPTS`) lands nothing and rejects nothing: the task's retries fetch the delivery again, and
+  each failed attempt is in `anbar.submission_events` (step `receive`, status `failed`).
 - **`load` fails with a database error**: check the warehouse (disk, `max_wal_size`); the load is one
   transaction, so clearing the task reruns it from scratch with nothing half-loaded.
 - **No reminder / late notice / escalation went out**: the UI shows the run's deadlines; in the Airflow
   database, `select d.deadline_time, a.name, d.missed, c.state, c.output from deadline d join deadline_alert a
   on a.id = d.deadline_alert_id join callback c on c.id = d.callback_id` — a fired one's output says `sent`,
-  `already sent` or `not sent: <why>` (e.g. a delivery was received); the sent ones are in `anbar.notifications`.
+  `already sent`, `queued` (the mail server was down: `anbar_mail_outbox` sends it when it is back) or
+  `not sent: <why>` (e.g. a delivery was received); the sent ones are in `anbar.notifications`.
   Deadlines are made when the scheduler creates the run: a run created by hand has none, and clearing a
   run never re-creates or re-sends them.
 - **A run waits in `escalation_window`**: by design, until the escalation time of a dataset with no
@@ -174,6 +186,7 @@ def build_ingest_dag(org: Organisation, registry: Registry) -> DAG:
         def wait_for_delivery(due: dict) -> PokeReturnValue:
             context = get_current_context()
             _label(context, due)
+            ingest = _ingest()
             step = ingest.probe(org.code, due["dataset"], due["period"], now=dt.datetime.now(dt.UTC), registry=registry)
             return PokeReturnValue(is_done=step.state != "waiting", xcom_value=step.to_xcom())
 
@@ -181,6 +194,7 @@ def build_ingest_dag(org: Organisation, registry: Registry) -> DAG:
         def receive(step: dict) -> dict:
             context = get_current_context()
             _label(context, step)
+            ingest = _ingest()
             s = ingest.Step.from_xcom(step)
             if s.state == "missing":
                 return ingest.record_missing(s, registry=registry).to_xcom()
@@ -189,17 +203,20 @@ def build_ingest_dag(org: Organisation, registry: Registry) -> DAG:
         @task(map_index_template=MAP_LABEL)
         def load(step: dict) -> dict:
             _label(get_current_context(), step)
+            ingest = _ingest()
             return ingest.load(ingest.Step.from_xcom(step), registry=registry).to_xcom()
 
         @task(map_index_template=MAP_LABEL)
         def validate(step: dict) -> dict:
             _label(get_current_context(), step)
+            ingest = _ingest()
             return ingest.validate(ingest.Step.from_xcom(step), registry=registry).to_xcom()
 
         @task(map_index_template=MAP_LABEL, outlets=[accepted_alias(org)])
         def conclude(step: dict) -> dict:
             context = get_current_context()
             _label(context, step)
+            ingest = _ingest()
             s = ingest.conclude(ingest.Step.from_xcom(step), registry=registry)
             # The outcome goes into the map index label, so the grid shows a quarantined delivery.
             outcome = f"{s.state} ({s.reason})" if s.reason else s.state
