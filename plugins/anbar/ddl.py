@@ -81,8 +81,23 @@ create table if not exists anbar.notifications (
     submission_id   bigint references anbar.submissions (submission_id),
     recipients      text[] not null,
     subject         text not null,
-    sent_at         timestamptz
+    sent_at         timestamptz,
+    -- the outbox (anbar.notify): a mail the server refused stays unsent, with what to send and why it failed
+    mail            jsonb,
+    attempts        integer not null default 0,
+    last_attempt_at timestamptz,
+    last_error      text
 );
+do $$
+begin
+    -- a warehouse bootstrapped before the outbox (checked first: no table lock on every bootstrap)
+    if not exists (select from information_schema.columns
+                   where table_schema = 'anbar' and table_name = 'notifications' and column_name = 'mail') then
+        alter table anbar.notifications add column mail jsonb, add column attempts integer not null default 0,
+            add column last_attempt_at timestamptz, add column last_error text;
+    end if;
+end
+$$;
 
 create or replace view anbar.quarantine as
     select submission_id, org, dataset, period, version, received_at, reason, message, rows_manifest,

@@ -3,21 +3,50 @@
 They speak exchange standard v1 and nothing else: where a period's delivery lives,
 how to read its manifest, how to stream its files. Host keys are pinned in the
 SFTP connection (``host_key`` extra); these hooks refuse to run without one.
+
+A server that fails or a connection that drops is not the delivery's fault: it raises
+``SupplierUnavailable`` (nothing is landed or rejected; the task fails and Airflow's retry
+fetches the delivery again). The API hook first retries each request itself, a bounded
+number of times (``anbar.settings.api_retry_policy``): 5xx answers, timeouts and broken
+connections with a doubling backoff, 429 after the ``Retry-After`` it asks for.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 import json
+import logging
 import posixpath
+import time
 from collections.abc import Iterator
 from typing import BinaryIO
 
+import paramiko
+import requests
 from airflow.providers.http.hooks.http import HttpHook
 from airflow.providers.sftp.hooks.sftp import SFTPHook
 
+from anbar import settings
 from anbar.exchange import MANIFEST_NAME, DeliveryRejected
 
+log = logging.getLogger(__name__)
+
 CHUNK = 1 << 20
+DEFAULT_TIMEOUT = 60  # seconds per HTTP request, unless the connection's ``timeout`` extra says otherwise
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+class SupplierUnavailable(ConnectionError):
+    """The supplier's server, or the connection to it, failed before the delivery was complete.
+
+    Nothing of the delivery was landed and nothing is rejected: the task fails, and its retry fetches
+    the delivery again."""
+
+
+def _sftp_failure(exc: BaseException) -> bool:
+    """An error of the SFTP connection itself (not a missing or forbidden file)."""
+    return isinstance(exc, (paramiko.SSHException, EOFError, ConnectionError, TimeoutError)) or type(exc) is OSError
 
 
 class SupplierSftpHook:
@@ -43,49 +72,80 @@ class SupplierSftpHook:
     def period_dir(self, dataset: str, period: str) -> str:
         return posixpath.join(self.outbox, dataset, period)
 
+    def _unavailable(self, what: str, exc: BaseException) -> SupplierUnavailable:
+        self.close_quietly()
+        return SupplierUnavailable(
+            f"{self.conn_id}: the SFTP connection failed {what} ({type(exc).__name__}: {exc or 'no detail'}); "
+            "nothing of it was landed, the task's retry fetches it again"
+        )
+
     def list_period(self, dataset: str, period: str) -> list[str] | None:
         """File names in the period directory, or None if it does not exist."""
         path = self.period_dir(dataset, period)
-        if not self.hook.path_exists(path):
-            return None
-        return sorted(self.hook.list_directory(path) or [])
+        try:
+            if not self.hook.path_exists(path):
+                return None
+            return sorted(self.hook.list_directory(path) or [])
+        except Exception as exc:
+            if _sftp_failure(exc):
+                raise self._unavailable(f"listing {path}", exc) from exc
+            raise
 
     def read_manifest(self, dataset: str, period: str) -> bytes | None:
         path = posixpath.join(self.period_dir(dataset, period), MANIFEST_NAME)
-        if not self.hook.path_exists(path):
-            return None
-        with self.hook.get_managed_conn() as sftp, sftp.open(path, "rb") as fh:
-            return fh.read(2_000_000)
+        try:
+            if not self.hook.path_exists(path):
+                return None
+            with self.hook.get_managed_conn() as sftp, sftp.open(path, "rb") as fh:
+                return fh.read(2_000_000)
+        except Exception as exc:
+            if _sftp_failure(exc):
+                raise self._unavailable(f"reading {path}", exc) from exc
+            raise
 
     def stream_file(self, dataset: str, period: str, name: str, out: BinaryIO, max_bytes: int) -> None:
         """Copy a delivered file to ``out``; refuse more than ``max_bytes`` (the manifest's size + slack)."""
         if "/" in name or name in ("", ".", ".."):
             raise DeliveryRejected("unsafe_file_name", f"file name {name!r} is not allowed")
         path = posixpath.join(self.period_dir(dataset, period), name)
-        with self.hook.get_managed_conn() as sftp:
-            try:
-                fh = sftp.open(path, "rb")
-            except FileNotFoundError:
-                raise DeliveryRejected(
-                    "missing_file", f"{name} is listed in the manifest but not delivered", file=name
-                ) from None
-            with fh:
-                fh.prefetch()
-                copied = 0
-                while True:
-                    chunk = fh.read(CHUNK)
-                    if not chunk:
-                        break
-                    copied += len(chunk)
-                    if copied > max_bytes:
-                        raise DeliveryRejected(
-                            "size_mismatch", f"{name} is larger than the manifest declares", file=name
-                        )
-                    out.write(chunk)
+        copied = 0
+        try:
+            with self.hook.get_managed_conn() as sftp:
+                try:
+                    fh = sftp.open(path, "rb")
+                except FileNotFoundError:
+                    raise DeliveryRejected(
+                        "missing_file", f"{name} is listed in the manifest but not delivered", file=name
+                    ) from None
+                with fh:
+                    fh.prefetch()
+                    while True:
+                        chunk = fh.read(CHUNK)
+                        if not chunk:
+                            break
+                        copied += len(chunk)
+                        if copied > max_bytes:
+                            raise DeliveryRejected(
+                                "size_mismatch", f"{name} is larger than the manifest declares", file=name
+                            )
+                        out.write(chunk)
+        except Exception as exc:
+            if _sftp_failure(exc):
+                raise self._unavailable(f"reading {name} after {copied} of {max_bytes} bytes", exc) from exc
+            raise
 
     def close(self) -> None:
         if self._hook is not None:
             self._hook.close_conn()
+
+    def close_quietly(self) -> None:
+        """Forget a broken connection, so the next call opens a new one."""
+        if self._hook is not None:
+            try:
+                self._hook.close_conn()
+            except Exception:  # the connection is already gone
+                log.debug("closing a failed SFTP connection", exc_info=True)
+            self._hook = None
 
 
 class SupplierApiHook:
@@ -95,23 +155,62 @@ class SupplierApiHook:
         self.conn_id = conn_id
         self._hook = HttpHook(method="GET", http_conn_id=conn_id)
         self._token: str | None = None
+        self._timeout: float = DEFAULT_TIMEOUT
 
     def _headers(self) -> dict[str, str]:
         if self._token is None:
             conn = self._hook.get_connection(self.conn_id)
-            token = conn.password or (conn.extra_dejson or {}).get("token")
+            extra = conn.extra_dejson or {}
+            token = conn.password or extra.get("token")
             if not token:
                 raise RuntimeError(f"connection {self.conn_id!r} has no bearer token (password)")
             self._token = token
+            self._timeout = float(extra.get("timeout") or DEFAULT_TIMEOUT)
         return {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
 
     def _get(self, endpoint: str, params: dict | None = None):
-        response = self._hook.run(
-            endpoint, data=params, headers=self._headers(), extra_options={"check_response": False, "timeout": 60}
+        """GET with bounded retries: 5xx, timeouts and broken connections after a doubling backoff, 429
+        after its Retry-After (if not longer than the longest wait); other answers are returned as they are."""
+        attempts, backoff, max_wait = settings.api_retry_policy()
+        problem = ""
+        for attempt in range(1, attempts + 1):
+            wait = min(backoff * 2 ** (attempt - 1), max_wait)
+            try:
+                response = self._hook.run(
+                    endpoint,
+                    data=params,
+                    headers=self._headers(),
+                    extra_options={"check_response": False, "timeout": self._timeout},
+                )
+            except requests.RequestException as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.status_code in (401, 403):
+                    raise PermissionError(
+                        f"{self.conn_id}: the supplier API refused our token ({response.status_code})"
+                    )
+                if response.status_code not in RETRYABLE_STATUS:
+                    return response
+                problem = f"HTTP {response.status_code}"
+                asked = retry_after_seconds(response.headers.get("Retry-After"))
+                if asked is not None:
+                    if asked > max_wait:
+                        raise SupplierUnavailable(
+                            f"{self.conn_id}: GET {endpoint} answered {response.status_code} asking to retry after "
+                            f"{asked:.0f} s, longer than a task waits ({max_wait:.0f} s, ANBAR_API_MAX_WAIT_SECONDS); "
+                            "nothing was landed, the task's retry comes back later"
+                        )
+                    wait = asked
+            if attempt < attempts:
+                log.warning(
+                    "%s: GET %s failed (%s), attempt %d of %d; again in %.1f s",
+                    *(self.conn_id, endpoint, problem, attempt, attempts, wait),
+                )
+                time.sleep(wait)
+        raise SupplierUnavailable(
+            f"{self.conn_id}: GET {endpoint} failed {attempts} times (last: {problem}); "
+            "nothing was landed, the task's retry fetches the extract again"
         )
-        if response.status_code in (401, 403):
-            raise PermissionError(f"{self.conn_id}: the supplier API refused our token ({response.status_code})")
-        return response
 
     def read_manifest(self, dataset: str, period: str) -> bytes | None:
         response = self._get(f"/v1/extracts/{dataset}/{period}/manifest")
@@ -148,3 +247,19 @@ class SupplierApiHook:
 
     def close(self) -> None:
         pass
+
+
+def retry_after_seconds(value: str | None, now: dt.datetime | None = None) -> float | None:
+    """A ``Retry-After`` header in seconds (delta-seconds or an HTTP date), None if absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - (now or dt.datetime.now(dt.UTC))).total_seconds())

@@ -148,9 +148,45 @@ def receive(
         if isinstance(source, SupplierSftpHook):
             return _receive_sftp(conn, source, archive, org, ds, p, step, run_id)
         return _receive_api(conn, source, archive, org, ds, p, step, run_id)
+    except Exception as exc:
+        _record_failure(step, "receive", exc)
+        raise
     finally:
         source.close()
         conn.close()
+
+
+def _record_failure(step: Step, stage: str, exc: BaseException) -> None:
+    """A step that failed for a reason that is not the delivery's (a server, the network, the database) goes
+    on the ledger's step log, so its history says why the task was retried. Best effort, on a connection of
+    its own: the step's may be what failed."""
+    try:
+        conn = warehouse.connect()
+        try:
+            error = _causes(exc)[:4000]
+            ledger.log_event(
+                conn, step.org, step.dataset, step.period, stage, "failed", step.submission_id, error=error
+            )
+            conn.commit()
+        finally:
+            conn.close()
+    except Exception:
+        log.warning(
+            "could not log the failed %s of %s/%s/%s", stage, step.org, step.dataset, step.period, exc_info=True
+        )
+
+
+def _causes(exc: BaseException) -> str:
+    """The exception and what caused it, outermost first: a driver's last word ("invalid socket") is
+    rarely the reason ("terminating connection due to administrator command")."""
+    parts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        parts.append(f"{type(current).__name__}: {str(current).strip()}")
+        current = current.__cause__ or current.__context__
+    return " <- ".join(parts)
 
 
 def _reject(conn, sub: ledger.Submission, step: Step, exc: DeliveryRejected, stage: str) -> Step:
@@ -308,7 +344,16 @@ def _receive_api(
     run_id: str | None,
 ) -> Step:
     raw_manifest = _read_manifest(source, org, ds, p)
-    records = archive.store_chunks(f"{ds.name}_{p.label}.jsonl", source.iter_jsonl(ds.name, p.label))
+    malformed: list[DeliveryRejected] = []
+
+    def pages():
+        # A page that is not a records page rejects the delivery, with the records before it kept as evidence.
+        try:
+            yield from source.iter_jsonl(ds.name, p.label)
+        except DeliveryRejected as exc:
+            malformed.append(exc)
+
+    records = archive.store_chunks(f"{ds.name}_{p.label}.jsonl", pages())
     delivery_sha = sha256_bytes(raw_manifest + b"\n" + records.sha256.encode())
     sub, done = _open(
         conn,
@@ -324,6 +369,8 @@ def _receive_api(
     delivery_dir = archive.record_delivery(org.code, ds.name, p.label, delivery_sha, raw_manifest, [records])
     try:
         manifest = parse_api_manifest(raw_manifest, org, ds, p)
+        if malformed:
+            raise malformed[0]
     except DeliveryRejected as exc:
         ledger.update(conn, sub, "land", sub.status, landing_path=str(delivery_dir))
         return _reject(conn, sub, step, exc, "land")
@@ -356,7 +403,15 @@ def load(step: Step, registry: Registry | None = None, archive: LandingArchive |
                 rows_by_name = {f.name: f.rows for f in manifest.files}
                 files = [FileToLoad(f["name"], archive.root / f["object"], rows_by_name[f["name"]]) for f in listing]
                 result = load_delivery(
-                    conn, org, ds, sub.submission_id, p.label, files, manifest.encoding, manifest.delimiter
+                    conn,
+                    org,
+                    ds,
+                    sub.submission_id,
+                    p.label,
+                    files,
+                    manifest.encoding,
+                    manifest.delimiter,
+                    commit=False,
                 )
             else:
                 with tempfile.TemporaryDirectory(dir=archive.tmp) as tmp:
@@ -372,9 +427,14 @@ def load(step: Step, registry: Registry | None = None, archive: LandingArchive |
                         "utf-8",
                         ",",
                         rows_declared_total=sub.rows_manifest,
+                        commit=False,
                     )
         except DeliveryRejected as exc:
             return _reject(conn, sub, step, exc, "load")
+        except Exception as exc:
+            _record_failure(step, "load", exc)
+            raise
+        # The rows and the ledger's word on them commit together: a load killed in between leaves neither.
         ledger.update(
             conn,
             sub,
@@ -462,7 +522,10 @@ def conclude(step: Step, registry: Registry | None = None, archive: LandingArchi
     conn = warehouse.connect()
     try:
         if step.state == "missing":
-            notify.send(conn, notify.missing_mail(org, ds, p.label, step.message or ""))
+            step.detail = {
+                **step.detail,
+                "mail": _mail(conn, notify.missing_mail(org, ds, p.label, step.message or "")),
+            }
             return step
         sub = ledger.get(conn, step.submission_id)
         with conn.cursor() as cur:
@@ -485,11 +548,21 @@ def conclude(step: Step, registry: Registry | None = None, archive: LandingArchi
             archive.write_text(delivery, "findings.csv", feedback.findings_csv(findings))
             if sub.status == "rejected":
                 archive.quarantine(delivery, sub.org, sub.dataset, sub.period, sub.version)
-        notify.send(conn, notify.feedback_mail(org, ds, report))
+        step.detail = {**step.detail, "mail": _mail(conn, notify.feedback_mail(org, ds, report))}
         step.state = sub.status
         return step
     finally:
         conn.close()
+
+
+def _mail(conn, mail: notify.Mail) -> str:
+    """Send once; a mail server outage does not fail the ingest: the mail waits in the outbox
+    (``anbar_mail_outbox`` sends it when the server is back)."""
+    try:
+        return "sent" if notify.send(conn, mail) else "already sent"
+    except notify.MailNotSent as exc:
+        log.warning("%s", exc)
+        return "queued"
 
 
 def run_steps(

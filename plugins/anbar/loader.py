@@ -32,6 +32,10 @@ MAX_HEADER_BYTES = 64 * 1024
 # windows-1256 Persian text; seeing them means the declaration is wrong.
 
 
+class WarehouseConnectionLost(ConnectionError):
+    """The warehouse's server went away in the middle of a load (which it rolled back)."""
+
+
 @dataclass
 class FileToLoad:
     name: str
@@ -395,12 +399,18 @@ def load_delivery(
     encoding: str,
     delimiter: str,
     rows_declared_total: int | None = None,
+    *,
+    commit: bool = True,
 ) -> LoadResult:
-    """Load every file of one delivery, all or nothing (one transaction)."""
+    """Load every file of one delivery, all or nothing (one transaction).
+
+    ``commit=False`` leaves the transaction open, for the caller to record the load in the ledger in the same
+    transaction and commit both (``anbar.ingest.load``): rows are never visible without the ledger saying so."""
     result = LoadResult(0, 0, 0)
     try:
         with conn.cursor() as cur:
-            cur.execute("set local synchronous_commit = off")  # the ledger commit below is the durable point
+            if commit:
+                cur.execute("set local synchronous_commit = off")  # the ledger commit after it is the durable point
             _prepare_partitions(cur, ds, submission_id)
             cur.execute("delete from raw.rejected_rows where submission_id = %s", (submission_id,))
             first_columns: list[str] | None = None
@@ -426,9 +436,19 @@ def load_delivery(
             result.rows_loaded, result.rows_rejected = _convert(cur, org, ds, submission_id, period, all_ascii)
             _attach(cur, "clean", ds, submission_id)
             cur.execute(sql.SQL("analyze {}").format(_part("clean", ds, submission_id)))
-        conn.commit()
-    except BaseException:
-        conn.rollback()
+        if commit:
+            conn.commit()
+    except BaseException as exc:
+        if not conn.closed:
+            conn.rollback()
+            raise
+        # The server went away (restarted, crashed, the connection cut): it rolled the transaction back itself.
+        if isinstance(exc, psycopg2.Error):
+            raise WarehouseConnectionLost(
+                f"the connection to the warehouse was lost during the load of submission {submission_id} "
+                f"({type(exc).__name__}: {str(exc).strip()}); the load is one transaction, so nothing of it was "
+                "kept: the task's retry loads the delivery again"
+            ) from exc
         raise
     assert result.rows_in == result.rows_loaded + result.rows_rejected
     return result

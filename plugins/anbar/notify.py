@@ -2,16 +2,25 @@
 
 Each mail has a dedup key recorded in ``anbar.notifications``; a retried task or a
 cleared run finds the key already sent and sends nothing.
+
+The table is also the outbox: a mail the server refused (or could not be reached for) stays
+there unsent, with its content, attempts and last error, and ``send_pending`` (the
+``anbar_mail_outbox`` DAG) sends it once the server is back — a deadline alert, which Airflow
+fires only once, is not lost to a mail server outage.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import logging
+from dataclasses import asdict, dataclass, field
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from psycopg2.extras import Json
 
 from anbar import feedback, settings
 from anbar.registry import Dataset, Organisation
+
+log = logging.getLogger(__name__)
 
 _env = Environment(
     loader=PackageLoader("anbar", "templates"),
@@ -31,6 +40,14 @@ class Mail:
     submission_id: int | None = None
     attachments: list[str] = field(default_factory=list)  # file paths, attached under their file names
     cc: list[str] = field(default_factory=list)
+
+    def content(self) -> dict:
+        """What the outbox keeps to send the mail later (``anbar.notifications.mail``)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("dedup_key", "kind", "submission_id")}
+
+
+class MailNotSent(RuntimeError):
+    """The mail server refused the mail or could not be reached; the mail waits in the outbox."""
 
 
 def feedback_mail(org: Organisation, ds: Dataset, report: dict) -> Mail:
@@ -109,22 +126,63 @@ def _supplier_mail(
 
 
 def send(conn, mail: Mail, smtp_conn_id: str | None = None) -> bool:
-    """Send once. Returns False if this dedup key was already sent."""
+    """Send once. Returns False if this dedup key was already sent.
+
+    If the mail server fails, the mail stays in the outbox unsent and ``MailNotSent`` is raised: a retry of
+    the caller, or ``send_pending``, sends it (once) when the server is back."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "insert into anbar.notifications (dedup_key, kind, submission_id, recipients, subject, mail) "
+            "values (%s, %s, %s, %s, %s, %s) on conflict (dedup_key) do nothing",
+            _recorded(mail),
+        )
+    return _send_locked(conn, mail, smtp_conn_id)
+
+
+def _recorded(mail: Mail) -> tuple:
+    """The outbox columns dedup_key, kind, submission_id, recipients, subject, mail."""
+    recipients = [*mail.recipients, *mail.cc]
+    return (mail.dedup_key, mail.kind, mail.submission_id, recipients, mail.subject, Json(mail.content()))
+
+
+def send_pending(conn, smtp_conn_id: str | None = None) -> dict[str, list[str]]:
+    """Send every mail of the outbox (recorded, never sent), oldest first, each at most once as by ``send``.
+
+    Returns the dedup keys ``sent`` and ``failed`` (still unsent: the server refused them again)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "select dedup_key, kind, submission_id, mail from anbar.notifications "
+            "where sent_at is null and mail is not null order by notification_id"
+        )
+        pending = [Mail(dedup_key=k, kind=kind, submission_id=sid, **mail) for k, kind, sid, mail in cur.fetchall()]
+    conn.commit()
+    done: dict[str, list[str]] = {"sent": [], "failed": []}
+    for mail in pending:
+        try:
+            # skip_locked: a mail a concurrent sender holds is theirs to send
+            if _send_locked(conn, mail, smtp_conn_id, skip_locked=True):
+                done["sent"].append(mail.dedup_key)
+        except MailNotSent as exc:
+            log.warning("%s", exc)
+            done["failed"].append(mail.dedup_key)
+    return done
+
+
+def _send_locked(conn, mail: Mail, smtp_conn_id: str | None, *, skip_locked: bool = False) -> bool:
     from airflow.providers.smtp.hooks.smtp import SmtpHook
 
     with conn.cursor() as cur:
         cur.execute(
-            "insert into anbar.notifications (dedup_key, kind, submission_id, recipients, subject) "
-            "values (%s, %s, %s, %s, %s) on conflict (dedup_key) do nothing",
-            (mail.dedup_key, mail.kind, mail.submission_id, [*mail.recipients, *mail.cc], mail.subject),
+            "select sent_at from anbar.notifications where dedup_key = %s for update"
+            + (" skip locked" if skip_locked else ""),
+            (mail.dedup_key,),
         )
-        cur.execute("select sent_at from anbar.notifications where dedup_key = %s for update", (mail.dedup_key,))
-        (sent_at,) = cur.fetchone()
-        if sent_at is not None:
+        row = cur.fetchone()
+        if row is None or row[0] is not None:
             conn.commit()
             return False
         # The row stays locked while we talk to the SMTP server, so a concurrent retry waits
-        # and then sees sent_at set; if sending fails, the rollback leaves it unsent for the retry.
+        # and then sees sent_at set; if sending fails, the mail is kept unsent for the retry.
         try:
             with SmtpHook(smtp_conn_id=smtp_conn_id or settings.SMTP_CONN_ID) as smtp:
                 smtp.send_email_smtp(
@@ -135,9 +193,38 @@ def send(conn, mail: Mail, smtp_conn_id: str | None = None) -> bool:
                     files=list(mail.attachments) or None,
                     cc=list(mail.cc) or None,
                 )
+        except Exception as exc:
+            conn.rollback()
+            try:
+                _keep_unsent(conn, mail, exc)
+            except Exception:
+                log.exception("could not keep %s unsent in the outbox", mail.dedup_key)
+                raise exc from None
+            raise MailNotSent(
+                f"{mail.dedup_key} not sent: the mail server failed ({type(exc).__name__}: {exc}); it is kept "
+                "unsent in anbar.notifications, and anbar_mail_outbox sends it when the server is back"
+            ) from exc
         except BaseException:
             conn.rollback()
             raise
-        cur.execute("update anbar.notifications set sent_at = now() where dedup_key = %s", (mail.dedup_key,))
+        cur.execute(
+            "update anbar.notifications set sent_at = now(), attempts = attempts + 1, last_attempt_at = now(), "
+            "last_error = null where dedup_key = %s",
+            (mail.dedup_key,),
+        )
     conn.commit()
     return True
+
+
+def _keep_unsent(conn, mail: Mail, exc: Exception) -> None:
+    """Record a failed attempt; the mail stays in the outbox (never marks it sent)."""
+    error = f"{type(exc).__name__}: {exc}"[:2000]
+    with conn.cursor() as cur:
+        cur.execute(
+            "insert into anbar.notifications as n (dedup_key, kind, submission_id, recipients, subject, mail, "
+            "attempts, last_attempt_at, last_error) values (%s, %s, %s, %s, %s, %s, 1, now(), %s) "
+            "on conflict (dedup_key) do update set attempts = n.attempts + 1, last_attempt_at = now(), "
+            "last_error = excluded.last_error, mail = coalesce(n.mail, excluded.mail) where n.sent_at is null",
+            (*_recorded(mail), error),
+        )
+    conn.commit()

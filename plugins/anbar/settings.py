@@ -19,6 +19,17 @@ def landing_dir() -> Path:
     return Path(os.environ.get("ANBAR_LANDING_DIR", REPO_ROOT / ".anbar" / "landing"))
 
 
+def api_retry_policy() -> tuple[int, float, float]:
+    """How often one request to a supplier API is tried within a task, and how long it waits in between:
+    (attempts, first backoff in seconds — doubled each time, longest wait in seconds). A ``Retry-After``
+    longer than the longest wait fails the task at once; Airflow's retry of the task comes back later."""
+    return (
+        max(1, int(os.environ.get("ANBAR_API_ATTEMPTS", "4"))),
+        float(os.environ.get("ANBAR_API_BACKOFF_SECONDS", "2")),
+        float(os.environ.get("ANBAR_API_MAX_WAIT_SECONDS", "60")),
+    )
+
+
 def expectations_dir() -> Path:
     return Path(os.environ.get("ANBAR_EXPECTATIONS_DIR", REPO_ROOT / "expectations"))
 

@@ -13,7 +13,8 @@ Endpoints (bearer token per organisation; the token decides the organisation)::
 the manifest lie about ``rows``; the row-level ones (``VALUE_DEFECTS`` in
 ``anbar.sim.defects``: duplicate keys, invalid IDs, unknown codes, invalid,
 out-of-range or inconsistent values, dropped rows, rejuvenated persons) damage
-the records.
+the records. Server faults (500, 429 with Retry-After, slow answers, malformed pages)
+are injected on demand through ``anbar.sim.faults``.
 """
 
 from __future__ import annotations
@@ -30,11 +31,12 @@ from functools import lru_cache
 
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from anbar.registry import Registry
 from anbar.sim.defects import ROW_COUNT_SURPLUS, SimConfig, apply_row_defect
 from anbar.sim.extracts import Row, as_period, dataset_periods, extract_rows
+from anbar.sim.faults import Faults, HttpFault
 from anbar.sim.population import Population
 
 
@@ -70,11 +72,13 @@ def create_api_app(
     tokens: Mapping[str, str],
     *,
     page_size: int | None = None,
+    faults: Faults | None = None,
 ) -> FastAPI:
     """The API app for every organisation with a token in ``tokens`` (org -> token).
 
     ``periods`` (org -> period labels) says what is published; ``page_size``
-    overrides the registry's ``transport.page_size`` (handy in tests).
+    overrides the registry's ``transport.page_size`` (handy in tests); ``faults`` injects the
+    faults armed in it.
     """
     orgs = {}
     for org in tokens:
@@ -149,6 +153,15 @@ def create_api_app(
 
     app = FastAPI(title="anbar simulated supplier API", docs_url=None, redoc_url=None)
 
+    if faults is not None:
+
+        @app.middleware("http")
+        async def inject_faults(request: Request, call_next):
+            action = faults.http_action(request.url.path, request.url.query)
+            if action is None:
+                return await call_next(request)
+            return await _faulty_answer(action, request, call_next)
+
     @app.get("/v1/health")
     def health() -> dict:
         return {"status": "ok"}
@@ -182,6 +195,17 @@ def create_api_app(
         )
 
     return app
+
+
+async def _faulty_answer(action: HttpFault, request: Request, call_next) -> Response:
+    if action.kind == "status":
+        headers = {"Retry-After": action.retry_after} if action.retry_after is not None else None
+        detail = {"detail": f"simulated fault: status {action.status_code}"}
+        return JSONResponse(detail, status_code=action.status_code, headers=headers)
+    if action.kind == "delay":
+        await asyncio.sleep(action.seconds)
+        return await call_next(request)
+    return Response(action.body, status_code=200, media_type="application/json")
 
 
 class _Server(uvicorn.Server):

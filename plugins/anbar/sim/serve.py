@@ -42,6 +42,7 @@ from anbar.sim.api_server import ApiServer, api_delivery_rows, create_api_app
 from anbar.sim.defects import SimConfig
 from anbar.sim.delivery import Delivery, atomic_write, publish_sftp_periods
 from anbar.sim.extracts import as_period, dataset_periods
+from anbar.sim.faults import Faults
 from anbar.sim.keys import KeyPair, ensure_keypair
 from anbar.sim.sftp_server import SftpServer
 from anbar.sim.smtp_sink import SmtpSink
@@ -131,6 +132,7 @@ class Simulators(StateLayout):
         self._sftp: SftpServer | None = None
         self._api: ApiServer | None = None
         self._smtp: SmtpSink | None = None
+        self.faults = Faults()  # armed by the fault tests (anbar.sim.faults)
 
     @property
     def ready_path(self) -> Path:
@@ -187,6 +189,7 @@ class Simulators(StateLayout):
                 {org: [self.client_key.public_line] for org in self._orgs("sftp")},
                 host=HOST,
                 port=self.requested_ports["sftp"],
+                faults=self.faults,
             )
             app = create_api_app(
                 population,
@@ -195,6 +198,7 @@ class Simulators(StateLayout):
                 self.periods,
                 self.tokens,
                 page_size=self.api_page_size,
+                faults=self.faults,
             )
             self._api = await ApiServer.start(app, host=HOST, port=self.requested_ports["api"])
             self._smtp = await SmtpSink.start(self.maildir, host=HOST, port=self.requested_ports["smtp"])
@@ -272,6 +276,17 @@ class Simulators(StateLayout):
         ready = {"pid": os.getpid(), "ports": self.ports}
         atomic_write(self.ready_path, dumps(ready))
 
+    async def stop_smtp(self) -> None:
+        """Take the mail server down (an outage): connections to its port are refused."""
+        if self._smtp is not None:
+            await self._smtp.close()
+            self._smtp = None
+
+    async def start_smtp(self) -> None:
+        """Bring the mail server back on its port, with the same mailbox."""
+        if self._smtp is None:
+            self._smtp = await SmtpSink.start(self.maildir, host=HOST, port=self.ports["smtp"])
+
     async def stop(self) -> None:
         self.ready_path.unlink(missing_ok=True)
         for server in (self._api, self._sftp, self._smtp):
@@ -333,10 +348,26 @@ class InProcessSimulators(SimulatorHandle):
         self.config = sims.config
         self.periods = sims.periods
         self.connections = sims.connections
+        self.faults = sims.faults
 
     @property
     def ports(self) -> dict[str, int]:
         return dict(self._sims.ports)
+
+    def stop_smtp(self) -> None:
+        self._loop.run(self._sims.stop_smtp(), timeout=30)
+
+    def start_smtp(self) -> None:
+        self._loop.run(self._sims.start_smtp(), timeout=30)
+
+    @contextlib.contextmanager
+    def smtp_outage(self):
+        """The mail server is down inside the block and back after it, whatever happened."""
+        self.stop_smtp()
+        try:
+            yield
+        finally:
+            self.start_smtp()
 
     def stop(self) -> None:
         if self._loop.loop.is_closed():

@@ -9,7 +9,8 @@
   leave it; the simulator never creates symlinks);
 * read-only by default: listing, stat and read work, anything that would
   change the tree is refused with "permission denied";
-* SFTP only: shell, exec and port forwarding are refused.
+* SFTP only: shell, exec and port forwarding are refused;
+* faults on demand (``anbar.sim.faults``): a read may cut the connection mid-file.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from asyncssh.constants import (
     FXF_WRITE,
 )
 
+from anbar.sim.faults import Faults
+
 log = logging.getLogger(__name__)
 
 _V3_WRITE_FLAGS = FXF_WRITE | FXF_APPEND | FXF_CREAT | FXF_TRUNC
@@ -41,7 +44,19 @@ def _denied(*_args: object, **_kwargs: object) -> None:
     raise asyncssh.SFTPPermissionDenied("read-only delivery area")
 
 
-class ReadOnlySFTPServer(asyncssh.SFTPServer):
+class _FaultySFTPServer(asyncssh.SFTPServer):
+    """A session that cuts its connection where ``faults`` says (see ``Faults.drop_sftp``)."""
+
+    faults: Faults | None = None
+
+    def read(self, file_obj: object, offset: int, size: int) -> bytes:
+        if self.faults is not None and self.faults.sftp_drop_due(getattr(file_obj, "name", ""), offset + size):
+            self.connection.abort()
+            raise asyncssh.SFTPConnectionLost("connection dropped (simulated fault)")
+        return super().read(file_obj, offset, size)
+
+
+class ReadOnlySFTPServer(_FaultySFTPServer):
     """SFTP session chrooted to the organisation's directory; refuses every write."""
 
     def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
@@ -67,7 +82,7 @@ class ReadOnlySFTPServer(asyncssh.SFTPServer):
     link = _denied
 
 
-class WritableSFTPServer(asyncssh.SFTPServer):
+class WritableSFTPServer(_FaultySFTPServer):
     """Chrooted SFTP session that allows writes (acknowledgement drops, archiving)."""
 
 
@@ -128,11 +143,13 @@ class SftpServer:
         host: str = "127.0.0.1",
         port: int = 0,
         read_only: bool = True,
+        faults: Faults | None = None,
     ) -> SftpServer:
         """Listen on ``host:port`` (0 picks a free port).
 
         ``authorized_keys`` maps an account (organisation code) to its authorized
-        client public keys (OpenSSH ``ssh-ed25519 AAAA...`` lines or key objects).
+        client public keys (OpenSSH ``ssh-ed25519 AAAA...`` lines or key objects);
+        ``faults`` injects the faults armed in it.
         """
         root = Path(root).resolve()
         accounts = {user: [_import_public(k) for k in keys] for user, keys in authorized_keys.items()}
@@ -146,7 +163,9 @@ class SftpServer:
             user = chan.get_extra_info("username")
             if user not in accounts:  # cannot happen: auth refuses unknown accounts
                 raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, "no")
-            return session_class(chan, chroot=str(root / user).encode())
+            session = session_class(chan, chroot=str(root / user).encode())
+            session.faults = faults
+            return session
 
         acceptor = await asyncssh.listen(
             host,
