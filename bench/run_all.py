@@ -17,6 +17,7 @@ asserted; a target missed is printed as MISS with by how much. Results: bench/RE
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="parses per DAG file (the median is kept)")
     parser.add_argument("--only", default="ingest,parse,dbt", help="comma-separated: ingest, parse, dbt")
     parser.add_argument("--workdir", type=Path, help="where servers, deliveries and logs go (default: a temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, PostgreSQL's log)")
     args = parser.parse_args(argv)
     if args.quick:
         args.rows, args.naive_rows, args.months, args.scale, args.repeat = 200_000, 200_000, 6, 1.0, 1
@@ -63,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     rows_out: list[tuple[str, str, str, str]] = []
-    with tempfile.TemporaryDirectory(prefix="anbar-bench-", dir=args.workdir) as tmp:
+    keep = contextlib.nullcontext(tempfile.mkdtemp(prefix="anbar-bench-", dir=args.workdir)) if args.keep else None
+    with keep or tempfile.TemporaryDirectory(prefix="anbar-bench-", dir=args.workdir) as tmp:
         workdir = Path(tmp)
         _say(f"anbar bench: {' '.join(sys.argv[1:]) or '(defaults)'}; work directory {workdir}")
         for key, value in machine(workdir=workdir).items():
