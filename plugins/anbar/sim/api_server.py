@@ -15,6 +15,16 @@ the manifest lie about ``rows``; the row-level ones (``VALUE_DEFECTS`` in
 out-of-range or inconsistent values, dropped rows, rejuvenated persons) damage
 the records. Server faults (500, 429 with Retry-After, slow answers, malformed pages)
 are injected on demand through ``anbar.sim.faults``.
+
+Recorded extracts (``recorded_root``, e.g. the bad-input corpus of the tests): when
+``<recorded_root>/<org>/<dataset>/<period>/`` exists, that extract is served byte for
+byte from its files instead of the population, whatever they hold (not JSON, lying,
+compressed)::
+
+    manifest.json        body of GET .../manifest
+    page-1.json          body of the first page (no cursor)
+    page-<cursor>.json   body of GET ...?cursor=<cursor> (the pages name their next_cursor)
+    <name>.json.gz       instead of <name>.json: sent as is with Content-Encoding: gzip
 """
 
 from __future__ import annotations
@@ -25,9 +35,11 @@ import contextlib
 import hashlib
 import hmac
 import json
+import re
 import socket
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
+from pathlib import Path
 
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -64,6 +76,28 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
+_RECORDED_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,80}$")
+
+
+def recorded_extract(root: Path | None, org: str, dataset: str, period: str) -> Path | None:
+    """The directory of a recorded extract, if one is there for (org, dataset, period)."""
+    if root is None or not all(_RECORDED_PART.fullmatch(part) for part in (dataset, period)):
+        return None
+    folder = Path(root) / org / dataset / period
+    return folder if folder.is_dir() else None
+
+
+def recorded_body(folder: Path, stem: str) -> Response:
+    """``<stem>.json`` as it is, or ``<stem>.json.gz`` sent with Content-Encoding: gzip; 404 if neither."""
+    if _RECORDED_PART.fullmatch(stem):
+        plain, gzipped = folder / f"{stem}.json", folder / f"{stem}.json.gz"
+        if plain.is_file():
+            return Response(plain.read_bytes(), media_type="application/json")
+        if gzipped.is_file():
+            return Response(gzipped.read_bytes(), media_type="application/json", headers={"Content-Encoding": "gzip"})
+    raise HTTPException(404, detail=f"no recorded {stem} in {folder.name}")
+
+
 def create_api_app(
     population: Population,
     registry: Registry,
@@ -73,13 +107,16 @@ def create_api_app(
     *,
     page_size: int | None = None,
     faults: Faults | None = None,
+    recorded_root: Path | str | None = None,
 ) -> FastAPI:
     """The API app for every organisation with a token in ``tokens`` (org -> token).
 
     ``periods`` (org -> period labels) says what is published; ``page_size``
     overrides the registry's ``transport.page_size`` (handy in tests); ``faults`` injects the
-    faults armed in it.
+    faults armed in it; an extract recorded under ``recorded_root`` is served from its files (see the
+    module docstring).
     """
+    recorded = Path(recorded_root) if recorded_root is not None else None
     orgs = {}
     for org in tokens:
         organisation = registry.org(org)
@@ -167,7 +204,10 @@ def create_api_app(
         return {"status": "ok"}
 
     @app.get("/v1/extracts/{dataset}/{period}/manifest")
-    def manifest(dataset: str, period: str, org: str = Depends(caller)) -> dict:
+    def manifest(dataset: str, period: str, org: str = Depends(caller)):
+        folder = recorded_extract(recorded, org, dataset, period)
+        if folder is not None:
+            return recorded_body(folder, "manifest")
         label, schema_version, size = resolve(org, dataset, period)
         rows, defect = records(org, dataset, label)
         count = len(rows) + (ROW_COUNT_SURPLUS if defect == "row_count_mismatch" else 0)
@@ -182,6 +222,9 @@ def create_api_app(
 
     @app.get("/v1/extracts/{dataset}/{period}")
     def page(dataset: str, period: str, cursor: str | None = None, org: str = Depends(caller)):
+        folder = recorded_extract(recorded, org, dataset, period)
+        if folder is not None:
+            return recorded_body(folder, f"page-{cursor or 1}")
         label, _, size = resolve(org, dataset, period)
         rows, _ = records(org, dataset, label)
         offset = read_cursor(cursor, org, dataset, label) if cursor else 0

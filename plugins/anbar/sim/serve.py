@@ -6,6 +6,7 @@ State directory layout::
     <state>/keys/anbar_client_ed25519_key(.pub)   anbar's SFTP client key
     <state>/keys/api_tokens.json                  bearer token per API organisation
     <state>/sftp/<org>/outbox/<dataset>/<period>/ SFTP deliveries (chroot of account <org>)
+    <state>/api/<org>/<dataset>/<period>/         recorded API extracts, served as they are
     <state>/mail/                                 .eml files received by the SMTP sink
     <state>/connections.json                      Airflow connections, conn_id -> JSON form
     <state>/connections.env                       the same as AIRFLOW_CONN_<ID>='<json>' lines
@@ -103,6 +104,11 @@ class StateLayout:
     def maildir(self) -> Path:
         return self.state_dir / "mail"
 
+    @property
+    def recorded_api_root(self) -> Path:
+        """Recorded API extracts: ``<org>/<dataset>/<period>/`` served byte for byte (anbar.sim.api_server)."""
+        return self.state_dir / "api"
+
 
 class Simulators(StateLayout):
     """All servers in the current event loop: ``await start()`` ... ``await stop()``."""
@@ -199,6 +205,7 @@ class Simulators(StateLayout):
                 self.tokens,
                 page_size=self.api_page_size,
                 faults=self.faults,
+                recorded_root=self.recorded_api_root,
             )
             self._api = await ApiServer.start(app, host=HOST, port=self.requested_ports["api"])
             self._smtp = await SmtpSink.start(self.maildir, host=HOST, port=self.requested_ports["smtp"])
