@@ -20,28 +20,54 @@ DELIMITERS = (",", ";", "|", "\t")
 SAFE_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.csv$")
 MANIFEST_NAME = "manifest.json"
 MAX_MANIFEST_BYTES = 1_000_000
+# Sizes and counts beyond JSON's exactly representable integers (RFC 8259 §6) are not a real file's;
+# bounding them keeps every sum of them within the ledger's bigint columns.
+MAX_COUNT = 2**53 - 1
+MAX_MESSAGE = 2000  # characters of a rejection message (the ledger, the mail)
+MAX_SHOWN = 60  # characters of one supplier value (a column name...) quoted in a message
+
+
+def shown(value: object, limit: int = MAX_SHOWN) -> str:
+    """A supplier's value as a message may quote it: control characters (NUL...) escaped, and cut short."""
+    text = str(value)
+    cut = len(text) > limit
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
+    return text + ("…" if cut else "")
+
+
+def _printable(value):
+    """Messages and details go into PostgreSQL text and JSON (no NUL), mails and Airflow's XCom."""
+    if isinstance(value, str):
+        return shown(value, MAX_MESSAGE)
+    if isinstance(value, list | tuple):
+        return [_printable(v) for v in value[:50]]
+    return value
 
 
 class DeliveryRejected(Exception):
-    """The delivery breaks the exchange standard; the supplier must fix and redeliver."""
+    """The delivery breaks the exchange standard; the supplier must fix and redeliver.
+
+    The message is made printable and kept short whatever supplier bytes it quotes."""
 
     def __init__(self, reason: str, message: str, **detail):
+        message = _printable(message)
         super().__init__(f"{reason}: {message}")
         self.reason = reason
         self.message = message
-        self.detail = detail
+        self.detail = {k: _printable(v) for k, v in detail.items()}
 
 
+# strict: JSON types as §6.2 says them — "1" is not the integer 1, nor is true or 2.0.
 class ManifestFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     name: str = Field(min_length=1, max_length=255)
-    bytes: int = Field(ge=0)
+    bytes: int = Field(ge=0, le=MAX_COUNT)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    rows: int = Field(ge=0)
+    rows: int = Field(ge=0, le=MAX_COUNT)
 
 
 class Manifest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     org: str
     dataset: str
     period: str
@@ -56,18 +82,38 @@ class Manifest(BaseModel):
 
 
 class ApiManifest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
     org: str
     dataset: str
     period: str
     schema_version: int
-    rows: int = Field(ge=0)
-    page_size: int | None = None
+    rows: int = Field(ge=0, le=MAX_COUNT)
+    page_size: int | None = Field(default=None, ge=1, le=MAX_COUNT)
+
+
+def declared_rows(manifest: object) -> int | None:
+    """The total ``rows`` a manifest declares (SFTP: its files' sum), if it states them as §6.2 wants
+    (non-negative JSON integers within ``MAX_COUNT``); else None. Read before the manifest is checked,
+    so the ledger has the claim of a delivery that is then rejected."""
+
+    def count(value: object) -> int | None:
+        ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT
+        return value if ok else None
+
+    if not isinstance(manifest, dict):
+        return None
+    files = manifest.get("files")
+    if files is None:
+        return count(manifest.get("rows"))
+    if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
+        return None
+    counts = [count(f.get("rows")) for f in files]
+    return None if None in counts else sum(counts)
 
 
 def _parse_json(raw: bytes, what: str) -> dict:
     if len(raw) > MAX_MANIFEST_BYTES:
-        raise DeliveryRejected("invalid_manifest", f"{what} is {len(raw)} bytes; the limit is {MAX_MANIFEST_BYTES}")
+        raise DeliveryRejected("invalid_manifest", f"{what} is larger than the limit of {MAX_MANIFEST_BYTES} bytes")
     try:
         data = json.loads(raw.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -78,7 +124,7 @@ def _parse_json(raw: bytes, what: str) -> dict:
 
 
 def _validation_message(err: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in err.errors())
+    return "; ".join(f"{shown('.'.join(str(p) for p in e['loc']) or '(top)')}: {e['msg']}" for e in err.errors()[:10])
 
 
 def _check_identity(
@@ -86,10 +132,8 @@ def _check_identity(
 ) -> None:
     where = f"{org.code}/{ds.name}/{period.label}"
     if (got_org, got_ds, got_period) != (org.code, ds.name, period.label):
-        raise DeliveryRejected(
-            "manifest_mismatch",
-            f"manifest says {got_org}/{got_ds}/{got_period} but was delivered for {where}",
-        )
+        said = "/".join(shown(v) for v in (got_org, got_ds, got_period))
+        raise DeliveryRejected("manifest_mismatch", f"manifest says {said} but was delivered for {where}")
     if schema_version != ds.schema_version:
         raise DeliveryRejected(
             "schema_version",
@@ -108,22 +152,22 @@ def parse_manifest(raw: bytes, org: Organisation, ds: Dataset, period: Period) -
     if manifest.encoding.lower() not in ENCODINGS:
         raise DeliveryRejected(
             "unsupported_encoding",
-            f"encoding {manifest.encoding!r} is not one of {', '.join(ENCODINGS)}",
+            f"encoding '{shown(manifest.encoding)}' is not one of {', '.join(ENCODINGS)}",
         )
     manifest.encoding = manifest.encoding.lower()
     if manifest.delimiter not in DELIMITERS:
-        raise DeliveryRejected("invalid_manifest", f"delimiter {manifest.delimiter!r} is not one of , ; | TAB")
+        raise DeliveryRejected("invalid_manifest", f"delimiter '{shown(manifest.delimiter)}' is not one of , ; | TAB")
     seen: set[str] = set()
     for f in manifest.files:
         if not SAFE_FILE_NAME.fullmatch(f.name):
             raise DeliveryRejected(
                 "unsafe_file_name",
-                f"file name {f.name!r} is not allowed: names are letters, digits, '.', '_' and '-', "
+                f"file name '{shown(f.name, 130)}' is not allowed: names are letters, digits, '.', '_' and '-', "
                 "end in .csv, and name no directory",
                 file=f.name,
             )
         if f.name in seen:
-            raise DeliveryRejected("invalid_manifest", f"file {f.name!r} is listed twice")
+            raise DeliveryRejected("invalid_manifest", f"file '{f.name}' is listed twice")
         seen.add(f.name)
     return manifest
 
@@ -138,7 +182,11 @@ def parse_api_manifest(raw: bytes, org: Organisation, ds: Dataset, period: Perio
     return manifest
 
 
-def match_header(header: list[str], ds: Dataset) -> tuple[list[str], list[str]]:
+def _delimiter_name(delimiter: str) -> str:
+    return "TAB" if delimiter == "\t" else f"'{delimiter}'"
+
+
+def match_header(header: list[str], ds: Dataset, delimiter: str = ",") -> tuple[list[str], list[str]]:
     """Map a CSV header onto registry columns.
 
     Returns (columns in file order, optional columns absent from the file). Names match
@@ -147,17 +195,28 @@ def match_header(header: list[str], ds: Dataset) -> tuple[list[str], list[str]]:
     cleaned = [h.replace("\ufeff", "").strip().lower() for h in header]
     if not cleaned or cleaned == [""]:
         raise DeliveryRejected("invalid_header", "the file has no header row")
+    unnamed = [str(i) for i, h in enumerate(cleaned, 1) if not h]
+    if unnamed:
+        raise DeliveryRejected(
+            "invalid_header",
+            f"column {', '.join(unnamed)} of the header has no name (a delimiter at the end of the line?)",
+        )
     dupes = sorted({h for h in cleaned if cleaned.count(h) > 1})
     if dupes:
-        raise DeliveryRejected("invalid_header", f"duplicate columns in the header: {', '.join(dupes)}")
+        raise DeliveryRejected(
+            "invalid_header", f"duplicate columns in the header: {', '.join(shown(d) for d in dupes[:10])}"
+        )
     known = set(ds.column_names)
     extra = [h for h in cleaned if h not in known]
     if extra:
-        raise DeliveryRejected(
-            "unexpected_column",
-            f"columns not in the approved schema v{ds.schema_version}: {', '.join(extra)}",
-            columns=extra,
-        )
+        message = f"columns not in the approved schema v{ds.schema_version}: {', '.join(shown(h) for h in extra[:10])}"
+        others = [d for d in DELIMITERS if d != delimiter and d in cleaned[0]]
+        if len(cleaned) == 1 and others:
+            message += (
+                " (the header reads as one column: does the file use the delimiter the manifest declares, "
+                f"{_delimiter_name(delimiter)}, or {_delimiter_name(others[0])}?)"
+            )
+        raise DeliveryRejected("unexpected_column", message, columns=extra[:10])
     missing_required = [c.name for c in ds.columns if c.required and c.name not in cleaned]
     if missing_required:
         raise DeliveryRejected(

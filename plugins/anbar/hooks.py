@@ -18,6 +18,7 @@ import email.utils
 import json
 import logging
 import posixpath
+import stat
 import time
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -28,13 +29,14 @@ from airflow.providers.http.hooks.http import HttpHook
 from airflow.providers.sftp.hooks.sftp import SFTPHook
 
 from anbar import settings
-from anbar.exchange import MANIFEST_NAME, DeliveryRejected
+from anbar.exchange import MANIFEST_NAME, MAX_MANIFEST_BYTES, DeliveryRejected
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 DEFAULT_TIMEOUT = 60  # seconds per HTTP request, unless the connection's ``timeout`` extra says otherwise
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+MAX_PAGE_BYTES = 64 << 20  # one API page, decompressed (page_size records of a few hundred bytes each)
 
 
 class SupplierUnavailable(ConnectionError):
@@ -112,6 +114,7 @@ class SupplierSftpHook:
         try:
             with self.hook.get_managed_conn() as sftp:
                 try:
+                    _refuse_unless_regular_file(sftp, path, name)
                     fh = sftp.open(path, "rb")
                 except FileNotFoundError:
                     raise DeliveryRejected(
@@ -180,7 +183,7 @@ class SupplierApiHook:
                     endpoint,
                     data=params,
                     headers=self._headers(),
-                    extra_options={"check_response": False, "timeout": self._timeout},
+                    extra_options={"check_response": False, "timeout": self._timeout, "stream": True},
                 )
             except requests.RequestException as exc:
                 problem = f"{type(exc).__name__}: {exc}"
@@ -191,6 +194,7 @@ class SupplierApiHook:
                     )
                 if response.status_code not in RETRYABLE_STATUS:
                     return response
+                response.close()  # streamed: give the connection back
                 problem = f"HTTP {response.status_code}"
                 asked = retry_after_seconds(response.headers.get("Retry-After"))
                 if asked is not None:
@@ -215,19 +219,41 @@ class SupplierApiHook:
     def read_manifest(self, dataset: str, period: str) -> bytes | None:
         response = self._get(f"/v1/extracts/{dataset}/{period}/manifest")
         if response.status_code == 404:
+            response.close()
             return None
         response.raise_for_status()
-        return response.content
+        # Past the limit the manifest is rejected as too large (anbar.exchange): one byte more is enough.
+        body, _ = _bounded_body(response, MAX_MANIFEST_BYTES + 1)
+        return body
 
     def iter_records(self, dataset: str, period: str) -> Iterator[dict]:
         cursor: str | None = None
+        seen: set[str] = set()
         page = 0
         while True:
             params = {"cursor": cursor} if cursor else None
             response = self._get(f"/v1/extracts/{dataset}/{period}", params)
-            response.raise_for_status()
+            if response.status_code >= 400:  # 5xx, 429, 401 and 403 never get here (see _get)
+                response.close()
+                raise DeliveryRejected(
+                    "malformed_records",
+                    f"page {page + 1} answered HTTP {response.status_code} {response.reason or ''}".rstrip()
+                    + " after the manifest answered 200 (§9.2: once the manifest is there, every page is)",
+                )
             try:
-                body = response.json()
+                raw, complete = _bounded_body(response, MAX_PAGE_BYTES)
+            except requests.exceptions.ContentDecodingError as exc:
+                raise DeliveryRejected(
+                    "malformed_records", f"page {page + 1}: its Content-Encoding cannot be undone ({exc})"
+                ) from None
+            if not complete:
+                raise DeliveryRejected(
+                    "malformed_records",
+                    f"page {page + 1} is larger than {MAX_PAGE_BYTES} bytes (once decompressed): "
+                    "a page holds page_size records",
+                )
+            try:
+                body = json.loads(raw)
                 records, cursor = body["records"], body.get("next_cursor")
             except (ValueError, KeyError, TypeError) as exc:
                 raise DeliveryRejected(
@@ -235,10 +261,18 @@ class SupplierApiHook:
                 ) from None
             if not isinstance(records, list):
                 raise DeliveryRejected("malformed_records", f"page {page + 1}: 'records' is not a list")
+            if cursor is not None and not isinstance(cursor, str):
+                raise DeliveryRejected("malformed_records", f"page {page + 1}: 'next_cursor' is not a string or null")
+            if cursor in seen:
+                raise DeliveryRejected(
+                    "malformed_records",
+                    f"page {page + 1} repeats the cursor of an earlier page ({cursor[:40]!r}): the extract never ends",
+                )
             yield from records
             page += 1
             if not cursor:
                 return
+            seen.add(cursor)
 
     def iter_jsonl(self, dataset: str, period: str) -> Iterator[bytes]:
         """Records as JSON Lines, the form in which API deliveries are landed."""
@@ -263,3 +297,41 @@ def retry_after_seconds(value: str | None, now: dt.datetime | None = None) -> fl
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
     return max(0.0, (when - (now or dt.datetime.now(dt.UTC))).total_seconds())
+
+
+def _refuse_unless_regular_file(sftp, path: str, name: str) -> None:
+    """Only regular files are downloaded: a symbolic link (which may point anywhere on the supplier's
+    server, outside the outbox) or a directory listed as a file rejects the delivery."""
+    mode = sftp.lstat(path).st_mode or 0
+    if stat.S_ISREG(mode):
+        return
+    what = "a symbolic link" if stat.S_ISLNK(mode) else "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+    raise DeliveryRejected(
+        "unsafe_file_name",
+        f"{name} is {what} on the server: only regular files in the period directory are downloaded",
+        file=name,
+    )
+
+
+def _bounded_body(response, limit: int) -> tuple[bytes, bool]:
+    """At most ``limit`` bytes of a streamed response, decompressed as they arrive (a small gzip body may
+    inflate to gigabytes), and whether that was all of it. The response is closed. A connection that
+    breaks while the body arrives is ``SupplierUnavailable``, as when it breaks before."""
+    parts: list[bytes] = []
+    size = 0
+    try:
+        for chunk in response.iter_content(chunk_size=1 << 16):
+            parts.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                return b"".join(parts)[:limit], False
+        return b"".join(parts), True
+    except requests.exceptions.ContentDecodingError:
+        raise
+    except requests.RequestException as exc:
+        raise SupplierUnavailable(
+            f"GET {response.url}: the connection broke while the answer arrived ({type(exc).__name__}: {exc}); "
+            "nothing was landed, the task's retry fetches the extract again"
+        ) from exc
+    finally:
+        response.close()

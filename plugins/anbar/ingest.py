@@ -17,7 +17,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from anbar import ddl, feedback, ledger, notify, settings, verdict, warehouse
-from anbar.exchange import MANIFEST_NAME, DeliveryRejected, parse_api_manifest, parse_manifest
+from anbar.exchange import (
+    MANIFEST_NAME,
+    DeliveryRejected,
+    declared_rows,
+    parse_api_manifest,
+    parse_manifest,
+    shown,
+)
 from anbar.expected import expected_submission, record_expected
 from anbar.hooks import SupplierApiHook, SupplierSftpHook
 from anbar.landing import LandedFile, LandingArchive, sha256_bytes
@@ -251,12 +258,15 @@ def _read_manifest(source: SupplierSftpHook | SupplierApiHook, org: Organisation
 
 def _as_recorded(raw_manifest: bytes, rows_of) -> tuple[dict, int | None]:
     """The manifest as the ledger records it before it is checked; an unreadable one is kept as text,
-    so the delivery is on record before it is rejected."""
+    so the delivery is on record before it is rejected. (PostgreSQL's jsonb holds neither NUL nor NaN:
+    a manifest with them is kept as text too.)"""
     try:
         data = json.loads(raw_manifest.decode("utf-8-sig"))
+        if "\\u0000" in json.dumps(data, allow_nan=False):
+            raise ValueError("a NUL character")
         return data, rows_of(data)
     except Exception:
-        return {"unparseable": raw_manifest[:2000].decode("utf-8", "replace")}, None
+        return {"unparseable": shown(raw_manifest[:2000].decode("utf-8", "replace"), 2000)}, None
 
 
 def _receive_sftp(
@@ -277,7 +287,7 @@ def _receive_sftp(
         transport="sftp",
         delivery_sha256=delivery_sha,
         raw_manifest=raw_manifest,
-        rows_of=lambda m: sum(int(f["rows"]) for f in m["files"]),
+        rows_of=declared_rows,
         run_id=run_id,
     )
     if done:
@@ -361,7 +371,7 @@ def _receive_api(
         transport="api",
         delivery_sha256=delivery_sha,
         raw_manifest=raw_manifest,
-        rows_of=lambda m: int(m["rows"]),
+        rows_of=declared_rows,
         run_id=run_id,
     )
     if done:

@@ -133,14 +133,31 @@ class DecodingReader(io.RawIOBase):
             buf += text
             if "\n" in buf or len(buf) > MAX_HEADER_BYTES:
                 break
-        line, sep, rest = buf.partition("\n")
-        if not sep and len(buf) > MAX_HEADER_BYTES:
+        line, _, rest = buf.partition("\n")
+        if len(line) > MAX_HEADER_BYTES:
             raise DeliveryRejected("invalid_header", f"{self._name}: no end of line in the first 64 KiB")
         self._pending = rest.encode("utf-8")
-        line = line.rstrip("\r")
+        line = line.removesuffix("\r")
+        if "\x00" in line:
+            raise DeliveryRejected(
+                "encoding_error",
+                f"{self._name}: the header line holds NUL bytes (0x00): the file looks like UTF-16 or binary data, "
+                f"not {self._encoding} text",
+                file=self._name,
+            )
+        if "\r" in line:
+            raise DeliveryRejected(
+                "invalid_header",
+                f"{self._name}: the header line ends with a bare carriage return (CR, as old Mac files do); "
+                "lines must end with CRLF or LF",
+                file=self._name,
+            )
         if not line.strip():
             return []
-        return next(csv.reader([line], delimiter=delimiter))
+        try:
+            return next(csv.reader([line], delimiter=delimiter))
+        except csv.Error as exc:
+            raise DeliveryRejected("invalid_header", f"{self._name}: the header line is not CSV: {exc}") from None
 
     def readinto(self, b) -> int:
         while not self._pending and not self._eof:
@@ -207,7 +224,10 @@ def copy_file(
     with open(f.path, "rb") as fh:
         reader = DecodingReader(fh, encoding, f.name)
         header = reader.read_header(delimiter)
-        columns, missing = match_header(header, ds)
+        try:
+            columns, missing = match_header(header, ds, delimiter)
+        except DeliveryRejected as exc:
+            raise DeliveryRejected(exc.reason, f"{f.name}: {exc.message}", **{**exc.detail, "file": f.name}) from None
         if expected_columns is not None and columns != expected_columns:
             raise DeliveryRejected("invalid_header", f"{f.name}: header differs from the first file's header")
         seq = sql.Identifier("raw", f"{ds.key}_s{submission_id}_rowno")
@@ -231,9 +251,12 @@ def copy_file(
             # COPY counts lines after the header it never saw: its line N is data row N, file line N + 1.
             match = re.search(r"line (\d+)", exc.diag.context or "")
             where = f" at data row {match.group(1)} (line {int(match.group(1)) + 1} of the file)" if match else ""
+            problem = exc.diag.message_primary
+            if problem and problem.endswith("0x00"):  # PostgreSQL's words for a NUL, which text cannot hold
+                problem = "a NUL byte (0x00), which CSV text must not contain,"
             raise DeliveryRejected(
                 "malformed_csv",
-                f"{f.name}: {exc.diag.message_primary}{where}",
+                f"{f.name}: {problem}{where}",
                 file=f.name,
                 row=int(match.group(1)) if match else None,
             ) from None
@@ -261,7 +284,8 @@ def _normalised(col: Column, ascii_only: bool = False) -> sql.Composable:
     c = sql.SQL("r.{}").format(sql.Identifier(col.name))
     digits = sql.SQL("btrim({})" if ascii_only else "anbar.normalize_digits(btrim({}))").format(c)
     if col.type is ColumnType.text and col.identifier is None:
-        expr = sql.SQL("anbar.normalize_text({})").format(c)  # spaces are tidied in ASCII too
+        # spaces are tidied in ASCII too; a value a spreadsheet would run as a formula is neutralised
+        expr = sql.SQL("anbar.spreadsheet_safe(anbar.normalize_text({}))").format(c)
     elif col.type is ColumnType.date:
         expr = sql.SQL("replace({}, '-', '/')").format(digits)
     else:
@@ -457,8 +481,8 @@ def load_delivery(
 def jsonl_to_csv_file(src: Path, dest: Path, ds: Dataset) -> int:
     """Turn landed API records (JSON Lines) into a UTF-8 CSV with the registry header.
 
-    A record key outside the registry rejects the delivery, like an extra CSV column.
-    Returns the number of records.
+    A record key outside the registry rejects the delivery, like an extra CSV column; a value that
+    is not a string, a number or null (§9.2) rejects it as malformed. Returns the number of records.
     """
     names = ds.column_names
     count = 0
@@ -484,6 +508,15 @@ def jsonl_to_csv_file(src: Path, dest: Path, ds: Dataset) -> int:
                 raise DeliveryRejected(
                     "missing_column", f"record {line_no} lacks required fields: {', '.join(missing)}"
                 )
+            for name in names:
+                value = record.get(name)
+                if isinstance(value, bool) or not isinstance(value, str | int | float | None):
+                    kind = {dict: "a JSON object", list: "a JSON array", bool: "true/false"}.get(type(value))
+                    raise DeliveryRejected(
+                        "malformed_records",
+                        f"record {line_no}, {name}: {kind or type(value).__name__} is not allowed; "
+                        "values are strings, numbers or null",
+                    )
             writer.writerow(["" if record.get(n) is None else str(record[n]) for n in names])
             count += 1
     return count

@@ -16,6 +16,9 @@ two in agreement. The rules:
   holding at least one space becomes one space; repeated ZWNJs (U+200C) become one;
   spaces and ZWNJs are trimmed at both ends. A ZWNJ between two letters is kept: it
   is part of Persian spelling (می‌خواهم).
+* **spreadsheet formulas** — a text value that starts with ``=``, ``+``, ``-`` or ``@`` gets
+  a leading apostrophe (``'=cmd|...``), so no spreadsheet an analyst exports it to runs it
+  as a formula (exchange standard §8.1; the raw zone keeps the value as delivered).
 """
 
 from __future__ import annotations
@@ -96,6 +99,18 @@ def normalize_text(value: str | None) -> str | None:
     if value is None:
         return None
     return _spaces(value.translate(_TEXT_TABLE))
+
+
+#: First characters that make a spreadsheet read a cell as a formula (tab and CR, the others OWASP
+#: lists, never start a value after ``normalize_text``).
+FORMULA_TRIGGERS = "=+-@"
+
+
+def spreadsheet_safe(value: str | None) -> str | None:
+    """A leading apostrophe before a value a spreadsheet would run as a formula: ``anbar.spreadsheet_safe``."""
+    if not value or value[0] not in FORMULA_TRIGGERS:
+        return value
+    return "'" + value
 
 
 # -- dates (the Python side of anbar.jalali_to_date / anbar.gregorian_to_date) ---------------------

@@ -5,6 +5,7 @@ the calendar is loaded once):
 
 ``anbar.normalize_digits(text) -> text``        Persian/Arabic-Indic/Bengali digits to ASCII
 ``anbar.normalize_text(text) -> text``          digits, letters, invisible characters, spaces
+``anbar.spreadsheet_safe(text) -> text``        a leading ' before = + - @ (no formula in a spreadsheet)
 ``anbar.is_valid_person_id(text) -> boolean``   10-digit national ID (shorter: left-padded)
 ``anbar.is_valid_legal_entity_id(text) -> boolean``  11-digit national ID of a legal entity
 ``anbar.jalali_calendar``                       one row per day, Jalali years 1300–1480
@@ -41,6 +42,7 @@ import jdatetime
 from anbar.ids import LEGAL_ENTITY_WEIGHTS
 from anbar.normalize import (
     DIGIT_MAP,
+    FORMULA_TRIGGERS,
     JALALI_YEARS,
     LETTER_MAP,
     REMOVED,
@@ -75,6 +77,7 @@ _SPECIAL_CLASS = _U("[" + "".join(DIGIT_MAP) + WHITESPACE.replace(" ", "") + REM
 _WHITESPACE = _U(WHITESPACE)  # what Python's str.strip() removes
 _ASCII_SPACES = _U("".join(c for c in WHITESPACE if c.isascii()))
 _ZWNJ = _U(ZWNJ)
+_FORMULA_TRIGGERS = "(" + ", ".join(f"'{c}'" for c in FORMULA_TRIGGERS) + ")"
 _TRIMMED = _U(" " + ZWNJ)
 _SPACE_RUN = _U(f"[ {ZWNJ}]* [ {ZWNJ}]*")
 _ZWNJ_RUN = _U(f"{ZWNJ}+")
@@ -183,6 +186,13 @@ language sql immutable parallel safe as $$
 $$;
 comment on function {SCHEMA}.normalize_text(text) is
     'Digits, Arabic letter forms, invisible characters and spaces (anbar.normalize.normalize_text).';
+
+create or replace function {SCHEMA}.spreadsheet_safe(text) returns text
+language sql immutable parallel safe as $$
+    select case when left($1, 1) in {_FORMULA_TRIGGERS} then '''' || $1 else $1 end
+$$;
+comment on function {SCHEMA}.spreadsheet_safe(text) is
+    'A leading apostrophe before a value a spreadsheet would run as a formula (anbar.normalize.spreadsheet_safe).';
 
 create or replace function {SCHEMA}._person_id_ok(p text) returns boolean
 language sql immutable parallel safe as $$

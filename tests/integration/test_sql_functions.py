@@ -207,6 +207,7 @@ def test_functions_are_immutable_parallel_safe_and_inlined(conn):
     names = [
         "normalize_digits",
         "normalize_text",
+        "spreadsheet_safe",
         "is_valid_person_id",
         "is_valid_legal_entity_id",
         "jalali_to_date",
@@ -243,6 +244,8 @@ def test_normalize_text_agrees_with_python(conn):
     values = fixed + random_texts(20_000, rnd)
     assert_agree(conn, "anbar.normalize_text", normalize.normalize_text, values)
     assert_agree(conn, "anbar.normalize_digits", normalize.normalize_digits, values)
+    formulas = ["=cmd|' /C calc'!A0", "+98", "-", "@x", "a=b", " =x", "", "'=x"]
+    assert_agree(conn, "anbar.spreadsheet_safe", normalize.spreadsheet_safe, values + formulas)
 
 
 def test_is_valid_ids_agree_with_python(conn):
@@ -303,6 +306,7 @@ def test_sql_nulls_stay_null(conn):
     for fn in [
         "normalize_digits",
         "normalize_text",
+        "spreadsheet_safe",
         "is_valid_person_id",
         "is_valid_legal_entity_id",
         "jalali_to_date",

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from anbar.exchange import DeliveryRejected, match_header, parse_manifest
+from anbar.exchange import MAX_COUNT, DeliveryRejected, declared_rows, match_header, parse_manifest
 from anbar.periods import Period
 from anbar.registry import load_registry
 
@@ -54,6 +54,16 @@ def test_a_good_manifest_parses():
         (manifest(files=[{"name": ".hidden.csv", "bytes": 1, "sha256": "a" * 64, "rows": 0}]), "unsafe_file_name"),
         (manifest(files=[{"name": "x.csv", "bytes": 1, "sha256": "XYZ", "rows": 0}]), "invalid_manifest"),
         (manifest(files=[{"name": "x.csv", "bytes": 1, "sha256": "a" * 64, "rows": 0}] * 2), "invalid_manifest"),
+        # JSON types as §6.2 states them: "1", true and 2.0 are not integers
+        (manifest(schema_version="1"), "invalid_manifest"),
+        (manifest(schema_version=True), "invalid_manifest"),
+        (manifest(files=[{"name": "x.csv", "bytes": 1, "sha256": "a" * 64, "rows": "3"}]), "invalid_manifest"),
+        (manifest(files=[{"name": "x.csv", "bytes": 1.0, "sha256": "a" * 64, "rows": 3}]), "invalid_manifest"),
+        (
+            manifest(files=[{"name": "x.csv", "bytes": 1, "sha256": "a" * 64, "rows": MAX_COUNT + 1}]),
+            "invalid_manifest",
+        ),
+        (manifest(files=[{"name": "x.csv", "bytes": 10**20, "sha256": "a" * 64, "rows": 3}]), "invalid_manifest"),
     ],
 )
 def test_bad_manifests_are_rejected_with_a_reason(raw, reason):
@@ -72,6 +82,7 @@ def test_header_matching_is_case_and_space_insensitive_and_reports_optional_gaps
     ("header", "reason"),
     [
         ([""], "invalid_header"),
+        ([*PERSONS.column_names, ""], "invalid_header"),  # a delimiter at the end of the line
         (["national_id", "national_id"], "invalid_header"),
         (["national_id", "workshop_code"], "missing_column"),
         ([*PERSONS.column_names, "bonus"], "unexpected_column"),
@@ -81,3 +92,36 @@ def test_bad_headers(header, reason):
     with pytest.raises(DeliveryRejected) as err:
         match_header(header, PERSONS)
     assert err.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("data", "rows"),
+    [
+        ({"files": [{"rows": 2}, {"rows": 3}]}, 5),
+        ({"rows": 7}, 7),
+        ({"files": [{"rows": 2}, {"rows": "3"}]}, None),
+        ({"files": [{"rows": True}]}, None),
+        ({"files": [{"rows": -1}]}, None),
+        ({"files": [{"rows": 10**20}]}, None),  # beyond the ledger's bigint
+        ({"files": "part-001.csv"}, None),
+        (["rows", 3], None),
+    ],
+)
+def test_declared_rows_are_only_json_integers_the_ledger_can_hold(data, rows):
+    assert declared_rows(data) == rows
+
+
+def test_a_rejection_message_quotes_supplier_bytes_printably_and_briefly():
+    header = ["n\x00ame" + "x" * 5000, *PERSONS.column_names]
+    with pytest.raises(DeliveryRejected) as err:
+        match_header(header, PERSONS)
+    message = err.value.message
+    assert err.value.reason == "unexpected_column"
+    assert message.isprintable() and "\\x00" in message and len(message) < 300
+    assert all(c.isprintable() for c in err.value.detail["columns"][0])
+
+
+def test_a_header_read_as_one_column_suggests_the_delimiter():
+    with pytest.raises(DeliveryRejected) as err:
+        match_header([",".join(PERSONS.column_names)], PERSONS, delimiter="\t")
+    assert "does the file use the delimiter the manifest declares, TAB, or ','" in err.value.message

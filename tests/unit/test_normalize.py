@@ -14,6 +14,7 @@ from anbar.normalize import (
     normalize_digits,
     normalize_letters,
     normalize_text,
+    spreadsheet_safe,
 )
 
 ZWNJ = "\u200c"
@@ -168,3 +169,20 @@ def test_legal_entity_ids():
     assert not is_valid_legal_entity_id("1038028479")
     assert not is_valid_legal_entity_id("10300000090")  # digits 3..8 all zero
     assert not is_valid_legal_entity_id(None)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("=cmd|' /C calc'!A0", "'=cmd|' /C calc'!A0"),
+        ("+98 21 5555", "'+98 21 5555"),
+        ("-2+3+cmd|' /C notepad'!A0", "'-2+3+cmd|' /C notepad'!A0"),
+        ("@SUM(1+9)", "'@SUM(1+9)"),
+        ("نانوایی = سنگک", "نانوایی = سنگک"),  # only a formula's first character counts
+        ("a-b@c", "a-b@c"),
+        ("", ""),
+        (None, None),
+    ],
+)
+def test_spreadsheet_formulas_get_a_leading_apostrophe(raw, expected):
+    assert spreadsheet_safe(raw) == expected
