@@ -30,6 +30,7 @@ WAREHOUSE_DAG = "anbar_warehouse"
 LATE_SUPPLIER = "swo"
 REPORT_DAG = "anbar_monthly_report"
 AUDIT_DAG = "anbar_audit"
+BACKUP_DAG = "anbar_backup"
 # The access tiers shown on the demo warehouse (docs/access.md): one analyst, one researcher with a decision.
 DEMO_USERS = {"analyst_demo": "analyst", "researcher_demo": "researcher"}
 DEMO_MART = "mart_insured_employment"
@@ -164,7 +165,7 @@ def up(today: dt.date | None = None, n_periods: int = 3, timeout: float = 1800) 
         _replay_alerts(stack, env, *late)
     _run_monthly_report(api, stack, today, timeout)
     reads = _show_access(stack)
-    _run_audit(api, stack, timeout)
+    _run_audit_and_backup(api, stack, timeout)
     _print_summary(stack, env_file, reads)
 
 
@@ -211,18 +212,23 @@ def _run_monthly_report(api: AirflowApi, stack: Stack, today: dt.date, timeout: 
     """The monthly report on the last Jalali month complete today, as its scheduled run (same data interval),
     so the scheduler makes no second run of it once the DAG is unpaused."""
     month = Period.containing(today, "jalali").previous()
-    run_id = f"demo__report__{month.label}"
-    api.trigger(REPORT_DAG, run_id, {"report_month": month.label}, data_interval_for(month))
-    api.unpause(REPORT_DAG)
     say(f"triggered {REPORT_DAG} for {month.label} ...")
+    conf = {"report_month": month.label}
+    state = _run_dag(api, REPORT_DAG, f"demo__report__{month.label}", timeout, conf, data_interval_for(month))
+    say(f"monthly report {month.label}: {state}; PDFs in {_reports_dir(stack) / month.label}")
+
+
+def _run_dag(api: AirflowApi, dag_id: str, run_id: str, timeout: float, conf: dict | None = None, interval=None) -> str:
+    """Trigger one run of a DAG, unpause the DAG, wait for the run to end; its final state."""
+    api.trigger(dag_id, run_id, conf or {}, interval)
+    api.unpause(dag_id)
     deadline = time.monotonic() + timeout
     while True:
-        states = [r["state"] for r in api.runs(REPORT_DAG) if r["dag_run_id"] == run_id]
+        states = [r["state"] for r in api.runs(dag_id) if r["dag_run_id"] == run_id]
         if states and states[0] in ("success", "failed"):
-            say(f"monthly report {month.label}: {states[0]}; PDFs in {_reports_dir(stack) / month.label}")
-            return
+            return states[0]
         if time.monotonic() > deadline:
-            raise RuntimeError("the monthly report did not finish in time; look at the Airflow UI")
+            raise RuntimeError(f"{dag_id} did not finish in time; look at the Airflow UI")
         time.sleep(5)
 
 
@@ -357,20 +363,13 @@ def _show_access(stack: Stack) -> list[str]:
     return lines
 
 
-def _run_audit(api: AirflowApi, stack: Stack, timeout: float) -> None:
-    """The audit DAG's run: the server log so far (loads, grants, the demo users' reads) into the audit schema."""
-    run_id = "demo__audit"
-    api.trigger(AUDIT_DAG, run_id, {})
-    api.unpause(AUDIT_DAG)
-    deadline = time.monotonic() + timeout
-    while True:
-        states = [r["state"] for r in api.runs(AUDIT_DAG) if r["dag_run_id"] == run_id]
-        if states and states[0] in ("success", "failed"):
-            say(f"{AUDIT_DAG}: {states[0]}")
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError("the audit run did not finish in time; look at the Airflow UI")
-        time.sleep(5)
+def _run_audit_and_backup(api: AirflowApi, stack: Stack, timeout: float) -> None:
+    """The audit DAG (the server log so far — loads, grants, the demo users' reads — into the audit schema),
+    then the backup DAG (the warehouse and Airflow's database dumped, restored into a scratch database and
+    checked table by table against the fingerprint taken with the dump)."""
+    for dag_id in (AUDIT_DAG, BACKUP_DAG):
+        say(f"triggered {dag_id} ...")
+        say(f"{dag_id}: {_run_dag(api, dag_id, f'demo__{dag_id}', timeout)}")
 
 
 def _dbt_parse(env: dict[str, str]) -> None:
@@ -400,6 +399,7 @@ def _print_summary(stack: Stack, env_file, access_lines: list[str]) -> None:
     print("\nAccess tiers (docs/access.md), as the demo's users:")
     print("\n".join(access_lines))
     _print_audit(stack)
+    _print_backups(stack)
     mails = sorted(stack.mail_dir.glob("*.eml")) if stack.mail_dir.exists() else []
     print(f"""
 anbar demo is up.
@@ -432,6 +432,18 @@ def _print_audit(stack: Stack) -> None:
         print(f"  {r['user']:16} {r['object']:45} {r['command']:8} x{r['count']}  {r['detail']}")
     if not rows:
         print("  (none recorded: see the anbar_audit run in the Airflow UI)")
+
+
+def _print_backups(stack: Stack) -> None:
+    from anbar import backup
+
+    print(f"\nBackups in {stack.backup_dir} (anbar backup list; docs/operations.md §8):")
+    for b in backup.list_backups(stack.backup_dir):
+        state = {True: "verified", False: "VERIFICATION FAILED", None: "not verified"}[b.verified]
+        print(
+            f"  {b.database:10} {b.started_at:%Y-%m-%d %H:%M} UTC  {b.size_bytes / 2**20:7.1f} MiB  "
+            f"{b.tables:4} tables {b.rows:>9} rows  {state}"
+        )
 
 
 def _print_scorecard(stack: Stack) -> None:

@@ -110,6 +110,7 @@ class Stack:
         self.airflow_home = self.state_dir / "airflow"
         self.landing_dir = self.state_dir / "landing"
         self.ports_file = self.state_dir / "ports.json"
+        self.backup_dir = self.state_dir / "backups"
 
     # -- ports and secrets, fixed on first use --------------------------------------------------------------
     def ports(self) -> dict[str, int]:
@@ -238,6 +239,10 @@ class Stack:
                 "ANBAR_TRANSFORMER_CONN_ID": TRANSFORMER_CONN,
                 **self.service_passwords(),
                 "ANBAR_PG_LOG_DIR": str(self.pg.log_dir),
+                # the nightly backup runs as the superuser: it reads every schema and creates scratch databases
+                "ANBAR_BACKUP_URL": self.pg.url(WAREHOUSE_DB, driver="postgresql"),
+                "ANBAR_BACKUP_DATABASES": f"{WAREHOUSE_DB},{AIRFLOW_DB}",
+                "ANBAR_BACKUP_DIR": str(self.backup_dir),
                 "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
             }
         )
