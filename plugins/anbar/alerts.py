@@ -341,6 +341,18 @@ def send_alert(
     return "sent" if sent else "already sent"
 
 
+def outbox_withdrawal(conn, mail: notify.Mail, *, now: dt.datetime | None = None) -> str | None:
+    """Why a deadline alert waiting in the outbox (the mail server was down when it fired) should no longer
+    go out — the ledger asked again, as when it fired — or None. Other mails always go out."""
+    if mail.kind not in KINDS:
+        return None
+    org, dataset, period = mail.dedup_key.split(":", 1)[1].split("/")
+    registry = current_registry()
+    statuses = ledger_statuses(conn, org, dataset, period)
+    conn.commit()
+    return decide(mail.kind, statuses, alert_times(registry, org, dataset, period), now or _utcnow())
+
+
 async def _sleep_until(moment: dt.datetime) -> None:
     while (left := (moment - _utcnow()).total_seconds()) > 0:
         await asyncio.sleep(min(left, 3600))

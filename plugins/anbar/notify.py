@@ -12,6 +12,7 @@ fires only once, is not lost to a mail server outage.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -145,10 +146,15 @@ def _recorded(mail: Mail) -> tuple:
     return (mail.dedup_key, mail.kind, mail.submission_id, recipients, mail.subject, Json(mail.content()))
 
 
-def send_pending(conn, smtp_conn_id: str | None = None) -> dict[str, list[str]]:
+def send_pending(
+    conn, smtp_conn_id: str | None = None, *, withdraw: Callable[[object, Mail], str | None] | None = None
+) -> dict[str, list[str]]:
     """Send every mail of the outbox (recorded, never sent), oldest first, each at most once as by ``send``.
 
-    Returns the dedup keys ``sent`` and ``failed`` (still unsent: the server refused them again)."""
+    ``withdraw(conn, mail)`` says why a mail should no longer go out (a reminder whose delivery arrived
+    while the server was down), or None: such a mail is taken out of the outbox unsent, with the reason.
+    Returns the dedup keys ``sent``, ``failed`` (still unsent: the server refused them again) and
+    ``withdrawn``."""
     with conn.cursor() as cur:
         cur.execute(
             "select dedup_key, kind, submission_id, mail from anbar.notifications "
@@ -156,8 +162,21 @@ def send_pending(conn, smtp_conn_id: str | None = None) -> dict[str, list[str]]:
         )
         pending = [Mail(dedup_key=k, kind=kind, submission_id=sid, **mail) for k, kind, sid, mail in cur.fetchall()]
     conn.commit()
-    done: dict[str, list[str]] = {"sent": [], "failed": []}
+    done: dict[str, list[str]] = {"sent": [], "failed": [], "withdrawn": []}
     for mail in pending:
+        reason = withdraw(conn, mail) if withdraw else None
+        if reason:
+            with conn.cursor() as cur:
+                # mail null: out of the outbox; sent_at null: never sent, so a later send() of the key may
+                cur.execute(
+                    "update anbar.notifications set mail = null, last_error = %s "
+                    "where dedup_key = %s and sent_at is null",
+                    (f"withdrawn, not sent: {reason}", mail.dedup_key),
+                )
+            conn.commit()
+            log.info("%s withdrawn, not sent: %s", mail.dedup_key, reason)
+            done["withdrawn"].append(mail.dedup_key)
+            continue
         try:
             # skip_locked: a mail a concurrent sender holds is theirs to send
             if _send_locked(conn, mail, smtp_conn_id, skip_locked=True):

@@ -34,7 +34,11 @@ could not send them. Each mail goes out at most once: the dedup key is locked wh
   `select dedup_key, attempts, last_attempt_at, last_error from anbar.notifications where sent_at is null;`
   says why. Fix the `anbar_smtp` connection or the server; the next run sends them. The task does not
   fail for an outage: a failure alert could not be mailed either, and would pile up.
-- **A mail should not go out any more** (e.g. a reminder for a delivery that arrived meanwhile):
+- **"withdrawn, not sent"**: a deadline alert that waited here is checked against the ledger again
+  before it goes: a reminder or late notice whose delivery arrived meanwhile, an escalation whose
+  delivery was accepted, or a reminder whose late notice is already due is taken out of the outbox
+  (`last_error` says why). Nothing to do.
+- **Any other mail should not go out any more**:
   `delete from anbar.notifications where dedup_key = '...' and sent_at is null;` before the next run.
 - Clearing a run is always safe: a sent mail is never sent again.
 """
@@ -56,14 +60,16 @@ def build_outbox_dag() -> DAG:
         @task
         def send_pending() -> dict:
             """Send the mails recorded but never sent (each at most once)."""
-            from anbar import notify, warehouse
+            from anbar import alerts, notify, warehouse
 
             conn = warehouse.connect()
             try:
-                done = notify.send_pending(conn)
+                done = notify.send_pending(conn, withdraw=alerts.outbox_withdrawal)
             finally:
                 conn.close()
             log.info("sent %d mail(s): %s", len(done["sent"]), ", ".join(done["sent"]) or "-")
+            if done["withdrawn"]:
+                log.info("withdrawn, not sent (no longer due, says the ledger): %s", ", ".join(done["withdrawn"]))
             if done["failed"]:
                 log.warning("still unsent (the mail server failed): %s", ", ".join(done["failed"]))
             return done
