@@ -37,6 +37,8 @@ SETTINGS = {
     "shared_buffers": "'256MB'",
     "max_wal_size": "'8GB'",  # bulk COPY of a 10M-row extract checkpoints constantly at 1GB
     "checkpoint_timeout": "'15min'",
+    # a worker killed mid-statement: the server notices within 10 s and rolls back, releasing its locks
+    "client_connection_check_interval": "'10s'",
     "log_min_duration_statement": "'5s'",
     "log_line_prefix": "'%m [%p] %u@%d '",
     "timezone": "'UTC'",
