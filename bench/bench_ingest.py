@@ -354,7 +354,8 @@ def summarise(r: dict, out: Callable[[str], None] = print) -> dict[str, float]:
         )
     return {
         "anbar_over_copy": anbar / bare,
-        "anbar_without_transfer_over_copy": (anbar - transfer) / bare,
+        "load_validate_over_copy": (steps["load"] + steps["validate"]) / bare,
+        "load_validate_seconds": steps["load"] + steps["validate"],
         "anbar_rss_gib": r["anbar"]["peak_rss_mib"] / 1024,
         "naive_over_anbar": anbar_rate / naive_rate,
         "bare_seconds": bare,

@@ -80,15 +80,14 @@ def main(argv: list[str] | None = None) -> int:
             pct = f" on {s['naive_rows']:,} rows, per row" if s["naive_rows"] < args.rows else ""
             rows_out += [
                 (
-                    "anbar land + convert + load + validate / bare COPY (SFTP transfer excluded)",
-                    f"{s['anbar_without_transfer_over_copy']:.2f}x ({s['anbar_seconds'] - s['transfer_seconds']:.1f} s"
-                    f" / {s['bare_seconds']:.1f} s)",
+                    "anbar land + convert + load + validate / bare COPY (all the ingest steps, SFTP included)",
+                    f"{s['anbar_over_copy']:.2f}x ({s['anbar_seconds']:.1f} s / {s['bare_seconds']:.1f} s)",
                     "<= 2x",
-                    _verdict(s["anbar_without_transfer_over_copy"], 2.0, unit="x"),
+                    _verdict(s["anbar_over_copy"], 2.0, unit="x"),
                 ),
                 (
-                    "the same, SFTP transfer from the simulated supplier included",
-                    f"{s['anbar_over_copy']:.2f}x ({s['anbar_seconds']:.1f} s; transfer alone "
+                    "the load and validate steps alone / bare COPY",
+                    f"{s['load_validate_over_copy']:.2f}x ({s['load_validate_seconds']:.1f} s; SFTP transfer alone "
                     f"{s['transfer_seconds']:.1f} s)",
                     "(reference)",
                     "",
