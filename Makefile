@@ -29,7 +29,7 @@ dbt-parse: $(STAMP)
 
 # The benchmarks of issue 7 (bench/run_all.py): a 10,000,000-row ingest against a bare COPY and the naive
 # path, the DAG parse of a 20 x 5 registry, dbt month 24 against month 2; each ratio against its target.
-# About an hour on 2 cores; BENCH_ARGS=--quick for 200,000 rows. Results: bench/RESULTS.md.
+# About 25 minutes on 2 cores; BENCH_ARGS=--quick for 200,000 rows. Results: bench/RESULTS.md.
 BENCH_ARGS ?=
 bench: $(STAMP) dbt-parse
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
