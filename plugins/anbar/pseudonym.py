@@ -14,6 +14,9 @@ PostgreSQL has no HMAC without pgcrypto (not shipped with every server), so the 
 its two padded halves (key XOR ipad, key XOR opad; RFC 2104) and the function composes two
 built-in ``sha256`` calls: sha256(opad_key || sha256(ipad_key || message)).
 
+The key is sent in a way no log can hold: no statement text carries it or its padded halves
+(:func:`_store_pads`), so the statement log of the audit never sees it.
+
 Changing the key changes every ``person_key``: :func:`install_key` refuses a different key
 unless ``rotate=True``.
 """
@@ -21,6 +24,7 @@ unless ``rotate=True``.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from pathlib import Path
 
@@ -156,11 +160,33 @@ def install_key(conn, key: str | None = None, *, rotate: bool = False) -> str:
         )
     ipad, opad = padded_keys(key)
     with conn.cursor() as cur:
-        cur.execute(
-            "insert into anbar_secret.pseudonym_key (only_row, ipad_key, opad_key, fingerprint) "
-            "values (true, %s, %s, %s) on conflict (only_row) do update set ipad_key = excluded.ipad_key, "
-            "opad_key = excluded.opad_key, fingerprint = excluded.fingerprint, installed_at = now()",
-            (ipad, opad, new),
-        )
+        _store_pads(cur, ipad, opad, new)
     conn.commit()
     return new
+
+
+def _store_pads(cur, ipad: bytes, opad: bytes, fingerprint_: str) -> None:
+    """Write the padded keys so that no statement text holds them.
+
+    A parameter of a statement is part of its text in the server's log (psycopg2 interpolates it; a
+    server-side bind is logged as ``parameters: $1 = ...``), and the warehouse logs every statement for
+    the audit (``log_statement = 'all'``), which ``anbar_audit`` copies into ``audit.statement_log``. The
+    rows of ``COPY ... FROM STDIN`` travel in the COPY protocol, which no log setting records; the COPY
+    goes into a temporary table whose columns cannot reject what is sent (hex this function wrote), so no
+    error context can quote a row either. The statements that move it into place name no key.
+    """
+    cur.execute(
+        "create temporary table pseudonym_key_incoming (ipad_key bytea not null, opad_key bytea not null) "
+        "on commit drop"
+    )
+    cur.copy_expert(
+        "copy pg_temp.pseudonym_key_incoming (ipad_key, opad_key) from stdin with (format csv)",
+        io.StringIO(f"\\x{ipad.hex()},\\x{opad.hex()}\n"),
+    )
+    cur.execute(
+        "insert into anbar_secret.pseudonym_key (only_row, ipad_key, opad_key, fingerprint) "
+        "select true, ipad_key, opad_key, %s from pg_temp.pseudonym_key_incoming "
+        "on conflict (only_row) do update set ipad_key = excluded.ipad_key, "
+        "opad_key = excluded.opad_key, fingerprint = excluded.fingerprint, installed_at = now()",
+        (fingerprint_,),
+    )

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import os
 
+import psycopg2
 import pytest
 
 from anbar import cli, pseudonym
@@ -50,3 +51,57 @@ def test_the_cli_reports_and_installs(fresh_warehouse, capsys, monkeypatch):
     assert "changes every person_key" in capsys.readouterr().err
     assert cli.main(["pseudonym", "install", "--rotate"]) == 0
     assert pseudonym.fingerprint("rotated") in capsys.readouterr().out
+
+
+def _secrets_of(key: str) -> set[str]:
+    """Every spelling of a key that would undo the pseudonymisation if a log held it."""
+    ipad, opad = pseudonym.padded_keys(key)
+    return {key, key.encode().hex(), ipad.hex(), opad.hex()}
+
+
+def test_no_log_holds_the_key_installed_or_rotated_under_full_statement_logging(pg, fresh_warehouse):
+    """Issue 16.1: with the audit's ``log_statement = 'all'`` on, installing and rotating the key leaves it in
+    neither the server's log files nor ``audit.statement_log`` (hex, padded halves, the key itself)."""
+    import secrets
+    import time
+
+    from anbar import audit
+
+    conn = fresh_warehouse
+    database = conn.info.dbname
+    assert audit.install(conn) == []
+    assert audit.database_logs_all(conn)
+    conn.close()  # log_statement = 'all' applies to sessions opened from now on
+    conn = psycopg2.connect(pg.dsn(database))
+    first, second = f"install-{secrets.token_hex(16)}", f"rotate-{secrets.token_hex(16)}"
+    pseudonym.install_key(conn, first, rotate=True)
+    pseudonym.install_key(conn, second, rotate=True)
+    with pytest.raises(pseudonym.PseudonymKeyError):
+        pseudonym.install_key(conn, first)  # refused: the refusal logs nothing of it either
+    marker = f"pseudonym-log-marker-{secrets.token_hex(8)}"
+    assert _one(conn, f"select '{marker}'") == marker
+
+    deadline = time.monotonic() + 20
+    while True:  # the logging collector writes asynchronously
+        logged = "\n".join(
+            p.read_text(encoding="utf-8", errors="replace") for p in sorted(pg.log_dir.iterdir()) if p.is_file()
+        )
+        if marker in logged:
+            break
+        assert time.monotonic() < deadline, "the server's log never showed the test's statements"
+        time.sleep(0.3)
+    assert "pseudonym_key" in logged  # the statements were logged: the test looks where the key would be
+    leaked = [s for s in _secrets_of(first) | _secrets_of(second) if s.lower() in logged.lower()]
+    assert leaked == []
+
+    audit.ingest(conn, audit.DirectorySource(pg.log_dir))
+    with conn.cursor() as cur:
+        cur.execute(
+            "select coalesce(statement, '') || ' ' || coalesce(parameters, '') || ' ' || coalesce(error, '') "
+            "from audit.statement_log"
+        )
+        trail = "\n".join(r[0] for r in cur.fetchall()).lower()
+    conn.commit()
+    assert "pseudonym_key" in trail
+    assert [s for s in _secrets_of(first) | _secrets_of(second) if s.lower() in trail] == []
+    conn.close()
