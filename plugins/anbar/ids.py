@@ -6,6 +6,8 @@ run inside PostgreSQL; tests keep the two in agreement.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 LEGAL_ENTITY_WEIGHTS = (29, 27, 23, 19, 17)
 
 
@@ -62,3 +64,19 @@ def make_legal_entity_id(body: int) -> str:
     if first_ten[3:9] == "000000":
         first_ten = first_ten[:8] + "1" + first_ten[9]
     return first_ten + str(legal_entity_check_digit(first_ten))
+
+
+# -- the same sums as SQL (PostgreSQL's anbar.sql_functions and DuckDB's anbar.engine.duck) --------------
+
+
+def person_sum_sql(digit: Callable[[int], str]) -> str:
+    """SQL for the weighted sum of a person ID's first nine digits; ``digit(i)`` is SQL for digit i (0 = leftmost)."""
+    return " + ".join(f"{digit(i)} * {10 - i}" for i in range(9))
+
+
+def legal_entity_sum_sql(digit: Callable[[int], str]) -> str:
+    """SQL for the weighted sum of a legal-entity ID's first ten digits (``digit`` as for :func:`person_sum_sql`)."""
+    # sum((digit[i] + d) * w[i % 5]) = sum(digit[i] * w[i % 5]) + d * sum(w[i % 5]), d = digit[9] + 2
+    weights = [LEGAL_ENTITY_WEIGHTS[i % 5] for i in range(10)]
+    terms = [f"{digit(i)} * {w}" for i, w in enumerate(weights)]
+    return " + ".join(terms) + f" + ({digit(9)} + 2) * {sum(weights)}"

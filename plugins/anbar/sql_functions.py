@@ -39,7 +39,7 @@ import io
 
 import jdatetime
 
-from anbar.ids import LEGAL_ENTITY_WEIGHTS
+from anbar.ids import legal_entity_sum_sql, person_sum_sql
 from anbar.normalize import (
     DIGIT_MAP,
     FORMULA_TRIGGERS,
@@ -100,14 +100,11 @@ def _digit(p: str, position: int) -> str:
 
 
 def _person_sum(p: str) -> str:
-    return " + ".join(f"{_digit(p, i + 1)} * {10 - i}" for i in range(9))
+    return person_sum_sql(lambda i: _digit(p, i + 1))
 
 
 def _legal_entity_sum(p: str) -> str:
-    # sum((digit[i] + d) * w[i % 5]) = sum(digit[i] * w[i % 5]) + d * sum(w[i % 5]), d = digit[9] + 2
-    weights = [LEGAL_ENTITY_WEIGHTS[i % 5] for i in range(10)]
-    terms = [f"{_digit(p, i + 1)} * {w}" for i, w in enumerate(weights)]
-    return " + ".join(terms) + f" + ({_digit(p, 10)} + 2) * {sum(weights)}"
+    return legal_entity_sum_sql(lambda i: _digit(p, i + 1))
 
 
 # Expected check digit indexed by the remainder (r + 1 in SQL's 1-based substr):

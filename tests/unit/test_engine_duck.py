@@ -109,7 +109,8 @@ def test_dates_agree_with_python(con, calendar):
 def test_every_jalali_day_converts_as_jdatetime_says(con):
     got = dict(
         con.execute(
-            "select spelling, day from anbar_jalali_days where regexp_full_match(spelling, '[0-9]{4}/[0-9]{2}/[0-9]{2}')"
+            "select spelling, day from anbar_jalali_days "
+            "where regexp_full_match(spelling, '[0-9]{4}/[0-9]{2}/[0-9]{2}')"
         ).fetchall()
     )
     day = jdatetime.date(normalize.JALALI_YEARS.start, 1, 1)

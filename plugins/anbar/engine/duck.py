@@ -34,7 +34,7 @@ from pathlib import Path
 import duckdb
 import jdatetime
 
-from anbar.ids import LEGAL_ENTITY_WEIGHTS
+from anbar.ids import legal_entity_sum_sql, person_sum_sql
 from anbar.normalize import DIGIT_MAP, JALALI_YEARS, LETTER_MAP, REMOVED, SPACE_MAP, WHITESPACE, ZWNJ
 from anbar.registry import Registry
 
@@ -87,14 +87,11 @@ def _digit(n: str, position: int, width: int) -> str:
 
 
 def _person_sum(n: str) -> str:
-    return " + ".join(f"{_digit(n, i, 10)} * {10 - i}" for i in range(9))
+    return person_sum_sql(lambda i: _digit(n, i, 10))
 
 
 def _legal_entity_sum(n: str) -> str:
-    # sum((digit[i] + d) * w[i % 5]) = sum(digit[i] * w[i % 5]) + d * sum(w[i % 5]), d = digit[9] + 2
-    weights = [LEGAL_ENTITY_WEIGHTS[i % 5] for i in range(10)]
-    terms = [f"{_digit(n, i, 11)} * {w}" for i, w in enumerate(weights)]
-    return " + ".join(terms) + f" + ({_digit(n, 9, 11)} + 2) * {sum(weights)}"
+    return legal_entity_sum_sql(lambda i: _digit(n, i, 11))
 
 
 def _date_macro(name: str, ymd: str) -> str:
@@ -152,7 +149,8 @@ end""",
         """create or replace macro anbar_is_valid_legal_entity_id(x) as case
     when x is null then null
     when regexp_full_match(x, '[0-9]{11}') then anbar_legal_entity_number_ok(cast(x as bigint))
-    when regexp_full_match(anbar_strip(x), '[0-9]{11}') then anbar_legal_entity_number_ok(cast(anbar_strip(x) as bigint))
+    when regexp_full_match(anbar_strip(x), '[0-9]{11}')
+        then anbar_legal_entity_number_ok(cast(anbar_strip(x) as bigint))
     else false
 end""",
     ]
