@@ -1,0 +1,285 @@
+"""Read a landed delivery into the pass: header, encoding, CSV structure, then one DuckDB table.
+
+For each delivered file, in manifest order (exchange standard §7):
+
+1. the header line is decoded and matched to the registry (:func:`anbar.exchange.match_header`);
+2. a file declared ``windows-1256`` is transcoded to UTF-8 beside the pass (Python's codec, streaming, with
+   the check that it is not UTF-8 in disguise); UTF-8 is read as it is, a byte-order mark dropped;
+3. its records are checked by :func:`anbar.engine.structure.scan` (vectorised, on the bytes) and, when
+   clean, parsed by DuckDB's CSV reader on every core; a file that is not clean, or that DuckDB refuses,
+   is read by :mod:`anbar.engine.csvexact`, which rejects it with the data row and line at fault, or
+   names the rows holding a quote inside an unquoted field (rejected one by one);
+4. its records are counted against the manifest's ``rows``.
+
+The result is :data:`DELIVERY`, a DuckDB table with one row per delivered record: ``_file``, ``_row_no``
+(1-based, per file), the dataset's columns as delivered (text, ``r:<column>``), their typed values
+(:mod:`anbar.engine.convert`) and ``_problems`` (why a row cannot be converted). Nothing here writes to
+PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from anbar.engine import convert, csvexact, structure
+from anbar.engine.duck import literal, scalar
+from anbar.exchange import DeliveryRejected, match_header
+from anbar.loader import MAX_HEADER_BYTES, DecodingReader
+from anbar.registry import Dataset, Organisation
+
+DELIVERY = "delivery"
+# Beyond this many rows, dates are converted by a hash join to every day's spellings (building the two
+# lookup tables costs about a second; the join then saves about half a microsecond a value).
+LOOKUP_ROWS = 200_000
+# DuckDB reads a line of up to this many bytes; a longer one goes to the exact reader.
+MAX_LINE_BYTES = 16 << 20
+
+
+@dataclass(frozen=True)
+class DeliveredFile:
+    name: str
+    path: Path
+    rows_declared: int | None  # the manifest's count; None when the delivery's total is checked instead
+
+
+@dataclass
+class FileRead:
+    name: str
+    columns: list[str]  # registry names, in the file's order
+    missing: list[str]  # optional columns absent from the header
+    rows: int
+    reader: str  # "duckdb" or "exact"
+    stray_quote_rows: dict[int, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class DeliveryRead:
+    files: list[FileRead]
+    rows_in: int
+    rows_converted: int
+    rows_not_converted: int
+    warnings: list[str]
+
+
+@dataclass
+class _Prepared:
+    """A file ready for parsing: UTF-8 text at ``path``, its records from byte ``data_offset``."""
+
+    file: DeliveredFile
+    path: Path
+    data_offset: int
+    columns: list[str]
+    missing: list[str]
+
+
+def _header(f: DeliveredFile, encoding: str, delimiter: str, ds: Dataset) -> tuple[list[str], list[str]]:
+    with open(f.path, "rb") as fh:
+        header = DecodingReader(fh, encoding, f.name).read_header(delimiter)
+    try:
+        return match_header(header, ds, delimiter)
+    except DeliveryRejected as exc:
+        raise DeliveryRejected(exc.reason, f"{f.name}: {exc.message}", **{**exc.detail, "file": f.name}) from None
+
+
+def _first_line_length(path: Path) -> int:
+    """Bytes of the header line, its line ending included (read_header made sure there is one)."""
+    with open(path, "rb") as fh:
+        head = fh.read(MAX_HEADER_BYTES * 4 + 4)
+    end = head.find(b"\n")
+    return len(head) if end < 0 else end + 1
+
+
+def _transcode(f: DeliveredFile, encoding: str, tmp: Path) -> Path:
+    """The file in UTF-8 (streaming; DecodingReader's checks: bytes valid, not UTF-8 declared windows-1256)."""
+    out = tmp / f"{len(list(tmp.iterdir())):04d}.utf8.csv"
+    with open(f.path, "rb") as fh, open(out, "wb") as sink:
+        reader = DecodingReader(fh, encoding, f.name)
+        for text in reader.text_chunks():
+            sink.write(text.encode("utf-8"))
+    return out
+
+
+def _check_utf8(f: DeliveredFile, encoding: str) -> None:
+    """Raise the standard's encoding_error (with the byte offset) if the file is not valid UTF-8."""
+    with open(f.path, "rb") as fh:
+        for _ in DecodingReader(fh, encoding, f.name).text_chunks():
+            pass
+
+
+def prepare(files: list[DeliveredFile], ds: Dataset, encoding: str, delimiter: str, tmp: Path) -> list[_Prepared]:
+    """Headers (the same in every file), encodings: every file-level rejection before any record is read."""
+    prepared: list[_Prepared] = []
+    first: list[str] | None = None
+    for f in files:
+        columns, missing = _header(f, encoding, delimiter, ds)
+        if first is not None and columns != first:
+            raise DeliveryRejected("invalid_header", f"{f.name}: header differs from the first file's header")
+        first = first or columns
+        path = _transcode(f, encoding, tmp) if encoding == "windows-1256" else f.path
+        prepared.append(_Prepared(f, path, _first_line_length(path), columns, missing))
+    return prepared
+
+
+def _duck_source(p: _Prepared, delimiter: str) -> str:
+    columns = "{" + ", ".join(f"{literal(c)}: 'VARCHAR'" for c in p.columns) + "}"
+    return (
+        f"read_csv({literal(str(p.path))}, delim={literal(delimiter)}, quote='\"', escape='\"', header=false, "
+        f"skip=1, columns={columns}, strict_mode=true, null_padding=false, auto_detect=false, "
+        f"all_varchar=true, max_line_size={MAX_LINE_BYTES}, buffer_size={2 * MAX_LINE_BYTES})"
+    )
+
+
+def _file_select(p: _Prepared, source: str, ds: Dataset, row_no: str) -> str:
+    """The file's records: ``_file``, ``_row_no`` and every registry column (NULL for an optional one absent)."""
+    values = [
+        f"{convert.ident(c)}" if c in p.columns else f"null::varchar as {convert.ident(c)}" for c in ds.column_names
+    ]
+    return f"select {literal(p.file.name)} as _file, {row_no} as _row_no, {', '.join(values)} from {source}"
+
+
+def _exact_batches(p: _Prepared, delimiter: str, outcome: list) -> Iterator[pa.RecordBatch]:
+    """The exact reader's batches; its summary, or the rejection it raised, goes to ``outcome`` (DuckDB
+    would wrap an exception raised inside the stream it reads)."""
+    try:
+        for item in csvexact.read(p.path, p.data_offset, p.file.name, p.columns, delimiter):
+            if isinstance(item, csvexact.ExactRead):
+                outcome.append(item)
+            else:
+                yield item
+    except (DeliveryRejected, UnicodeDecodeError) as exc:
+        outcome.append(exc)
+
+
+def _stray_reason(columns: list[str]) -> str:
+    return f"{', '.join(columns)}: {csvexact.STRAY_QUOTE}"
+
+
+def read_delivery(
+    con: duckdb.DuckDBPyConnection,
+    org: Organisation,
+    ds: Dataset,
+    files: list[DeliveredFile],
+    encoding: str,
+    delimiter: str,
+    tmp: Path,
+) -> DeliveryRead:
+    """Read every file of the delivery into the table :data:`DELIVERY` of ``con`` (see the module doc).
+
+    Raises DeliveryRejected for what rejects the whole delivery (header, encoding, malformed CSV, records
+    counted against the manifest's ``rows``)."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    prepared = prepare(files, ds, encoding, delimiter, tmp)
+    declared_rows = sum(f.rows_declared or 0 for f in files)
+    lookups = declared_rows > LOOKUP_ROWS
+    if lookups:
+        from anbar.engine.duck import install_lookups
+
+        install_lookups(con)
+    reads: list[FileRead] = []
+    con.execute(f"drop table if exists {DELIVERY}")
+    for n, p in enumerate(prepared):
+        read = _read_file(con, org, ds, p, delimiter, lookups, create=n == 0)
+        reads.append(read)
+        if p.file.rows_declared is not None and read.rows != p.file.rows_declared:
+            raise DeliveryRejected(
+                "row_count_mismatch",
+                f"{p.file.name}: the manifest declares {p.file.rows_declared} rows, the file holds {read.rows}",
+                file=p.file.name,
+                declared=p.file.rows_declared,
+                found=read.rows,
+            )
+    rows_in = sum(r.rows for r in reads)
+    not_converted = scalar(con, f"select count(*) from {DELIVERY} where _problems is not null")
+    warnings = [
+        f"{r.name}: optional columns absent, loaded as empty: {', '.join(r.missing)}" for r in reads if r.missing
+    ]
+    shutil.rmtree(tmp, ignore_errors=True)
+    return DeliveryRead(reads, rows_in, rows_in - not_converted, not_converted, warnings)
+
+
+def _read_file(
+    con: duckdb.DuckDBPyConnection,
+    org: Organisation,
+    ds: Dataset,
+    p: _Prepared,
+    delimiter: str,
+    lookups: bool,
+    *,
+    create: bool,
+) -> FileRead:
+    # The vectorised structure check runs beside DuckDB's parse (numpy releases the GIL); its verdict
+    # decides whether DuckDB's rows are kept.
+    checked: list[structure.Structure] = []
+    checker = threading.Thread(
+        target=lambda: checked.append(structure.scan(p.path, p.data_offset, len(p.columns), delimiter)),
+        name=f"structure-{p.file.name}",
+    )
+    checker.start()
+    table = f"{DELIVERY}_file"
+    duck_error: duckdb.Error | None = None
+    try:
+        raw = _file_select(p, _duck_source(p, delimiter), ds, "row_number() over ()")
+        _create(con, table, convert.conversion_sql(org, ds, f"({raw})", lookups=lookups, keep_raw=True))
+    except duckdb.Error as exc:
+        duck_error = exc
+    checker.join()
+    structure_ok = checked and checked[0].clean
+    if duck_error is None and structure_ok:
+        rows = scalar(con, f"select count(*) from {table}")
+        if rows != checked[0].records:  # two readers of the same bytes disagree: trust neither
+            raise RuntimeError(
+                f"{p.file.name}: DuckDB read {rows} records, the structure check counted {checked[0].records}"
+            )
+        reader, stray = "duckdb", {}
+    else:
+        if p.path == p.file.path and duck_error is not None and "unicode" in str(duck_error).lower():
+            _check_utf8(p.file, "utf-8")  # raises the standard's encoding_error with the byte offset
+        outcome: list = []
+        batches = pa.RecordBatchReader.from_batches(_exact_schema(p), _exact_batches(p, delimiter, outcome))
+        con.register("exact_records", batches)
+        try:
+            raw = _file_select(p, "exact_records", ds, "_row_no")
+            _create(con, table, convert.conversion_sql(org, ds, f"({raw})", lookups=lookups, keep_raw=True))
+        finally:
+            con.unregister("exact_records")
+        if outcome and isinstance(outcome[-1], UnicodeDecodeError):
+            _check_utf8(p.file, "utf-8")  # the standard's encoding_error, with the byte offset
+        if not outcome or not isinstance(outcome[-1], csvexact.ExactRead):
+            raise outcome[-1] if outcome else RuntimeError(f"{p.file.name}: the exact reader ended without a word")
+        reader, stray = "exact", outcome[-1].stray_quote_rows
+        if stray:
+            _mark_stray_quotes(con, table, stray)
+        rows = scalar(con, f"select count(*) from {table}")
+    if create:
+        con.execute(f"alter table {table} rename to {DELIVERY}")
+    else:
+        con.execute(f"insert into {DELIVERY} select * from {table}")
+        con.execute(f"drop table {table}")
+    return FileRead(p.file.name, p.columns, p.missing, rows, reader, stray)
+
+
+def _create(con: duckdb.DuckDBPyConnection, table: str, query: str) -> None:
+    con.execute(f"create or replace temporary table {table} as {query}")
+
+
+def _exact_schema(p: _Prepared) -> pa.Schema:
+    return pa.schema([("_row_no", pa.int64())] + [(c, pa.string()) for c in p.columns])
+
+
+def _mark_stray_quotes(con: duckdb.DuckDBPyConnection, table: str, stray: dict[int, list[str]]) -> None:
+    """Rows holding a quote inside an unquoted field cannot be converted (§7.1): they are set aside."""
+    rows = list(stray)
+    reasons = [_stray_reason(stray[r]) for r in rows]
+    con.execute(
+        f"update {table} set _problems = list_prepend(s.reason, coalesce(_problems, [])) "
+        "from (select unnest(?::bigint[]) as row_no, unnest(?::varchar[]) as reason) s "
+        f"where {table}._row_no = s.row_no",
+        [rows, reasons],
+    )
