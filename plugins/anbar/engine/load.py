@@ -112,10 +112,7 @@ def pg_text_array(list_sql: str) -> str:
 def copy_rejected_rows(cur, con: duckdb.DuckDBPyConnection, ds: Dataset, submission_id: int, where: str) -> int:
     """The rows of :data:`DELIVERY` matching ``where`` (DuckDB SQL over it, with ``_reasons`` a list of text)
     into ``raw.rejected_rows``, with their values as delivered and the reasons."""
-    query = (
-        f"select {int(submission_id)}, _file, _row_no, {pg_text_array('_reasons')}, {record_json(ds)} "
-        f"from {where}"
-    )
+    query = f"select {int(submission_id)}, _file, _row_no, {pg_text_array('_reasons')}, {record_json(ds)} from {where}"
     columns = ["submission_id", "file", "row_no", "reasons", "record"]
     return copy_query(cur, con, query, sql.Identifier("raw", "rejected_rows"), columns)
 
