@@ -35,8 +35,6 @@ for that submission and does not fail.
 from __future__ import annotations
 
 import os
-import re
-from string import Formatter
 from typing import Any, ClassVar, Literal
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
@@ -53,23 +51,17 @@ from great_expectations.expectations.metrics.map_metric_provider import (
     column_condition_partial,
 )
 
+from anbar.expectation_kinds import (  # noqa: F401  (re-exported: callers name them from here)
+    CONTEXT_KINDS,
+    CONTEXT_PLACEHOLDERS,
+    DATASET_KEY,
+    RAW_TYPES,
+    NotApplicable,
+    placeholders,
+    resolve_query,
+)
+
 sa = gx_sa.sqlalchemy
-
-# Placeholders anbar fills in (GX fills {batch}).
-CONTEXT_PLACEHOLDERS = ("raw", "previous", "period_start", "period_end")
-DATASET_KEY = re.compile(r"^[a-z][a-z0-9_]*__[a-z][a-z0-9_]*$")
-_IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
-
-# Which partition an expectation runs on, by type; anything else runs on the clean one.
-RAW_TYPES = frozenset({"expect_column_values_to_be_valid_calendar_date"})
-
-
-def _ident(name: str) -> str:
-    """A column name from a suite file, as SQL (validated: no quoting tricks can pass)."""
-    if not _IDENT.match(name):
-        raise ValueError(f"{name!r} is not a plain column name (lower-case letters, digits, _)")
-    return name
-
 
 # -- column map metrics (the SQL conditions) --------------------------------------------------------
 
@@ -214,25 +206,16 @@ class _ContextExpectation(UnexpectedRowsExpectation):
         return values
 
     @classmethod
-    def query_for(cls, kwargs: dict[str, Any]) -> str:  # pragma: no cover - every subclass writes one
-        raise NotImplementedError
+    def query_for(cls, kwargs: dict[str, Any]) -> str:
+        return CONTEXT_KINDS[cls.expectation_type].query_for(kwargs)
 
     @classmethod
     def row_columns(cls, kwargs: dict[str, Any]) -> list[str]:
         """The dataset columns the query reports for an offending row (besides _file, _row_no)."""
-        return []
+        return CONTEXT_KINDS[cls.expectation_type].row_columns(kwargs)
 
     # The query is anbar's, not the suite author's: do not show it among the kwargs in files.
     generated_kwargs: ClassVar[tuple[str, ...]] = ("unexpected_rows_query",)
-    # Whether the query selects offending rows (``_file, _row_no``) or one row describing the table.
-    row_level: ClassVar[bool] = True
-
-
-def _tolerance(kwargs: dict[str, Any]) -> float:
-    value = kwargs.get("tolerance")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 10:
-        raise ValueError(f"tolerance must be a share between 0 and 10 (0.2 = 20%), not {value!r}")
-    return float(value)
 
 
 class ExpectTableRowCountToBeWithinToleranceOfPreviousPeriod(_ContextExpectation):
@@ -242,17 +225,6 @@ class ExpectTableRowCountToBeWithinToleranceOfPreviousPeriod(_ContextExpectation
     compared: it is no count to hold a month to, and reporting nothing is an accepted answer."""
 
     tolerance: float
-    row_level: ClassVar[bool] = False
-
-    @classmethod
-    def query_for(cls, kwargs: dict[str, Any]) -> str:
-        tol = _tolerance(kwargs)
-        return (
-            "select cur.n as row_count, prev.n as previous_row_count, "
-            "round(100.0 * (cur.n - prev.n) / nullif(prev.n, 0), 1) as change_percent "
-            "from (select count(*) as n from {batch}) cur, (select count(*) as n from {previous}) prev "
-            f"where cur.n > 0 and prev.n > 0 and abs(cur.n - prev.n) > {tol!r} * prev.n"
-        )
 
 
 class ExpectColumnTotalToBeWithinToleranceOfPreviousPeriod(_ContextExpectation):
@@ -262,23 +234,6 @@ class ExpectColumnTotalToBeWithinToleranceOfPreviousPeriod(_ContextExpectation):
     column: str
     aggregate: Literal["sum", "count_distinct"] = "sum"
     tolerance: float
-    row_level: ClassVar[bool] = False
-
-    @classmethod
-    def query_for(cls, kwargs: dict[str, Any]) -> str:
-        tol = _tolerance(kwargs)
-        col = _ident(str(kwargs.get("column") or ""))
-        agg = kwargs.get("aggregate") or "sum"
-        expr = {"sum": f"sum({col})", "count_distinct": f"count(distinct {col})"}.get(agg)
-        if expr is None:
-            raise ValueError(f"aggregate must be sum or count_distinct, not {agg!r}")
-        return (
-            f"select cur.t as total, prev.t as previous_total, "
-            "round(100.0 * (cur.t - prev.t) / nullif(prev.t, 0), 1) as change_percent "
-            f"from (select {expr}::numeric as t from {{batch}}) cur, "
-            f"(select {expr}::numeric as t from {{previous}}) prev "
-            f"where abs(cur.t - prev.t) > {tol!r} * abs(prev.t)"
-        )
 
 
 class ExpectPersonsToBeNoYoungerThanInPreviousPeriod(_ContextExpectation):
@@ -286,20 +241,6 @@ class ExpectPersonsToBeNoYoungerThanInPreviousPeriod(_ContextExpectation):
 
     id_column: str
     birth_date_column: str = "birth_date"
-
-    @classmethod
-    def query_for(cls, kwargs: dict[str, Any]) -> str:
-        pid = _ident(str(kwargs.get("id_column") or ""))
-        birth = _ident(str(kwargs.get("birth_date_column") or "birth_date"))
-        # GX renders {batch} as an aliased subquery: name it through a CTE, never alias it directly.
-        return (
-            f"with b as (select * from {{batch}}) select b._file, b._row_no, b.{pid}, b.{birth} from b "
-            f"where exists (select 1 from {{previous}} p where p.{pid} = b.{pid} and p.{birth} < b.{birth})"
-        )
-
-    @classmethod
-    def row_columns(cls, kwargs: dict[str, Any]) -> list[str]:
-        return [kwargs.get("id_column"), kwargs.get("birth_date_column") or "birth_date"]
 
 
 class ExpectPersonsToNotBeActiveInOtherDataset(_ContextExpectation):
@@ -312,27 +253,6 @@ class ExpectPersonsToNotBeActiveInOtherDataset(_ContextExpectation):
     row_condition_sql: str | None = None
     other_condition_sql: str | None = None
 
-    @classmethod
-    def query_for(cls, kwargs: dict[str, Any]) -> str:
-        pid = _ident(str(kwargs.get("id_column") or ""))
-        other = str(kwargs.get("other_dataset") or "")
-        if not DATASET_KEY.match(other):
-            raise ValueError(f"other_dataset must be a dataset key like cspf__pensioners, not {other!r}")
-        other_pid = _ident(str(kwargs.get("other_id_column") or pid))
-        where = [f"exists (select 1 from {{{other}}} o where o.{other_pid} = b.{pid}"]
-        if kwargs.get("other_condition_sql"):
-            where[0] += f" and ({kwargs['other_condition_sql']})"
-        where[0] += ")"
-        if kwargs.get("row_condition_sql"):
-            where.append(f"({kwargs['row_condition_sql']})")
-        return f"with b as (select * from {{batch}}) select b._file, b._row_no, b.{pid} from b where " + " and ".join(
-            where
-        )
-
-    @classmethod
-    def row_columns(cls, kwargs: dict[str, Any]) -> list[str]:
-        return [kwargs.get("id_column")]
-
 
 CONTEXT_TYPES: dict[str, type[_ContextExpectation]] = {
     cls.__dict__.get("expectation_type") or "": cls
@@ -343,39 +263,3 @@ CONTEXT_TYPES: dict[str, type[_ContextExpectation]] = {
         ExpectPersonsToNotBeActiveInOtherDataset,
     )
 }
-
-
-def placeholders(query: str) -> set[str]:
-    """The ``{name}`` fields of a query (doubled braces are literal)."""
-    return {f[1] for f in Formatter().parse(query) if f[1] is not None}
-
-
-def resolve_query(query: str, tables: dict[str, str | None]) -> str:
-    """Fill anbar's placeholders, keeping ``{batch}`` for GX and literal braces doubled.
-
-    ``tables`` maps placeholder -> SQL text (a quoted table name or a date literal). A placeholder
-    it maps to None, or does not map, is a table that does not exist: :class:`NotApplicable` is raised.
-    """
-    out: list[str] = []
-    for literal, field, spec, conversion in Formatter().parse(query):
-        out.append(literal.replace("{", "{{").replace("}", "}}"))
-        if field is None:
-            continue
-        if spec or conversion:
-            raise ValueError(f"placeholder {{{field}}} takes no format spec or conversion")
-        if field == "batch":
-            out.append("{batch}")
-            continue
-        value = tables.get(field)  # absent from the context: nothing to compare with
-        if value is None:
-            raise NotApplicable(field)
-        out.append(value.replace("{", "{{").replace("}", "}}"))
-    return "".join(out)
-
-
-class NotApplicable(LookupError):
-    """A context table the check needs does not exist for this submission."""
-
-    def __init__(self, placeholder: str):
-        super().__init__(placeholder)
-        self.placeholder = placeholder

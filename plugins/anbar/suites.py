@@ -80,14 +80,14 @@ class SuitePolicy:
 
 def is_row_query(exp_type: str) -> bool:
     """Whether the expectation is a SQL query returning offending rows (GX's own or anbar's context checks)."""
-    from anbar.gx_custom import CONTEXT_TYPES
+    from anbar.expectation_kinds import CONTEXT_KINDS
 
-    return exp_type == ROW_QUERY_TYPE or exp_type in CONTEXT_TYPES
+    return exp_type == ROW_QUERY_TYPE or exp_type in CONTEXT_KINDS
 
 
 def expectation_table(exp: dict[str, Any]) -> str:
     """The partition an expectation runs on: ``raw`` (values as delivered) or ``clean`` (converted)."""
-    from anbar.gx_custom import RAW_TYPES
+    from anbar.expectation_kinds import RAW_TYPES
 
     table = (exp.get("meta") or {}).get("table")
     if table in TABLES:
@@ -592,7 +592,7 @@ def _check_meta(where: str, meta: Any, exp_type: str) -> None:
     table = meta.get("table")
     if table is not None and table not in TABLES:
         raise SuiteError(f"{where}: meta.table must be one of {', '.join(TABLES)}, not {table!r}")
-    from anbar.gx_custom import RAW_TYPES
+    from anbar.expectation_kinds import RAW_TYPES
 
     if exp_type in RAW_TYPES and table == "clean":
         raise SuiteError(f"{where}: {exp_type} checks the values as delivered; it runs on the raw table only")
@@ -609,7 +609,7 @@ def query_placeholders(query: str) -> set[str]:
 
 
 def check_query_placeholders(where: str, what: str, query: str) -> None:
-    from anbar.gx_custom import CONTEXT_PLACEHOLDERS, DATASET_KEY
+    from anbar.expectation_kinds import CONTEXT_PLACEHOLDERS, DATASET_KEY
 
     try:
         fields = query_placeholders(query)
@@ -813,7 +813,7 @@ def check_all(expectations_dir: Path | str, registry: Registry) -> list[str]:
 
 def _registry_references(path: Path, i: int, exp: dict[str, Any], keys: set[str], registry: Registry) -> list[str]:
     """Code lists and datasets a rule names must exist in the registry."""
-    from anbar.gx_custom import DATASET_KEY
+    from anbar.expectation_kinds import DATASET_KEY
 
     where = f"{path}: expectations[{i}] ({exp['type']})"
     kwargs = exp["kwargs"]
