@@ -23,6 +23,7 @@ from pathlib import Path
 
 from anbar import access, settings
 from anbar.devenv.postgres import SUPERUSER, LocalPostgres, free_port
+from anbar.devenv.secret_files import write_secret
 from anbar.periods import last_complete_periods
 from anbar.registry import Registry, load_registry
 from anbar.settings import REPO_ROOT
@@ -111,6 +112,7 @@ class Stack:
         self.landing_dir = self.state_dir / "landing"
         self.ports_file = self.state_dir / "ports.json"
         self.backup_dir = self.state_dir / "backups"
+        self.airflow_passwords_file = self.state_dir / "airflow-passwords.json"
 
     # -- ports and secrets, fixed on first use --------------------------------------------------------------
     def ports(self) -> dict[str, int]:
@@ -128,8 +130,7 @@ class Stack:
     def _secret(self, name: str) -> str:
         path = self.state_dir / f"{name}.secret"
         if not path.exists():
-            path.write_text(secrets.token_urlsafe(18))
-            path.chmod(0o600)
+            write_secret(path, secrets.token_urlsafe(18))
         return path.read_text().strip()
 
     @property
@@ -221,7 +222,7 @@ class Stack:
                 "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{ports['airflow']}",
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{ports['airflow']}/execution/",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.state_dir / "airflow-passwords.json"),
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.airflow_passwords_file),
                 "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "30",
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "20",
                 "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
@@ -251,13 +252,14 @@ class Stack:
 
     def write_env_file(self, env: dict[str, str]) -> Path:
         keys = sorted(k for k in env if k.startswith(("AIRFLOW", "ANBAR", "GX_")))
-        path = self.state_dir / "anbar.env"
-        path.write_text("".join(f"export {k}={_shell_quote(env[k])}\n" for k in keys))
-        path.chmod(0o600)
-        return path
+        return write_secret(self.state_dir / "anbar.env", "".join(f"export {k}={_shell_quote(env[k])}\n" for k in keys))
+
+    def write_airflow_passwords(self) -> Path:
+        """The simple auth manager's passwords file (the admin's login)."""
+        return write_secret(self.airflow_passwords_file, json.dumps({ADMIN_USER: self.admin_password}))
 
     def start_airflow(self, env: dict[str, str]) -> None:
-        (self.state_dir / "airflow-passwords.json").write_text(json.dumps({ADMIN_USER: self.admin_password}))
+        self.write_airflow_passwords()
         self.airflow_home.mkdir(parents=True, exist_ok=True)
         if self.airflow.pid() is None:
             say("migrating the Airflow metadata database ...")
