@@ -34,7 +34,8 @@ the old table. Two mechanisms keep them:
   inside the model's own transaction, so the rebuilt table is never visible without them.
 
 Access decisions are kept forever in ``anbar.access_decisions`` (no delete; revocation and
-expiry are states), every change copied to ``anbar.access_decision_history`` by a trigger.
+expiry are states), every change copied to ``anbar.access_decision_history`` by a trigger; the history
+is append-only (no update, delete or truncate, refused by triggers of its own).
 Dates of decisions are Tehran days: a decision expiring on 2026-03-20 is valid through that
 day in Tehran and revoked by the first :func:`expire` run after it.
 """
@@ -81,7 +82,12 @@ MICRODATA_LAYERS = ("intermediate", "core")  # anbar_access_<id>, by decision
 DECISION_TIERS = (AccessTier.licensed, AccessTier.enclave)
 # objects of schema anbar that are not the loader's
 ACCESS_TABLES = ("access_decisions", "access_decision_history", "access_grants")
-ACCESS_FUNCTIONS = ("reapply_access_grants", "access_decisions_guard", "access_decisions_history")
+ACCESS_FUNCTIONS = (
+    "reapply_access_grants",
+    "access_decisions_guard",
+    "access_decisions_history",
+    "access_decision_history_kept",
+)
 TRANSFORMER_FUNCTIONS = ("apply_disclosure_control",)  # created by dbt's on-run-start
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -323,9 +329,20 @@ create trigger access_decisions_no_truncate before truncate on anbar.access_deci
 drop trigger if exists access_decisions_history on anbar.access_decisions;
 create trigger access_decisions_history after insert or update on anbar.access_decisions
     for each row execute function anbar.access_decisions_history();
+-- The history is append-only: no row of it changes or goes, one by one or all at once (TRUNCATE).
+create or replace function anbar.access_decision_history_kept() returns trigger
+language plpgsql set search_path = pg_catalog, pg_temp as $$
+begin
+    raise exception 'the access decision history is append-only: % is refused', lower(tg_op);
+end
+$$;
+
 drop trigger if exists access_decision_history_kept on anbar.access_decision_history;
 create trigger access_decision_history_kept before update or delete on anbar.access_decision_history
-    for each row execute function anbar.access_decisions_guard();
+    for each row execute function anbar.access_decision_history_kept();
+drop trigger if exists access_decision_history_no_truncate on anbar.access_decision_history;
+create trigger access_decision_history_no_truncate before truncate on anbar.access_decision_history
+    for each statement execute function anbar.access_decision_history_kept();
 
 -- Called by dbt's post-hook as the transformer (the owner of the table it just built), inside the
 -- model's transaction. Columns the table no longer has and roles that no longer exist are skipped.
@@ -664,7 +681,8 @@ def build_plan(conn, registry: Registry, manifest: dict | Path | str) -> Plan:
         + f" from {ident(TRANSFORMER)}, {ident(LOADER)}",
         f"grant select on anbar.access_grants to {ident(TRANSFORMER)}",
         f"grant execute on all functions in schema {ident(LEDGER_SCHEMA)} to {ident(TRANSFORMER)}, {ident(LOADER)}",
-        "revoke all on function anbar.access_decisions_guard(), anbar.access_decisions_history() "
+        "revoke all on function anbar.access_decisions_guard(), anbar.access_decisions_history(), "
+        "anbar.access_decision_history_kept() "
         f"from {ident(TRANSFORMER)}, {ident(LOADER)}",
     ]
     for owner, schema, grantee in _default_privilege_pairs(model_schemas, published, audit):
