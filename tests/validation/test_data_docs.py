@@ -381,6 +381,76 @@ def test_airflow_authentication_applies(docs_root, airflow_db, monkeypatch):
     assert "tvto/trainees/2025-10/v1/" in client.get("/anbar-docs/").text
 
 
+@pytest.fixture
+def teams_of_organisations(airflow_db, monkeypatch):
+    """Airflow in multi-team mode, each organisation's ingest DAG in a bundle its team owns (tvto, sso)."""
+    from airflow.models.dag import DagModel
+    from airflow.models.dagbundle import DagBundleModel
+    from airflow.models.team import Team
+    from airflow.utils.session import create_session
+
+    monkeypatch.setenv("AIRFLOW__CORE__MULTI_TEAM", "True")
+    orgs = ("tvto", "sso")
+    with create_session() as session:
+        for org in orgs:
+            team = Team(name=org)
+            bundle = DagBundleModel(name=f"anbar_{org}")
+            bundle.teams = [team]
+            session.add_all([team, bundle])
+            session.flush()
+            session.add(
+                DagModel(
+                    dag_id=f"{web.INGEST_DAG_PREFIX}{org}",
+                    bundle_name=bundle.name,
+                    max_active_tasks=16,
+                    max_consecutive_failed_dag_runs=0,
+                    has_task_concurrency_limits=False,
+                )
+            )
+    yield orgs
+    with create_session() as session:
+        for org in orgs:
+            session.query(DagModel).filter(DagModel.dag_id == f"{web.INGEST_DAG_PREFIX}{org}").delete()
+            session.query(DagBundleModel).filter(DagBundleModel.name == f"anbar_{org}").delete()
+            session.query(Team).filter(Team.name == org).delete()
+
+
+def test_a_user_of_one_organisation_reads_no_other_through_dot_segments(docs_root, teams_of_organisations, monkeypatch):
+    """Real Airflow auth (the simple auth manager, its JWT) and a user allowed one organisation only: the
+    path is authorised as it is served, so /tvto/%2E%2E/sso/... is sso's, and refused."""
+    from airflow.api_fastapi import app as api_app
+    from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    sso_site = docs_root / "sso" / "insured_persons" / "1404-08" / "v3"
+    sso_site.mkdir(parents=True)
+    (sso_site / "index.html").write_text("<html>SSO ONLY</html>", encoding="utf-8")
+    monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "anbar-test-" + "x" * 64)
+    manager = SimpleAuthManager()
+    monkeypatch.setattr(api_app._AuthManagerState, "instance", manager)
+    token = manager.generate_jwt(SimpleAuthManagerUser(username="tvto_statistician", role="viewer", teams=["tvto"]))
+    server = FastAPI()
+    server.mount("/anbar-docs", web.create_app(docs_root))
+    client = TestClient(server, headers={"Authorization": f"Bearer {token}"})
+
+    assert client.get("/anbar-docs/tvto/trainees/2025-10/v1/").status_code == 200
+    assert client.get("/anbar-docs/sso/insured_persons/1404-08/v3/").status_code == 403
+    index = client.get("/anbar-docs/").text
+    assert "tvto/trainees/2025-10/v1/" in index and "sso/" not in index
+    for path in (
+        "/anbar-docs/tvto/%2E%2E/sso/insured_persons/1404-08/v3/index.html",
+        "/anbar-docs/tvto/%2e%2e/sso/insured_persons/1404-08/v3/",
+        "/anbar-docs/tvto/trainees/%2E%2E/%2E%2E/sso/insured_persons/1404-08/v3/index.html",
+        "/anbar-docs/tvto/..%2Fsso/insured_persons/1404-08/v3/index.html",
+        "/anbar-docs/tvto/%2E/%2E%2E/sso/insured_persons/1404-08/v3/index.html",
+    ):
+        response = client.get(path)
+        assert response.status_code in (403, 404), path
+        assert "SSO ONLY" not in response.text, path
+    # A dot segment is refused even when it stays inside the organisation.
+    assert client.get("/anbar-docs/tvto/trainees/%2E%2E/trainees/2025-10/v1/").status_code == 404
+
+
 def test_the_plugin_mounts_the_app():
     import anbar_plugin
 
