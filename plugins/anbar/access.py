@@ -10,6 +10,9 @@ This module turns them into PostgreSQL roles and grants (docs/access.md):
 ``anbar_transformer``  dbt. Reads ``clean``, ``ref`` and the ledger, calls ``anbar.pseudonymise``,
                        owns the model schemas (staging, intermediate, core, marts, ...), which it
                        creates and rebuilds.
+``anbar_ledger_reader`` the web pages of the Airflow api-server (the Submissions page): SELECT on the ledger
+                       views they show (:data:`LEDGER_READER_VIEWS`) and nothing else, so the api-server holds
+                       no credential that reads microdata or writes anything.
 ``anbar_analyst``      group: reads the published layers (marts, catalog): open and internal models.
 ``anbar_researcher``   group: nothing by itself.
 ``anbar_access_<id>``  one per approved decision of the data-exchange committee: SELECT on exactly
@@ -64,13 +67,20 @@ TRANSFORMER = "anbar_transformer"
 ANALYST = "anbar_analyst"
 RESEARCHER = "anbar_researcher"
 AUDITOR = "anbar_auditor"
+LEDGER_READER = "anbar_ledger_reader"
+# The ledger views the web pages read (anbar.status_web): the ledger reader's only privilege.
+LEDGER_READER_VIEWS = ("submission_status",)
 DECISION_ROLE_PREFIX = "anbar_access_"
 # login roles (services) and group roles (people log in as roles of their own, members of these)
-SERVICE_ROLES = (LOADER, TRANSFORMER)
+SERVICE_ROLES = (LOADER, TRANSFORMER, LEDGER_READER)
 GROUP_ROLES = (ANALYST, RESEARCHER, AUDITOR)
 MANAGED_ROLES = SERVICE_ROLES + GROUP_ROLES
 USER_KINDS = {"analyst": ANALYST, "researcher": RESEARCHER, "auditor": AUDITOR}
-PASSWORD_ENV = {LOADER: "ANBAR_LOADER_PASSWORD", TRANSFORMER: "ANBAR_TRANSFORMER_PASSWORD"}
+PASSWORD_ENV = {
+    LOADER: "ANBAR_LOADER_PASSWORD",
+    TRANSFORMER: "ANBAR_TRANSFORMER_PASSWORD",
+    LEDGER_READER: "ANBAR_LEDGER_READER_PASSWORD",
+}
 
 LOADER_SCHEMAS = ("raw", "clean", "ref", "anbar_secret")  # owned by the loader
 LEDGER_SCHEMA = "anbar"  # owned by the access administrator; the loader owns the ledger in it
@@ -671,7 +681,7 @@ def build_plan(conn, registry: Registry, manifest: dict | Path | str) -> Plan:
 
     grant = [
         f"grant connect, create, temporary on database {db} to {ident(LOADER)}, {ident(TRANSFORMER)}",
-        f"grant connect on database {db} to {', '.join(ident(r) for r in GROUP_ROLES)}",
+        f"grant connect on database {db} to {', '.join(ident(r) for r in (*GROUP_ROLES, LEDGER_READER))}",
         # the ledger: schema of the administrator, tables of the loader, read by the transformer
         f"grant usage, create on schema {ident(LEDGER_SCHEMA)} to {ident(LOADER)}, {ident(TRANSFORMER)}",
         f"grant usage on schema clean, ref to {ident(TRANSFORMER)}",
@@ -684,6 +694,11 @@ def build_plan(conn, registry: Registry, manifest: dict | Path | str) -> Plan:
         "revoke all on function anbar.access_decisions_guard(), anbar.access_decisions_history(), "
         "anbar.access_decision_history_kept() "
         f"from {ident(TRANSFORMER)}, {ident(LOADER)}",
+    ]
+    # the web pages: the ledger views they show, nothing else (a view reads its tables with its owner's rights)
+    grant.append(f"grant usage on schema {ident(LEDGER_SCHEMA)} to {ident(LEDGER_READER)}")
+    grant += [
+        f"grant select on {ident(LEDGER_SCHEMA)}.{ident(v)} to {ident(LEDGER_READER)}" for v in LEDGER_READER_VIEWS
     ]
     for owner, schema, grantee in _default_privilege_pairs(model_schemas, published, audit):
         grant.append(
@@ -750,7 +765,7 @@ def apply_plan(conn, plan: Plan) -> None:
 
 
 def set_service_passwords(conn, environ=None) -> list[str]:
-    """Set the loader's and transformer's passwords from ANBAR_LOADER_PASSWORD / ANBAR_TRANSFORMER_PASSWORD."""
+    """Set the service roles' passwords from :data:`PASSWORD_ENV` (ANBAR_LOADER_PASSWORD, ...), those set."""
     environ = os.environ if environ is None else environ
     done = []
     for role, var in PASSWORD_ENV.items():
