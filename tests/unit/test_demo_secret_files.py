@@ -80,6 +80,7 @@ def test_every_demo_secret_file_is_0600_from_its_first_byte(witnessed, tmp_path)
     assert set(modes) == {
         "anbar-loader.secret",
         "anbar-transformer.secret",
+        "anbar-ledger-reader.secret",
         "user-analyst_demo.secret",
         "airflow-admin.secret",
         "airflow-passwords.json",

@@ -33,6 +33,7 @@ WAREHOUSE_DB = "warehouse"
 AIRFLOW_DB = "airflow"
 ADMIN_USER = "admin"
 TRANSFORMER_CONN = "anbar_transformer"  # the Airflow connection dbt runs on (ANBAR_TRANSFORMER_CONN_ID)
+LEDGER_READER_CONN = "anbar_ledger_reader"  # the Submissions page's connection (ANBAR_LEDGER_READER_CONN_ID)
 
 
 def say(msg: str) -> None:
@@ -142,10 +143,11 @@ class Stack:
         return self._secret(f"user-{name}")
 
     def service_passwords(self) -> dict[str, str]:
-        """The loader's and the transformer's passwords, as ``anbar access apply`` reads them (docs/access.md)."""
+        """The service roles' passwords, as ``anbar access apply`` reads them (docs/access.md)."""
         return {
             access.PASSWORD_ENV[access.LOADER]: self._secret("anbar-loader"),
             access.PASSWORD_ENV[access.TRANSFORMER]: self._secret("anbar-transformer"),
+            access.PASSWORD_ENV[access.LEDGER_READER]: self._secret("anbar-ledger-reader"),
         }
 
     # -- services -------------------------------------------------------------------------------------------
@@ -238,6 +240,7 @@ class Stack:
                 "ANBAR_WH_PASSWORD": self.service_passwords()[access.PASSWORD_ENV[access.TRANSFORMER]],
                 "ANBAR_WH_DBNAME": WAREHOUSE_DB,
                 "ANBAR_TRANSFORMER_CONN_ID": TRANSFORMER_CONN,
+                "ANBAR_LEDGER_READER_CONN_ID": LEDGER_READER_CONN,
                 **self.service_passwords(),
                 "ANBAR_PG_LOG_DIR": str(self.pg.log_dir),
                 # the nightly backup runs as the superuser: it reads every schema and creates scratch databases
@@ -313,8 +316,8 @@ def connection_env(pg: LocalPostgres, sim_connections: dict, service_passwords: 
     """Airflow connections as AIRFLOW_CONN_* variables (JSON form).
 
     Each part of anbar connects as its own role (docs/access.md): the ingest, the alerts and the
-    monthly report as the loader, dbt as the transformer, the access-expiry and audit DAGs as the
-    warehouse's administrator."""
+    monthly report as the loader, dbt as the transformer, the Submissions page as the ledger reader, the
+    access-expiry and audit DAGs as the warehouse's administrator."""
 
     def warehouse(login: str, password: str) -> dict:
         return {
@@ -329,6 +332,9 @@ def connection_env(pg: LocalPostgres, sim_connections: dict, service_passwords: 
     conns = {
         settings.WAREHOUSE_CONN_ID: warehouse(access.LOADER, service_passwords[access.PASSWORD_ENV[access.LOADER]]),
         TRANSFORMER_CONN: warehouse(access.TRANSFORMER, service_passwords[access.PASSWORD_ENV[access.TRANSFORMER]]),
+        LEDGER_READER_CONN: warehouse(
+            access.LEDGER_READER, service_passwords[access.PASSWORD_ENV[access.LEDGER_READER]]
+        ),
         access.ADMIN_CONN_ID: warehouse(SUPERUSER, pg.password),
         **sim_connections,
     }
