@@ -12,6 +12,9 @@ Routes (relative to ``/anbar-docs``):
 - ``/`` — every delivery that has Data Docs: organisation, dataset, period, version, its GX site and
   each of its validation pages with their outcome (plain HTML: it works without network access).
 - ``/runs/<dag_id>/<run_id>/`` — the Data Docs built by one DAG run (the "Data Docs" tab of a run).
+- ``/_assets/<package>@<version>/...`` — the scripts, styles and fonts the pages load (jQuery, Bootstrap,
+  Font Awesome, Vega, ...), vendored in the package (:data:`anbar.data_docs.VENDORED_ASSETS`): the pages
+  load nothing from outside the server.
 - ``/<org>/<dataset>/<period>/v<version>/...`` — the files of a site, through Starlette's
   ``StaticFiles``: a path with a ``.`` or ``..`` segment (even percent-encoded) is refused, the permission
   is checked on the organisation of the path that is served, and absolute paths and symlinks out of the
@@ -35,7 +38,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.staticfiles import StaticFiles
 
 from anbar import settings
-from anbar.data_docs import MANIFEST
+from anbar.data_docs import ASSETS_DIR, ASSETS_ROUTE, MANIFEST
 
 INGEST_DAG_PREFIX = "anbar_ingest__"
 
@@ -113,6 +116,16 @@ def create_app(root: Path | Callable[[], Path] = settings.data_docs_dir) -> Fast
     @app.api_route("/runs/{dag_id}/{run_id}", methods=["GET", "HEAD"], include_in_schema=False)
     def run_docs_slash(run_id: str) -> RedirectResponse:
         return RedirectResponse(quote(run_id, safe="") + "/")
+
+    @app.api_route(f"/{ASSETS_ROUTE}/{{path:path}}", methods=["GET", "HEAD"], include_in_schema=False)
+    async def assets(path: str, request: Request, user: Annotated[Any, Depends(current_user)]) -> Response:
+        # Any signed-in user: the vendored libraries hold nothing of an organisation.
+        static = StaticFiles(directory=ASSETS_DIR, check_dir=False)
+        response = await static.get_response(os.path.normpath(path), request.scope)
+        # The version is in the path: a file there never changes.
+        response.headers["Cache-Control"] = "private, max-age=31536000, immutable"
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
 
     @app.api_route("/{org}/{path:path}", methods=["GET", "HEAD"])
     async def files(org: str, path: str, request: Request, may_read: MayRead) -> Response:

@@ -291,6 +291,7 @@ def _client(root: Path, may_read=lambda org: True) -> TestClient:
     """The app mounted as the Airflow API server mounts a plugin's app; access decided by ``may_read``."""
     app = web.create_app(root)
     app.dependency_overrides[web.org_access] = lambda: may_read
+    app.dependency_overrides[web.current_user] = lambda: "a signed-in user"
     server = FastAPI()
     server.mount("/anbar-docs", app)
     return TestClient(server)
@@ -326,6 +327,83 @@ def test_refuses_path_traversal(docs_root, path):
     response = _client(docs_root).get(path)
     assert response.status_code in (403, 404)
     assert "outside the data docs" not in response.text
+
+
+_REFERENCE = re.compile(
+    r"""\b(src|href|action)\s*=\s*["']([^"']*)["']|url\(\s*["']?([^"')]*)["']?\s*\)""", re.IGNORECASE
+)
+_INTEGRITY = re.compile(
+    r'<(?:script|link)\b[^>]*?\b(?:src|href)="([^"]+)"[^>]*?\bintegrity="sha384-([^"]+)"', re.IGNORECASE
+)
+
+
+def _references(text: str) -> list[str]:
+    """Every URL a page or a style sheet loads or links (attributes src, href, action; CSS url())."""
+    return [m.group(2) if m.group(2) is not None else m.group(3) for m in _REFERENCE.finditer(text)]
+
+
+def test_no_served_page_references_an_external_host(docs_root):
+    """A ministry intranet has no internet: every page the app serves, and every style sheet they load, refer
+    to the Airflow server only, and everything they load is served (scripts, styles, fonts, images), the
+    vendored files byte for byte the ones their pinned versions published (the pages' integrity hashes)."""
+    import base64
+    import hashlib
+    from urllib.parse import urljoin, urlsplit
+
+    client = _client(docs_root)
+    site = docs_root / "tvto" / "trainees" / "2025-10" / "v1"
+    pages = ["/anbar-docs/", "/anbar-docs/runs/anbar_ingest__tvto/manual__1/"]
+    pages += [f"/anbar-docs/{p.relative_to(docs_root).as_posix()}" for p in sorted(site.rglob("*.html"))]
+    assert len(pages) >= 6  # the index, a run, the site's index, its validation and suite pages
+    loaded: dict[str, str] = {}
+    for page in pages:
+        response = client.get(page)
+        assert response.status_code == 200, page
+        queue = [(page, response.text)]
+        while queue:
+            where, text = queue.pop()
+            for ref in _references(text):
+                assert not re.match(r"^(?:[a-z][a-z0-9+.-]*:)?//", ref, re.I), f"{where} refers to {ref}"
+                if not ref or ref.startswith(("#", "data:")):
+                    continue
+                target = urlsplit(urljoin("http://testserver" + where, ref)).path
+                if target in loaded:
+                    continue
+                fetched = client.get(target)
+                assert fetched.status_code == 200, f"{where} refers to {ref}: {fetched.status_code}"
+                loaded[target] = where
+                if target.endswith(".css"):
+                    queue.append((target, fetched.text))
+        for src, digest in _INTEGRITY.findall(response.text):
+            body = client.get(urlsplit(urljoin("http://testserver" + page, src)).path).content
+            assert base64.b64encode(hashlib.sha384(body).digest()).decode() == digest, src
+    vendored = {t for t in loaded if t.startswith("/anbar-docs/_assets/")}
+    assert any("jquery@3.7.1" in t for t in vendored) and any("bootstrap@4.3.1" in t for t in vendored)
+    assert any(t.endswith(".woff2") for t in vendored)  # the fonts Font Awesome's style sheet loads
+
+
+def test_the_vendored_assets_need_a_login_and_stay_inside_their_directory(docs_root, airflow_db, monkeypatch):
+    from airflow.api_fastapi import app as api_app
+    from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
+
+    monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "anbar-test-" + "x" * 64)
+    monkeypatch.setattr(api_app._AuthManagerState, "instance", SimpleAuthManager())
+    server = FastAPI()
+    server.mount("/anbar-docs", web.create_app(docs_root))
+    client = TestClient(server)
+    asset = "/anbar-docs/_assets/jquery@3.7.1/dist/jquery.min.js"
+    assert client.get(asset).status_code == 401
+    client.cookies.set("_token", SimpleAuthManager().generate_jwt(_viewer()))
+    response = client.get(asset)
+    assert response.status_code == 200 and "immutable" in response.headers["cache-control"]
+    for path in ("/anbar-docs/_assets/..%2Fweb.py", "/anbar-docs/_assets/%2E%2E/%2E%2E/web.py"):
+        assert client.get(path).status_code == 404, path
+
+
+def _viewer():
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    return SimpleAuthManagerUser(username="statistician", role="viewer")
 
 
 def test_index_lists_the_versions_the_user_may_read(docs_root):
