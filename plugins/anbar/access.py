@@ -10,6 +10,9 @@ This module turns them into PostgreSQL roles and grants (docs/access.md):
 ``anbar_transformer``  dbt. Reads ``clean``, ``ref`` and the ledger, calls ``anbar.pseudonymise``,
                        owns the model schemas (staging, intermediate, core, marts, ...), which it
                        creates and rebuilds.
+``anbar_ledger_reader`` the web pages of the Airflow api-server (the Submissions page): SELECT on the ledger
+                       views they show (:data:`LEDGER_READER_VIEWS`) and nothing else, so the api-server holds
+                       no credential that reads microdata or writes anything.
 ``anbar_analyst``      group: reads the published layers (marts, catalog): open and internal models.
 ``anbar_researcher``   group: nothing by itself.
 ``anbar_access_<id>``  one per approved decision of the data-exchange committee: SELECT on exactly
@@ -34,7 +37,8 @@ the old table. Two mechanisms keep them:
   inside the model's own transaction, so the rebuilt table is never visible without them.
 
 Access decisions are kept forever in ``anbar.access_decisions`` (no delete; revocation and
-expiry are states), every change copied to ``anbar.access_decision_history`` by a trigger.
+expiry are states), every change copied to ``anbar.access_decision_history`` by a trigger; the history
+is append-only (no update, delete or truncate, refused by triggers of its own).
 Dates of decisions are Tehran days: a decision expiring on 2026-03-20 is valid through that
 day in Tehran and revoked by the first :func:`expire` run after it.
 """
@@ -63,13 +67,20 @@ TRANSFORMER = "anbar_transformer"
 ANALYST = "anbar_analyst"
 RESEARCHER = "anbar_researcher"
 AUDITOR = "anbar_auditor"
+LEDGER_READER = "anbar_ledger_reader"
+# The ledger views the web pages read (anbar.status_web): the ledger reader's only privilege.
+LEDGER_READER_VIEWS = ("submission_status",)
 DECISION_ROLE_PREFIX = "anbar_access_"
 # login roles (services) and group roles (people log in as roles of their own, members of these)
-SERVICE_ROLES = (LOADER, TRANSFORMER)
+SERVICE_ROLES = (LOADER, TRANSFORMER, LEDGER_READER)
 GROUP_ROLES = (ANALYST, RESEARCHER, AUDITOR)
 MANAGED_ROLES = SERVICE_ROLES + GROUP_ROLES
 USER_KINDS = {"analyst": ANALYST, "researcher": RESEARCHER, "auditor": AUDITOR}
-PASSWORD_ENV = {LOADER: "ANBAR_LOADER_PASSWORD", TRANSFORMER: "ANBAR_TRANSFORMER_PASSWORD"}
+PASSWORD_ENV = {
+    LOADER: "ANBAR_LOADER_PASSWORD",
+    TRANSFORMER: "ANBAR_TRANSFORMER_PASSWORD",
+    LEDGER_READER: "ANBAR_LEDGER_READER_PASSWORD",
+}
 
 LOADER_SCHEMAS = ("raw", "clean", "ref", "anbar_secret")  # owned by the loader
 LEDGER_SCHEMA = "anbar"  # owned by the access administrator; the loader owns the ledger in it
@@ -81,7 +92,12 @@ MICRODATA_LAYERS = ("intermediate", "core")  # anbar_access_<id>, by decision
 DECISION_TIERS = (AccessTier.licensed, AccessTier.enclave)
 # objects of schema anbar that are not the loader's
 ACCESS_TABLES = ("access_decisions", "access_decision_history", "access_grants")
-ACCESS_FUNCTIONS = ("reapply_access_grants", "access_decisions_guard", "access_decisions_history")
+ACCESS_FUNCTIONS = (
+    "reapply_access_grants",
+    "access_decisions_guard",
+    "access_decisions_history",
+    "access_decision_history_kept",
+)
 TRANSFORMER_FUNCTIONS = ("apply_disclosure_control",)  # created by dbt's on-run-start
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -323,9 +339,20 @@ create trigger access_decisions_no_truncate before truncate on anbar.access_deci
 drop trigger if exists access_decisions_history on anbar.access_decisions;
 create trigger access_decisions_history after insert or update on anbar.access_decisions
     for each row execute function anbar.access_decisions_history();
+-- The history is append-only: no row of it changes or goes, one by one or all at once (TRUNCATE).
+create or replace function anbar.access_decision_history_kept() returns trigger
+language plpgsql set search_path = pg_catalog, pg_temp as $$
+begin
+    raise exception 'the access decision history is append-only: % is refused', lower(tg_op);
+end
+$$;
+
 drop trigger if exists access_decision_history_kept on anbar.access_decision_history;
 create trigger access_decision_history_kept before update or delete on anbar.access_decision_history
-    for each row execute function anbar.access_decisions_guard();
+    for each row execute function anbar.access_decision_history_kept();
+drop trigger if exists access_decision_history_no_truncate on anbar.access_decision_history;
+create trigger access_decision_history_no_truncate before truncate on anbar.access_decision_history
+    for each statement execute function anbar.access_decision_history_kept();
 
 -- Called by dbt's post-hook as the transformer (the owner of the table it just built), inside the
 -- model's transaction. Columns the table no longer has and roles that no longer exist are skipped.
@@ -654,7 +681,7 @@ def build_plan(conn, registry: Registry, manifest: dict | Path | str) -> Plan:
 
     grant = [
         f"grant connect, create, temporary on database {db} to {ident(LOADER)}, {ident(TRANSFORMER)}",
-        f"grant connect on database {db} to {', '.join(ident(r) for r in GROUP_ROLES)}",
+        f"grant connect on database {db} to {', '.join(ident(r) for r in (*GROUP_ROLES, LEDGER_READER))}",
         # the ledger: schema of the administrator, tables of the loader, read by the transformer
         f"grant usage, create on schema {ident(LEDGER_SCHEMA)} to {ident(LOADER)}, {ident(TRANSFORMER)}",
         f"grant usage on schema clean, ref to {ident(TRANSFORMER)}",
@@ -664,8 +691,14 @@ def build_plan(conn, registry: Registry, manifest: dict | Path | str) -> Plan:
         + f" from {ident(TRANSFORMER)}, {ident(LOADER)}",
         f"grant select on anbar.access_grants to {ident(TRANSFORMER)}",
         f"grant execute on all functions in schema {ident(LEDGER_SCHEMA)} to {ident(TRANSFORMER)}, {ident(LOADER)}",
-        "revoke all on function anbar.access_decisions_guard(), anbar.access_decisions_history() "
+        "revoke all on function anbar.access_decisions_guard(), anbar.access_decisions_history(), "
+        "anbar.access_decision_history_kept() "
         f"from {ident(TRANSFORMER)}, {ident(LOADER)}",
+    ]
+    # the web pages: the ledger views they show, nothing else (a view reads its tables with its owner's rights)
+    grant.append(f"grant usage on schema {ident(LEDGER_SCHEMA)} to {ident(LEDGER_READER)}")
+    grant += [
+        f"grant select on {ident(LEDGER_SCHEMA)}.{ident(v)} to {ident(LEDGER_READER)}" for v in LEDGER_READER_VIEWS
     ]
     for owner, schema, grantee in _default_privilege_pairs(model_schemas, published, audit):
         grant.append(
@@ -732,7 +765,7 @@ def apply_plan(conn, plan: Plan) -> None:
 
 
 def set_service_passwords(conn, environ=None) -> list[str]:
-    """Set the loader's and transformer's passwords from ANBAR_LOADER_PASSWORD / ANBAR_TRANSFORMER_PASSWORD."""
+    """Set the service roles' passwords from :data:`PASSWORD_ENV` (ANBAR_LOADER_PASSWORD, ...), those set."""
     environ = os.environ if environ is None else environ
     done = []
     for role, var in PASSWORD_ENV.items():

@@ -8,16 +8,17 @@
 **Take** (:func:`take`): a ``REPEATABLE READ`` transaction exports its snapshot
 (``pg_export_snapshot()``); ``pg_dump --snapshot`` dumps that snapshot while the same transaction
 computes the *fingerprint* of every table (row count and an order-independent checksum, see
-:func:`table_fingerprint`). Dump and fingerprint therefore see exactly the same rows while loads go
-on. A table truncated, rewritten or swapped (dbt replaces its table models) between the snapshot and
-the end of the dump would break that promise, so the backup ends by checking every table still has the
-relation and file node it had in the snapshot, and fails otherwise (the next try takes a new snapshot).
+:func:`table_fingerprint`), with the state of every sequence (:func:`sequence_values`). Dump and
+fingerprint therefore see exactly the same rows while loads go on. A table truncated, rewritten or
+swapped (dbt replaces its table models) between the snapshot and the end of the dump would break that
+promise, so the backup ends by checking every table still has the relation and file node it had in the
+snapshot, and fails otherwise (the next try takes a new snapshot).
 
 **Verify** (:func:`verify`): the dump's sha256 against the manifest, then ``pg_restore`` into a scratch
 database of a unique name (always dropped), the fingerprint computed again there and compared table by
-table. Every backup and verification is recorded in the ledger table ``anbar.backups``; the manifest and
-``.verify.json`` beside the dump say the same on disk, so listing and retention work while the warehouse
-itself is down.
+table, and every sequence checked not to be behind the backup's. Every backup and verification is
+recorded in the ledger table ``anbar.backups``; the manifest and ``.verify.json`` beside the dump say the
+same on disk, so listing and retention work while the warehouse itself is down.
 
 **Retention** (:func:`plan_retention`): per database, the newest verified backup of each of the last
 ``ANBAR_BACKUP_KEEP_DAILY`` days and ``ANBAR_BACKUP_KEEP_MONTHLY`` months (UTC); nothing newer than the
@@ -72,7 +73,8 @@ SESSION_SETTINGS = {
 
 FINGERPRINT_METHOD = (
     "per table: count(*) and, for each 64-bit half of md5(row(columns in name order)::text), "
-    "the sum over all rows modulo 2^64 (hex)"
+    "the sum over all rows modulo 2^64 (hex); per sequence: last_value, is_called and increment_by, read at the "
+    "snapshot (a restored sequence must not be behind them)"
 )
 
 # Ordinary tables and leaf partitions (partitioned parents hold no rows of their own; matviews are derived
@@ -92,6 +94,20 @@ where c.relkind = 'r' and c.relpersistence <> 't'
       select from pg_depend d
       where d.classid = 'pg_class'::regclass and d.objid = c.oid and d.deptype = 'e')
 group by n.nspname, c.relname, c.oid, c.relfilenode
+order by 1, 2
+"""
+
+# Every sequence pg_dump dumps (not temporary, not an extension's), with its increment.
+SEQUENCES_SQL = r"""
+select n.nspname, c.relname, s.seqincrement
+from pg_class c
+join pg_namespace n on n.oid = c.relnamespace
+join pg_sequence s on s.seqrelid = c.oid
+where c.relkind = 'S' and c.relpersistence <> 't'
+  and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg\_temp%'
+  and not exists (
+      select from pg_depend d
+      where d.classid = 'pg_class'::regclass and d.objid = c.oid and d.deptype = 'e')
 order by 1, 2
 """
 
@@ -293,14 +309,32 @@ def fingerprint(cur, tables: Iterable[TableInfo]) -> dict[str, dict]:
     return {t.key: table_fingerprint(cur, t) for t in tables}
 
 
-def database_fingerprint(server: Server) -> dict[str, dict]:
-    """The fingerprint of every table of a database, on one snapshot."""
+def sequence_values(cur) -> dict[str, dict]:
+    """Every sequence's state: ``last_value``, ``is_called`` and ``increment_by``.
+
+    A sequence is not transactional: reading it gives its state now, not the snapshot's. Read right after
+    the snapshot is taken, it is at least as far as every row the snapshot holds drew from it, and pg_dump,
+    which reads it later, dumps a value at least as far again; so a restore is checked for a sequence behind
+    this state (:func:`compare_sequences`), which would hand out numbers the restored rows already have.
+    """
+    cur.execute(SEQUENCES_SQL)
+    found = {}
+    for schema, name, increment in cur.fetchall():
+        cur.execute(sql.SQL("select last_value, is_called from {}").format(sql.Identifier(schema, name)))
+        last_value, is_called = cur.fetchone()
+        found[f"{schema}.{name}"] = {"last_value": last_value, "is_called": is_called, "increment_by": increment}
+    return found
+
+
+def database_fingerprint(server: Server) -> tuple[dict[str, dict], dict[str, dict]]:
+    """The fingerprint of every table of a database, on one snapshot, and the state of its sequences."""
     conn = server.connect("anbar-backup-verify")
     try:
         conn.set_session(isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
         with conn.cursor() as cur:
             _apply_session_settings(cur)
-            return fingerprint(cur, list_tables(cur))
+            sequences = sequence_values(cur)
+            return fingerprint(cur, list_tables(cur)), sequences
     finally:
         conn.close()
 
@@ -378,6 +412,7 @@ def take(
             major, server_version = _server_major(cur)
             _apply_session_settings(cur)
             tables = list_tables(cur)
+            sequences = sequence_values(cur)
             tools = find_tools(major)
             if on_snapshot:
                 on_snapshot()
@@ -435,7 +470,7 @@ def take(
         "sha256": _sha256(dump),
         "roles_file": roles.name,
         "roles_sha256": _sha256(roles),
-        "fingerprint": {"method": FINGERPRINT_METHOD, "tables": prints},
+        "fingerprint": {"method": FINGERPRINT_METHOD, "tables": prints, "sequences": sequences},
     }
     path = directory / f"{stem}{MANIFEST_SUFFIX}"
     _write_json(path, manifest)
@@ -505,6 +540,32 @@ def compare(expected: dict[str, dict], found: dict[str, dict], where: str = "res
     return out
 
 
+def next_value(state: dict) -> int:
+    """The number a sequence in ``state`` hands out next."""
+    return state["last_value"] + state["increment_by"] if state["is_called"] else state["last_value"]
+
+
+def compare_sequences(expected: dict[str, dict], found: dict[str, dict], where: str = "restored") -> list[dict]:
+    """Sequences ``where`` that are missing or behind the manifest's (a backup taken before sequences were
+    fingerprinted has none: nothing to compare). Ahead is fine: pg_dump reads a sequence after the snapshot,
+    while loads may draw from it; behind, the next rows would be given numbers rows already have."""
+    out = []
+    for sequence in sorted(expected):
+        want, got = expected[sequence], found.get(sequence)
+        if got is None:
+            problem = f"sequence {sequence}: missing (next value {next_value(want)} expected)"
+        else:
+            direction = 1 if want["increment_by"] > 0 else -1  # a descending sequence is behind when higher
+            if (next_value(want) - next_value(got)) * direction <= 0:
+                continue
+            problem = (
+                f"sequence {sequence}: next value {next_value(got)} {where}, behind the backup's "
+                f"{next_value(want)} (new rows would reuse numbers)"
+            )
+        out.append({"sequence": sequence, "expected": want, where: got, "problem": problem})
+    return out
+
+
 def _scratch_name(database: str) -> str:
     return f"anbar_verify_{re.sub(r'[^a-z0-9_]', '_', database.lower())[:30]}_{uuid.uuid4().hex[:8]}"
 
@@ -555,8 +616,9 @@ def _restore_and_compare(dump: Path, manifest: dict, server: Server, result: Ver
         except BackupError as exc:
             result.problems.append(str(exc))
             return
-        restored = database_fingerprint(target)
+        restored, sequences = database_fingerprint(target)
         result.mismatches = compare(manifest["fingerprint"]["tables"], restored)
+        result.mismatches += compare_sequences(manifest["fingerprint"].get("sequences") or {}, sequences)
         result.problems += [m["problem"] for m in result.mismatches]
         result.tables = len(restored)
         result.rows = sum(t["rows"] for t in restored.values())
@@ -576,7 +638,10 @@ def check_live(manifest_file: Path, *, server: Server | None = None) -> list[dic
     """
     manifest = read_manifest(manifest_path(manifest_file))
     server = (server or source_server()).database(manifest["database"])
-    return compare(manifest["fingerprint"]["tables"], database_fingerprint(server), "now")
+    tables, sequences = database_fingerprint(server)
+    return compare(manifest["fingerprint"]["tables"], tables, "now") + compare_sequences(
+        manifest["fingerprint"].get("sequences") or {}, sequences, "now"
+    )
 
 
 @dataclass
@@ -895,7 +960,10 @@ def _cli_check(args, directory) -> int:
     for d in differences:
         print(d["problem"], file=sys.stderr)
     if not differences:
-        print(f"{read_manifest(manifest_path(Path(args.file)))['database']}: every table as in {Path(args.file).name}")
+        print(
+            f"{read_manifest(manifest_path(Path(args.file)))['database']}: every table as in {Path(args.file).name}, "
+            "no sequence behind it"
+        )
     return 1 if differences else 0
 
 

@@ -16,15 +16,21 @@ def _demo(args) -> int:
     return 0
 
 
-def _bootstrap(args) -> int:
+def _bootstrap_warehouse(registry) -> None:
+    """Create or bring up to date the warehouse's schemas and tables (idempotent: ``anbar.ddl``)."""
     from anbar import ddl, warehouse
-    from anbar.registry import load_registry
 
     conn = warehouse.connect()
     try:
-        ddl.bootstrap(conn, load_registry(args.registry))
+        ddl.bootstrap(conn, registry)
     finally:
         conn.close()
+
+
+def _bootstrap(args) -> int:
+    from anbar.registry import load_registry
+
+    _bootstrap_warehouse(load_registry(args.registry))
     print("warehouse schemas and tables are up to date")
     return 0
 
@@ -137,8 +143,13 @@ def _pseudonym(args) -> int:
 
 def _ingest(args) -> int:
     from anbar import ingest
+    from anbar.registry import load_registry
 
-    step = ingest.run_steps(args.org, args.dataset, args.period)
+    registry = load_registry(args.registry)
+    # The ledger first: waiting for a delivery writes the period on the calendar (anbar.expected_submissions),
+    # which a warehouse never bootstrapped does not have. Bootstrapping is idempotent, as at every load.
+    _bootstrap_warehouse(registry)
+    step = ingest.run_steps(args.org, args.dataset, args.period, registry=registry)
     print(
         f"{step.org}/{step.dataset}/{step.period}: {step.state}"
         + (f" ({step.reason}: {step.message})" if step.reason else "")
@@ -325,7 +336,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rotate", action="store_true", help="install: replace a different key (every person_key changes)")
     p.set_defaults(func=_pseudonym)
 
-    p = sub.add_parser("ingest", help="ingest one dataset and period now, outside Airflow (operators' fallback)")
+    p = sub.add_parser(
+        "ingest",
+        help="ingest one dataset and period now, outside Airflow (operators' fallback); bootstraps the warehouse first",
+    )
     p.add_argument("org")
     p.add_argument("dataset")
     p.add_argument("period", help="YYYY-MM in the organisation's calendar")

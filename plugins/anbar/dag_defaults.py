@@ -18,19 +18,8 @@ def on_task_failure(context) -> None:
     from anbar import notify, warehouse
 
     ti = context["ti"]
-    key = f"task-failed:{ti.dag_id}:{context['run_id']}:{ti.task_id}:{ti.map_index}"
-    exc = context.get("exception")
-    mail = notify.Mail(
-        dedup_key=key,
-        kind="task_failed",
-        recipients=settings.warehouse_team(),
-        subject=f"[anbar] task failed: {ti.dag_id}.{ti.task_id}[{ti.map_index}] {context['run_id']}",
-        html=(
-            f"<p>Task <b>{ti.dag_id}.{ti.task_id}</b> (map index {ti.map_index}) of run "
-            f"<code>{context['run_id']}</code> failed after its retries.</p><pre>{exc!s}</pre>"
-            "<p>Triage: open the task log in the Airflow UI; the DAG's documentation lists the usual causes.</p>"
-        ),
-    )
+    mail = notify.task_failure_mail(ti.dag_id, ti.task_id, ti.map_index, context["run_id"], context.get("exception"))
+    key = mail.dedup_key
     try:
         conn = warehouse.connect()
         try:

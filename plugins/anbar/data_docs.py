@@ -53,6 +53,70 @@ SITE_NAME = "anbar"
 MANIFEST = "anbar.json"  # the site's pages and their outcome, read by anbar.web
 URL_PREFIX = "/anbar-docs"
 
+# Every asset GX's page templates load from a public CDN or GX's own bucket, and what replaces it: pages load
+# nothing from outside the Airflow server (a ministry intranet has no internet). The libraries are vendored in
+# ASSETS_DIR, each under <npm package>@<version>/ (pinned: the version in the path; GX names vega, vega-lite
+# and vega-embed by major version only, pinned here to the newest of that major); the web app serves them at
+# /anbar-docs/_assets/ (anbar.web). GX's logo is the copy GX puts in every site's static/images.
+ASSETS_DIR = Path(__file__).resolve().parent / "static" / "data_docs"
+ASSETS_ROUTE = "_assets"
+_FILTER_CONTROL = "dist/extensions/filter-control/bootstrap-table-filter-control"
+_GX_BUCKET = "https://great-expectations-web-assets.s3.us-east-2.amazonaws.com"
+VENDORED_ASSETS = {
+    "https://code.jquery.com/jquery-3.7.1.min.js": "jquery@3.7.1/dist/jquery.min.js",
+    "https://maxcdn.bootstrapcdn.com/bootstrap/4.3.1/css/bootstrap.min.css": (
+        "bootstrap@4.3.1/dist/css/bootstrap.min.css"
+    ),
+    "https://stackpath.bootstrapcdn.com/bootstrap/4.3.1/js/bootstrap.min.js": (
+        "bootstrap@4.3.1/dist/js/bootstrap.min.js"
+    ),
+    "https://cdnjs.cloudflare.com/ajax/libs/popper.js/1.12.9/umd/popper.min.js": (
+        "popper.js@1.12.9/dist/umd/popper.min.js"
+    ),
+    "https://unpkg.com/bootstrap-table@1.19.1/dist/bootstrap-table.min.css": (
+        "bootstrap-table@1.19.1/dist/bootstrap-table.min.css"
+    ),
+    "https://unpkg.com/bootstrap-table@1.19.1/dist/bootstrap-table.min.js": (
+        "bootstrap-table@1.19.1/dist/bootstrap-table.min.js"
+    ),
+    f"https://unpkg.com/bootstrap-table@1.19.1/{_FILTER_CONTROL}.min.js": (
+        f"bootstrap-table@1.19.1/{_FILTER_CONTROL}.min.js"
+    ),
+    f"https://unpkg.com/bootstrap-table@1.19.0/{_FILTER_CONTROL}.min.css": (
+        f"bootstrap-table@1.19.0/{_FILTER_CONTROL}.min.css"
+    ),
+    f"https://unpkg.com/bootstrap-table@1.19.0/{_FILTER_CONTROL}.css": (
+        f"bootstrap-table@1.19.0/{_FILTER_CONTROL}.css"
+    ),
+    "https://cdnjs.cloudflare.com/ajax/libs/bootstrap-datepicker/1.9.0/css/bootstrap-datepicker.min.css": (
+        "bootstrap-datepicker@1.9.0/dist/css/bootstrap-datepicker.min.css"
+    ),
+    "https://cdnjs.cloudflare.com/ajax/libs/bootstrap-datepicker/1.9.0/js/bootstrap-datepicker.min.js": (
+        "bootstrap-datepicker@1.9.0/dist/js/bootstrap-datepicker.min.js"
+    ),
+    "https://cdn.jsdelivr.net/npm/@forevolve/bootstrap-dark@1.1.0/dist/css/bootstrap-prefers-dark.css": (
+        "@forevolve/bootstrap-dark@1.1.0/dist/css/bootstrap-prefers-dark.css"
+    ),
+    "https://cdnjs.cloudflare.com/ajax/libs/font-awesome/6.6.0/css/all.min.css": (
+        "@fortawesome/fontawesome-free@6.6.0/css/all.min.css"
+    ),
+    "https://cdn.jsdelivr.net/npm/vega@5": "vega@5.33.1/build/vega.min.js",
+    "https://cdn.jsdelivr.net/npm/vega-lite@5": "vega-lite@5.23.0/build/vega-lite.min.js",
+    "https://cdn.jsdelivr.net/npm/vega-embed@6": "vega-embed@6.29.0/build/vega-embed.min.js",
+}
+SITE_IMAGES = {
+    f"{_GX_BUCKET}/logo-long.png": "static/images/logo-long.png",
+    f"{_GX_BUCKET}/full_logo_dark.png": "static/images/logo-long.png",
+}
+# Links (not loads) to GX's own web site: kept as text, pointing nowhere.
+LINK_ONLY_HOSTS = ("greatexpectations.io",)
+# A URL in a page: an attribute that loads or links (src, href, action), or a CSS url().
+_URL_IN_ATTRIBUTE = re.compile(
+    r"""(?P<head>\b(?:src|href|action)\s*=\s*)(?P<q>["'])(?P<url>[^"']*)(?P=q)""", re.IGNORECASE
+)
+_URL_IN_CSS = re.compile(r"""(?P<head>url\(\s*)(?P<q>["']?)(?P<url>[^"')]*)(?P=q)(?=\s*\))""", re.IGNORECASE)
+_EXTERNAL = re.compile(r"^(?:[a-z][a-z0-9+.-]*:)?//", re.I)
+
 _VALUE_LISTS = ("partial_unexpected_list", "unexpected_list")
 _COUNT_LISTS = ("partial_unexpected_counts", "unexpected_counts")
 _LONG_NUMBER = re.compile(r"[0-9]{8,}")
@@ -68,6 +132,10 @@ def site_path(org_code: str, dataset: str, period: str, version: int | str) -> P
         if not part or part in (".", "..") or "/" in part or "\\" in part or "\x00" in part:
             raise ValueError(f"not a valid path component for data docs: {part!r}")
     return Path(*parts)
+
+
+# From a site's root to the vendored assets, as the web app serves them: up from <org>/<dataset>/<period>/v<n>/.
+SITE_TO_ASSETS = "../" * len(site_path("o", "d", "p", 1).parts) + ASSETS_ROUTE + "/"
 
 
 def api_base_url() -> str:
@@ -102,13 +170,15 @@ def build_data_docs(
     *,
     run_name: str = "validation",
     meta: Mapping[str, Any] | None = None,
+    assets_url: str = SITE_TO_ASSETS,
 ) -> Path:
     """Render GX Data Docs for ``gx_results`` into ``site_dir`` (replacing what was there); returns its
     ``index.html``.
 
     ``dataset`` names the identifier columns to mask. The results given are not modified. Beside the
     site, ``anbar.json`` lists its validation pages with their outcome (for the web app's index), with
-    ``meta`` added.
+    ``meta`` added. The pages load their scripts, styles and fonts from ``assets_url`` (relative to the
+    site's root; by default where the web app serves the vendored ones), never from outside.
     """
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
@@ -168,6 +238,7 @@ def build_data_docs(
             "pages": pages,
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
+        _serve_assets_locally(staging, assets_url)
         _prune_static(staging)
         _replace_dir(staging, site_dir)
     finally:
@@ -366,6 +437,35 @@ def _gx_render_errors() -> Iterator[list[str]]:
 
 
 # -- files ----------------------------------------------------------------------------------------
+
+
+def _serve_assets_locally(site: Path, assets_url: str) -> None:
+    """Point every page's external references at the vendored assets (or the site's own images); a link to
+    GX's web site goes nowhere. An external asset anbar does not vendor is an error, not a page that would
+    reach outside (a GX upgrade that adds one fails here, in the tests, first)."""
+    for page in site.rglob("*.html"):
+        up = "../" * (len(page.relative_to(site).parts) - 1)
+        text = page.read_text(encoding="utf-8")
+
+        def local(match: re.Match, up: str = up, page: Path = page) -> str:
+            url = match.group("url")
+            bare = url.split("?", 1)[0].split("#", 1)[0]
+            if not _EXTERNAL.match(url):
+                if not re.match(r"^(?:\.\.?/)*static/", url):
+                    return match.group(0)
+                # GX's own files, from the site's root: GX miscounts a validation page's depth for its favicon.
+                url = up + url[url.index("static/") :]
+            elif bare in VENDORED_ASSETS:
+                url = up + assets_url + VENDORED_ASSETS[bare]
+            elif bare in SITE_IMAGES:
+                url = up + SITE_IMAGES[bare]
+            elif urlparse(url).hostname in LINK_ONLY_HOSTS and match.group("head").lower().startswith("href"):
+                url = "#"
+            else:
+                raise DataDocsError(f"{page.relative_to(site)} loads {url}, which anbar does not serve")
+            return f"{match.group('head')}{match.group('q')}{url}{match.group('q')}"
+
+        page.write_text(_URL_IN_CSS.sub(local, _URL_IN_ATTRIBUTE.sub(local, text)), encoding="utf-8")
 
 
 def _prune_static(site: Path) -> None:

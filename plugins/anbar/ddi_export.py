@@ -16,8 +16,8 @@ and ``var/@files`` tie the variables to the data file):
   English and Persian (``xml:lang``), the categories of its code list with both labels, its format
   (numeric or character) and notes (required, identifier, personal data, calendar, bounds).
 
-Every document is validated against the DDI Codebook 2.5 XML Schema vendored in
-``anbar/schemas/ddi_codebook_2_5/`` (resolved locally, never over the network) before it is written;
+Every document is validated against the DDI Alliance's official DDI Codebook 2.5 XML Schema files, shipped
+unmodified in ``anbar/schemas/ddi_codebook_2_5/`` (resolved locally, never over the network) before it is written;
 an invalid one raises ``DdiExportError`` and nothing is written.
 """
 

@@ -9,6 +9,10 @@
 
 A delivery is identified by the sha256 of its manifest (SFTP) or of its landed
 records (API); landing the same bytes twice stores nothing new.
+
+Landed microdata is readable by the service user (the owner of every file and directory, the user
+anbar runs as) and, for the backup of the archive, its group: directories are ``0750`` and files
+``0440`` whatever the umask, as the backups are kept to their owner (docs/operations.md §8).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 CHUNK = 1 << 20
+DIR_MODE = 0o750  # owner: write; group (the archive's backup): read; others: nothing
+FILE_MODE = 0o440  # landed bytes and everything beside them: read-only, never world-readable
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,7 @@ class LandingArchive:
         self.objects = self.root / "objects"
         self.tmp = self.root / "tmp"
         for d in (self.objects, self.tmp, self.root / "deliveries"):
-            d.mkdir(parents=True, exist_ok=True)
+            _make_dirs(d)
 
     def object_path(self, sha256: str) -> Path:
         return self.objects / sha256[:2] / sha256
@@ -53,8 +59,8 @@ class LandingArchive:
         if final.exists():
             tmp_path.unlink()
         else:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            tmp_path.chmod(0o444)
+            _make_dirs(final.parent)
+            tmp_path.chmod(FILE_MODE)
             os.replace(tmp_path, final)
         return final
 
@@ -89,8 +95,7 @@ class LandingArchive:
     def record_delivery(
         self, org: str, dataset: str, period: str, delivery_sha256: str, manifest: bytes, files: list[LandedFile]
     ) -> Path:
-        d = self.delivery_dir(org, dataset, period, delivery_sha256)
-        d.mkdir(parents=True, exist_ok=True)
+        d = _make_dirs(self.delivery_dir(org, dataset, period, delivery_sha256))
         _write_once(d / "manifest.json", manifest)
         listing = [
             {"name": f.name, "sha256": f.sha256, "bytes": f.bytes, "object": str(f.path.relative_to(self.root))}
@@ -103,7 +108,9 @@ class LandingArchive:
         """The outcome beside the landed delivery (the one file that may be rewritten, by a rerun)."""
         path = Path(delivery_dir) / "report.json"
         tmp = path.with_suffix(".tmp")
+        tmp.unlink(missing_ok=True)  # left read-only by a run that stopped before the replace
         tmp.write_text(json.dumps(report, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+        tmp.chmod(FILE_MODE)
         os.replace(tmp, path)
         return path
 
@@ -111,25 +118,40 @@ class LandingArchive:
         """A feedback file beside the landed delivery (rewritten by a rerun, like report.json)."""
         path = Path(delivery_dir) / name
         tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.unlink(missing_ok=True)
         tmp.write_text(text, encoding="utf-8")
+        tmp.chmod(FILE_MODE)
         os.replace(tmp, path)
         return path
 
     def quarantine(self, delivery_dir: Path, org: str, dataset: str, period: str, version: int) -> Path:
         """Index a rejected delivery under quarantine/ (a link; the bytes stay where they are)."""
         link = self.root / "quarantine" / org / dataset / f"{period}-v{version}"
-        link.parent.mkdir(parents=True, exist_ok=True)
+        _make_dirs(link.parent)
         if not link.is_symlink():
             link.symlink_to(Path(delivery_dir).resolve(), target_is_directory=True)
         return link
+
+
+def _make_dirs(path: Path) -> Path:
+    """``path`` and its missing parents, each made ``DIR_MODE`` (mkdir's mode alone is cut by the umask)."""
+    missing, parent = [], path
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
+    for d in reversed(missing):
+        d.mkdir(exist_ok=True)
+        d.chmod(DIR_MODE)
+    return path
 
 
 def _write_once(path: Path, data: bytes) -> None:
     if path.exists():
         return
     tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.unlink(missing_ok=True)
     tmp.write_bytes(data)
-    tmp.chmod(0o444)
+    tmp.chmod(FILE_MODE)
     os.replace(tmp, path)
 
 

@@ -12,6 +12,7 @@ fires only once, is not lost to a mail server outage.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -103,6 +104,47 @@ def missing_mail(org: Organisation, ds: Dataset, period: str, detail: str) -> Ma
         ds=ds,
         period=period,
         detail=detail,
+    )
+
+
+# What an error's text may quote of the data: a quoted literal (PostgreSQL quotes the value it could not
+# convert), a key's values in a constraint's detail ("Key (national_id)=(0076229645) already exists"),
+# a long run of digits (an identifier, an amount).
+_QUOTED = re.compile(r"\"[^\"]*\"|'[^']*'|«[^»]*»")
+_KEY_VALUES = re.compile(r"\)=\([^)]*\)")
+_LONG_NUMBER = re.compile(r"[0-9۰-۹٠-٩]{5,}")
+ERROR_SUMMARY_LENGTH = 300
+
+
+def error_summary(exc: BaseException | None) -> str:
+    """An exception for a mail: its type and the first line of its message, with quoted text, key values and
+    long numbers left out (a database error can quote the row it failed on; mails carry no row values)."""
+    if exc is None:
+        return "(no exception recorded)"
+    lines = str(exc).strip().splitlines()
+    first = _LONG_NUMBER.sub("…", _QUOTED.sub("«…»", _KEY_VALUES.sub(")=(…)", lines[0] if lines else "")))
+    text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return text if len(text) <= ERROR_SUMMARY_LENGTH else text[: ERROR_SUMMARY_LENGTH - 1] + "…"
+
+
+def task_failure_mail(dag_id: str, task_id: str, map_index: int, run_id: str, exc: BaseException | None) -> Mail:
+    """The warehouse team's mail about a task that failed after its retries (one per task instance).
+
+    Everything from the run (ids, the error) is escaped by the template; the error is :func:`error_summary`'s."""
+    subject = f"[anbar] task failed: {dag_id}.{task_id}[{map_index}] {run_id}"
+    return Mail(
+        dedup_key=f"task-failed:{dag_id}:{run_id}:{task_id}:{map_index}",
+        kind="task_failed",
+        recipients=settings.warehouse_team(),
+        subject=subject,
+        html=_env.get_template("task_failed.html").render(
+            subject=subject,
+            dag_id=dag_id,
+            task_id=task_id,
+            map_index=map_index,
+            run_id=run_id,
+            error=error_summary(exc),
+        ),
     )
 
 

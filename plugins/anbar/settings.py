@@ -11,6 +11,9 @@ WAREHOUSE_CONN_ID = os.environ.get("ANBAR_WAREHOUSE_CONN_ID", "anbar_warehouse")
 # The connection dbt (the warehouse DAG) runs as: anbar_transformer, the owner of the model schemas
 # (docs/access.md); the warehouse connection where access roles are not set up.
 TRANSFORMER_CONN_ID = os.environ.get("ANBAR_TRANSFORMER_CONN_ID", WAREHOUSE_CONN_ID)
+# The connection the Airflow api-server's pages (Submissions) read the ledger views with: anbar_ledger_reader,
+# which reads those views and nothing else (docs/access.md); the warehouse connection where roles are not set up.
+LEDGER_READER_CONN_ID = os.environ.get("ANBAR_LEDGER_READER_CONN_ID", WAREHOUSE_CONN_ID)
 SMTP_CONN_ID = os.environ.get("ANBAR_SMTP_CONN_ID", "anbar_smtp")
 OWNER = "anbar-data-engineering"
 

@@ -5,7 +5,9 @@ The anbar plugin mounts :data:`app` under ``/anbar-submissions`` and links it fr
 :mod:`anbar.ddl` for what each status means) for the organisations the caller may read: as for the
 Data Docs (:mod:`anbar.web`, whose checks it reuses), Airflow does not authenticate plugin apps, so every
 request resolves the Airflow user itself (no credentials: 401) and a user sees an organisation's rows
-only with read access to the task instances of its ingest DAG (``anbar_ingest__<org>``).
+only with read access to the task instances of its ingest DAG (``anbar_ingest__<org>``). It reads the
+ledger as ``anbar_ledger_reader`` (connection ``ANBAR_LEDGER_READER_CONN_ID``), which may read the view
+``anbar.submission_status`` and nothing else: the api-server holds no credential of the loader.
 
 Routes (relative to ``/anbar-submissions``):
 
@@ -26,7 +28,7 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
-from anbar import expected, warehouse
+from anbar import expected, settings, warehouse
 from anbar.web import INGEST_DAG_PREFIX, MayRead
 from anbar.web import _page as page_html
 
@@ -51,7 +53,13 @@ COLUMNS = (
 STATUS_CLASS = {"loaded": "ok", "rejected": "failed", "missing": "failed", "late": "failed"}
 
 
-def create_app(connect: Callable[[], Any] = warehouse.connect) -> FastAPI:
+def connect_ledger_reader() -> Any:
+    """The ledger as the page reads it: the ledger reader's connection (``anbar_ledger_reader``: the ledger
+    views the page shows, nothing else), never the loader's."""
+    return warehouse.connect(settings.LEDGER_READER_CONN_ID)
+
+
+def create_app(connect: Callable[[], Any] = connect_ledger_reader) -> FastAPI:
     """The app reading the ledger through ``connect`` (a new psycopg2 connection per request)."""
     app = FastAPI(title="anbar submissions", docs_url=None, redoc_url=None, openapi_url=None)
 

@@ -12,12 +12,18 @@ Routes (relative to ``/anbar-docs``):
 - ``/`` — every delivery that has Data Docs: organisation, dataset, period, version, its GX site and
   each of its validation pages with their outcome (plain HTML: it works without network access).
 - ``/runs/<dag_id>/<run_id>/`` — the Data Docs built by one DAG run (the "Data Docs" tab of a run).
+- ``/_assets/<package>@<version>/...`` — the scripts, styles and fonts the pages load (jQuery, Bootstrap,
+  Font Awesome, Vega, ...), vendored in the package (:data:`anbar.data_docs.VENDORED_ASSETS`): the pages
+  load nothing from outside the server.
 - ``/<org>/<dataset>/<period>/v<version>/...`` — the files of a site, through Starlette's
-  ``StaticFiles`` (``..``, absolute paths and symlinks out of the data docs directory are refused).
+  ``StaticFiles``: a path with a ``.`` or ``..`` segment (even percent-encoded) is refused, the permission
+  is checked on the organisation of the path that is served, and absolute paths and symlinks out of the
+  data docs directory are refused.
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import os
@@ -32,7 +38,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.staticfiles import StaticFiles
 
 from anbar import settings
-from anbar.data_docs import MANIFEST
+from anbar.data_docs import ASSETS_DIR, ASSETS_ROUTE, MANIFEST
 
 INGEST_DAG_PREFIX = "anbar_ingest__"
 
@@ -48,21 +54,34 @@ async def current_user(request: Request) -> Any:
 
 
 def org_access(user: Annotated[Any, Depends(current_user)]) -> Callable[[str], bool]:
-    """Whether the user may read an organisation's Data Docs: read access to its ingest DAG's task instances."""
+    """Whether the user may read an organisation's Data Docs: read access to its ingest DAG's task instances.
+
+    Asked as Airflow's own API asks (``requires_access_dag``): the DAG's id and, with ``[core] multi_team``
+    on, the team that owns its bundle, so an auth manager that grants by team (the simple one) sees it."""
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+    from airflow.configuration import conf
 
     manager = get_auth_manager()
+    teams = conf.getboolean("core", "multi_team", fallback=False)
 
+    @functools.cache  # one request asks for each organisation of the index
     def may_read(org: str) -> bool:
+        dag_id = f"{INGEST_DAG_PREFIX}{org}"
         return manager.is_authorized_dag(
             method="GET",
             access_entity=DagAccessEntity.TASK_INSTANCE,
-            details=DagDetails(id=f"{INGEST_DAG_PREFIX}{org}"),
+            details=DagDetails(id=dag_id, team_name=_team_of(dag_id) if teams else None),
             user=user,
         )
 
     return may_read
+
+
+def _team_of(dag_id: str) -> str | None:
+    from airflow.models.dag import DagModel
+
+    return DagModel.get_team_name(dag_id)
 
 
 MayRead = Annotated[Callable[[str], bool], Depends(org_access)]
@@ -98,13 +117,29 @@ def create_app(root: Path | Callable[[], Path] = settings.data_docs_dir) -> Fast
     def run_docs_slash(run_id: str) -> RedirectResponse:
         return RedirectResponse(quote(run_id, safe="") + "/")
 
+    @app.api_route(f"/{ASSETS_ROUTE}/{{path:path}}", methods=["GET", "HEAD"], include_in_schema=False)
+    async def assets(path: str, request: Request, user: Annotated[Any, Depends(current_user)]) -> Response:
+        # Any signed-in user: the vendored libraries hold nothing of an organisation.
+        static = StaticFiles(directory=ASSETS_DIR, check_dir=False)
+        response = await static.get_response(os.path.normpath(path), request.scope)
+        # The version is in the path: a file there never changes.
+        response.headers["Cache-Control"] = "private, max-age=31536000, immutable"
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
     @app.api_route("/{org}/{path:path}", methods=["GET", "HEAD"])
     async def files(org: str, path: str, request: Request, may_read: MayRead) -> Response:
-        if not await run_in_threadpool(may_read, org):  # an auth manager may ask its database
+        parts = f"{org}/{path}".split("/")
+        # A "." or ".." segment (sent encoded, %2E%2E, it reaches here as is) would make the path served
+        # another than the one authorised: /sso/%2E%2E/tvto/... is tvto's. Refused, whatever it resolves to.
+        if any(p in (".", "..") or "\\" in p or "\x00" in p for p in parts):
+            raise HTTPException(status_code=404, detail="Not Found")
+        relative = os.path.normpath(os.path.join(*parts))
+        # Authorised on the path that is served: its first segment is the organisation.
+        if not await run_in_threadpool(may_read, relative.split(os.sep)[0]):  # an auth manager may ask its database
             raise HTTPException(status_code=403, detail="Forbidden")
         static = StaticFiles(directory=docs_root(), html=True, check_dir=False)
-        # As StaticFiles.get_path does for a mounted app; lookup_path refuses anything outside the directory.
-        relative = os.path.normpath(os.path.join(*f"{org}/{path}".split("/")))
+        # lookup_path refuses anything outside the directory (symlinks, absolute paths) too.
         response = await static.get_response(relative, request.scope)
         response.headers.setdefault("Cache-Control", "no-cache")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")

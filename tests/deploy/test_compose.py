@@ -529,6 +529,9 @@ def test_each_part_connects_as_its_own_role(config):
     for name, svc in airflow.items():
         env = svc["environment"]
         for conn_id, role in roles.items():
+            if name == API_SERVER:  # holds none of them (test_the_api_server_holds_only_the_ledger_readers_login)
+                assert f"AIRFLOW_CONN_{conn_id.upper()}" not in env, (name, conn_id)
+                continue
             assert urlsplit(env[f"AIRFLOW_CONN_{conn_id.upper()}"]).username == role, (name, conn_id)
         admin = env.get(f"AIRFLOW_CONN_{access.ADMIN_CONN_ID.upper()}")
         mounted = {s["source"] for s in svc.get("secrets") or []}
@@ -599,6 +602,52 @@ def test_the_access_plan_is_applied_before_any_dag_runs(config, capsys):
     assert access.manifest_path().relative_to(REPO).parts[0] == "dbt_project"
 
 
+API_SERVER = "airflow-apiserver"
+
+
+def test_the_api_server_holds_only_the_ledger_readers_login(config):
+    """The api-server (the UI, the APIs, the Submissions page) holds no credential of the loader, the
+    transformer or the administrator, nor deploy/anbar.env (their passwords, the suppliers' keys and tokens):
+    its one warehouse login is anbar_ledger_reader's, which reads the ledger views and nothing else."""
+    services = config["services"]
+    api = services[API_SERVER]
+    env = api["environment"]
+    assert not api.get("env_file")
+    assert not api.get("secrets")
+    assert set(warehouse_logins(env)) == {access.LEDGER_READER}
+    conn_id = env["ANBAR_LEDGER_READER_CONN_ID"]
+    url = urlsplit(env[f"AIRFLOW_CONN_{conn_id.upper()}"])
+    assert (url.username, url.hostname, url.path) == (access.LEDGER_READER, "postgres", "/warehouse")
+    assert {k for k in env if k.startswith("AIRFLOW_CONN_")} == {f"AIRFLOW_CONN_{conn_id.upper()}"}
+    # No value of the env file that is someone else's secret reaches it, under any name.
+    values = {k: v for k, v, commented in example_entries(filled_env("a")) if not commented and v}
+    others = {
+        k
+        for k in values
+        if SECRET_KEY.search(k) or k.startswith("AIRFLOW_CONN_")
+        if k not in {access.PASSWORD_ENV[access.LEDGER_READER], *API_SERVER_NEEDS}
+    }
+    rendered = json.dumps(api)
+    leaked = sorted(k for k in others if values[k] in rendered)
+    assert leaked == []
+    # Every other service that runs anbar's work keeps the loader's and the transformer's connections,
+    # and the ledger reader's stays with the api-server.
+    for name, svc in airflow_services(config).items():
+        if name != API_SERVER:
+            assert access.LEDGER_READER not in warehouse_logins(svc["environment"]), name
+
+
+# What the api-server needs of the env file's secrets: Airflow's own (its metadata database, the signing
+# keys of its sessions and of the tasks' tokens, the Fernet key of its connections and variables) and Redis.
+API_SERVER_NEEDS = {
+    "AIRFLOW_DB_PASSWORD",
+    "AIRFLOW_FERNET_KEY",
+    "AIRFLOW_JWT_SECRET",
+    "AIRFLOW_API_SECRET_KEY",
+    "REDIS_PASSWORD",
+}
+
+
 def test_service_passwords_come_only_from_the_env_file(cli, tmp_path):
     for variant in ("a", "b"):
         text = filled_env(variant)
@@ -608,9 +657,11 @@ def test_service_passwords_come_only_from_the_env_file(cli, tmp_path):
         for role, var in access.PASSWORD_ENV.items():
             # What `anbar access apply` sets on the role is the env file's value ...
             assert values[var] and applied[var] == values[var], var
-            # ... and what every connection of that role logs in with.
-            for name, svc in airflow_services(cfg).items():
-                assert warehouse_logins(svc["environment"])[role] == values[var], (name, role)
+            # ... and what every connection of that role logs in with (there is one somewhere).
+            logins = [warehouse_logins(svc["environment"]) for svc in airflow_services(cfg).values()]
+            assert [login[role] for login in logins if role in login], role
+            for login in logins:
+                assert login.get(role, values[var]) == values[var], role
     # No default anywhere: every use is guarded, and without them Compose starts nothing.
     uses = VARIABLE.findall(COMPOSE_FILE.read_text())
     for var in access.PASSWORD_ENV.values():

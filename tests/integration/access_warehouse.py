@@ -87,13 +87,7 @@ def apply(wh: AccessWarehouse) -> None:
     conn = wh.admin()
     try:
         access.apply_plan(conn, access.build_plan(conn, load_registry(), wh.manifest))
-        access.set_service_passwords(
-            conn,
-            {
-                "ANBAR_LOADER_PASSWORD": wh.passwords["anbar_loader"],
-                "ANBAR_TRANSFORMER_PASSWORD": wh.passwords["anbar_transformer"],
-            },
-        )
+        access.set_service_passwords(conn, {var: wh.passwords[role] for role, var in access.PASSWORD_ENV.items()})
     finally:
         conn.close()
 
@@ -110,7 +104,7 @@ def access_warehouse(pg) -> AccessWarehouse:
     make_warehouse(pg, load_registry(), DBNAME)
     target = Path(tempfile.mkdtemp(prefix="anbar-access-dbt-"))
     wh = AccessWarehouse(pg=pg, dbname=DBNAME, manifest=target / "manifest.json", target=target)
-    wh.passwords = {name: secrets.token_urlsafe(12) for name in (*USERS, "anbar_loader", "anbar_transformer")}
+    wh.passwords = {name: secrets.token_urlsafe(12) for name in (*USERS, *access.SERVICE_ROLES)}
     wh.dbt("parse")
     apply(wh)
     conn = wh.admin()

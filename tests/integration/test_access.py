@@ -185,6 +185,30 @@ def test_transformer_reads_clean_and_the_ledger_but_not_raw_nor_the_key(wh):
         assert not can(conn, "select * from anbar.access_decisions")
 
 
+def test_the_ledger_reader_reads_the_status_views_and_nothing_else(wh):
+    """The Airflow api-server's login (the Submissions page): the ledger views it shows, nothing else."""
+    with wh.session(access.LEDGER_READER) as conn:
+        for view in access.LEDGER_READER_VIEWS:
+            assert can(conn, f"select * from anbar.{view} limit 1"), view
+        assert one(conn, "select count(*) from anbar.submission_status") >= 0
+        for query in (
+            "select * from anbar.submissions limit 1",
+            "select * from anbar.submission_events limit 1",
+            "select * from anbar.notifications limit 1",
+            "select * from anbar.access_decisions limit 1",
+            "select * from anbar_secret.pseudonym_key",
+            "select * from raw.sso__insured_persons limit 1",
+            "select * from clean.sso__insured_persons limit 1",
+            "select * from marts.mart_insured_employment limit 1",
+            "select * from core.fct_insured_employment limit 1",
+            "select anbar.pseudonymise('0076229645')",
+            "update anbar.submissions set status = 'accepted'",
+            "insert into anbar.submission_events (submission_id) values (1)",
+            "create table anbar.mine (x int)",
+        ):
+            assert not can(conn, query), query
+
+
 def test_loader_does_not_read_the_warehouse_models(wh):
     with wh.session("anbar_loader") as conn:
         assert not can(conn, "select * from marts.mart_insured_employment limit 1")

@@ -176,6 +176,69 @@ def test_a_tampered_fingerprint_is_reported_table_by_table(warehouse, pg, tmp_pa
     assert changed["rows"] == 3 and changed["checksum"] != real
 
 
+SUBMISSION_IDS = "anbar.submissions_submission_id_seq"
+
+
+def _setval(conn, sequence: str, value: int, is_called: bool) -> None:
+    with conn.cursor() as cur:
+        cur.execute("select setval(%s::regclass, %s, %s)", (sequence, value, is_called))
+    conn.commit()
+
+
+def test_sequences_are_in_the_fingerprint_and_a_restore_behind_them_fails(warehouse, pg, tmp_path):
+    """A restore whose sequences are behind the backup's would hand out ids the restored rows already have
+    (the next submission would collide with submission 1, or worse, a sequence without a unique column)."""
+    manifest = backup.read_manifest(warehouse["manifest"])
+    sequences = manifest["fingerprint"]["sequences"]
+    assert sequences[SUBMISSION_IDS] == {"last_value": warehouse["sid"], "is_called": True, "increment_by": 1}
+    assert "anbar.submission_events_event_id_seq" in sequences
+
+    # The live database with a sequence set back, as after a restore that lost the sequences' values:
+    # `anbar backup check` (the last step of a restore) refuses it.
+    def live_sequence_problems() -> list[str]:  # (other tests of the module write anbar.backups)
+        found = backup.check_live(warehouse["manifest"], server=warehouse["server"])
+        return [d["problem"] for d in found if "sequence" in d]
+
+    conn = warehouse["conn"]
+    assert live_sequence_problems() == []
+    _setval(conn, SUBMISSION_IDS, 1, False)
+    try:
+        assert live_sequence_problems() == [
+            f"sequence {SUBMISSION_IDS}: next value 1 now, behind the backup's {warehouse['sid'] + 1} "
+            "(new rows would reuse numbers)"
+        ]
+    finally:
+        _setval(conn, SUBMISSION_IDS, warehouse["sid"], True)
+    assert live_sequence_problems() == []
+
+    # A restore whose sequence is behind what the manifest recorded fails the verification.
+    copy = _copy_backup(warehouse["manifest"], tmp_path)
+    tampered = backup.read_manifest(copy)
+    tampered["fingerprint"]["sequences"][SUBMISSION_IDS]["last_value"] += 10
+    del tampered["fingerprint"]["sequences"]["anbar.submission_events_event_id_seq"]
+    tampered["fingerprint"]["sequences"]["anbar.lost_seq"] = {"last_value": 7, "is_called": True, "increment_by": 1}
+    copy.write_text(json.dumps(tampered))
+    result = backup.verify(copy, server=_verify_server(pg))
+    assert not result.ok
+    assert result.problems == [
+        "sequence anbar.lost_seq: missing (next value 8 expected)",
+        f"sequence {SUBMISSION_IDS}: next value {warehouse['sid'] + 1} restored, behind the backup's "
+        f"{warehouse['sid'] + 11} (new rows would reuse numbers)",
+    ]
+
+
+def test_compare_sequences_knows_which_way_a_sequence_goes():
+    up = {"last_value": 10, "is_called": True, "increment_by": 1}
+    down = {"last_value": -10, "is_called": True, "increment_by": -1}
+    fresh = {"last_value": 10, "is_called": False, "increment_by": 1}  # never drawn from: 10 comes next
+    assert backup.compare_sequences({"s": up}, {"s": {**up, "last_value": 12}}) == []  # ahead: drawn since
+    assert backup.compare_sequences({"s": up}, {"s": fresh}) != []  # 10 again: behind
+    assert backup.compare_sequences({"s": fresh}, {"s": fresh}) == []
+    assert backup.compare_sequences({"s": down}, {"s": {**down, "last_value": -12}}) == []
+    assert backup.compare_sequences({"s": down}, {"s": {**down, "last_value": -9}}) != []
+    assert backup.compare_sequences({}, {"s": up}) == []  # a backup from before sequences were fingerprinted
+
+
 def test_rows_written_while_the_backup_runs_are_in_neither_the_dump_nor_the_fingerprint(warehouse, pg, tmp_path):
     """The dump and the fingerprint share the exported snapshot: rows committed after it, while pg_dump and
     the fingerprint run, are in neither, so the verification passes (a dump on a snapshot of its own would

@@ -186,3 +186,31 @@ def test_an_empty_delivery_is_an_accepted_nil_return(fresh_warehouse, simulators
     assert step.state == "accepted", step
     [sub] = _ledger(fresh_warehouse, "sso", "workplaces", "1403-12")
     assert (sub["rows_manifest"], sub["rows_loaded"], sub["rows_rejected"]) == (0, 0, 0)
+
+
+def test_anbar_ingest_on_a_never_bootstrapped_warehouse_bootstraps_it(pg, simulators, monkeypatch, capsys):
+    """`anbar ingest` on a new, empty database (no anbar schema): it used to stop with UndefinedTable on
+    anbar.expected_submissions; it bootstraps the warehouse (idempotent, as every load does) and ingests."""
+    import uuid
+
+    import psycopg2
+
+    from anbar.cli import main
+
+    name = f"wh_never_bootstrapped_{uuid.uuid4().hex[:8]}"
+    pg.create_database(name)
+    monkeypatch.setenv("ANBAR_WAREHOUSE_URL", pg.url(name))
+    conn = psycopg2.connect(pg.dsn(name))
+    try:
+        assert _count(conn, "select count(*) from pg_namespace where nspname = 'anbar'") == 0
+
+        assert main(["ingest", "tvto", "trainees", "2025-09"]) == 0
+        assert capsys.readouterr().out.strip() == "tvto/trainees/2025-09: accepted"
+        [sub] = _ledger(conn, "tvto", "trainees", "2025-09")
+        assert sub["status"] == "accepted" and sub["rows_manifest"] == sub["rows_loaded"] + sub["rows_rejected"]
+        assert _count(conn, "select count(*) from anbar.expected_submissions where org = 'tvto'") == 1
+
+        assert main(["ingest", "tvto", "trainees", "2025-09"]) == 0  # again: bootstrapped already, nothing new
+        assert capsys.readouterr().out.strip() == "tvto/trainees/2025-09: noop"
+    finally:
+        conn.close()

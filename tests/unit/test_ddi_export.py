@@ -1,4 +1,4 @@
-"""The DDI-Codebook 2.5 writer (anbar.ddi_export) and its validation against the vendored XML Schema."""
+"""The DDI-Codebook 2.5 writer (anbar.ddi_export) and its validation against the official XML Schema files."""
 
 from __future__ import annotations
 
@@ -30,6 +30,37 @@ def insured(registry):
 
 def _texts(element, path: str) -> dict[str, str]:
     return {e.get(LANG): e.text for e in element.findall(path, NS)}
+
+
+# The sha256 of codebook.xsd 2.5 as published (shared/reference/ddi-codebook-2.5/README.md).
+OFFICIAL_CODEBOOK_SHA256 = "afee503fe7cfaa86ea887f890ad76ae76c07aaf89bb6e5b85146a9701e3fd8ab"
+REFERENCE_COPY = Path(__file__).resolve().parents[3] / "shared" / "reference" / "ddi-codebook-2.5"
+NOT_SCHEMA = {"README.md", ".gitattributes", "SHA256SUMS"}
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_the_schema_files_are_the_official_ones_unmodified():
+    shipped = {
+        p.relative_to(ddi_export.SCHEMA_DIR).as_posix(): _sha256(p)
+        for p in ddi_export.SCHEMA_DIR.rglob("*")
+        if p.is_file() and p.name not in NOT_SCHEMA
+    }
+    assert shipped["codebook.xsd"] == OFFICIAL_CODEBOOK_SHA256
+    listed = dict(
+        reversed(line.split("  ", 1))
+        for line in (ddi_export.SCHEMA_DIR / "SHA256SUMS").read_text(encoding="utf-8").splitlines()
+    )
+    assert shipped == listed  # every file listed, nothing else shipped, each byte as listed
+    if REFERENCE_COPY.is_dir():  # the project's reference copy, where it is beside the repository
+        reference = {
+            p.relative_to(REFERENCE_COPY).as_posix(): _sha256(p) for p in REFERENCE_COPY.rglob("*") if p.is_file()
+        }
+        assert shipped == reference
 
 
 def test_the_schema_resolves_every_import_and_include_locally():

@@ -291,6 +291,7 @@ def _client(root: Path, may_read=lambda org: True) -> TestClient:
     """The app mounted as the Airflow API server mounts a plugin's app; access decided by ``may_read``."""
     app = web.create_app(root)
     app.dependency_overrides[web.org_access] = lambda: may_read
+    app.dependency_overrides[web.current_user] = lambda: "a signed-in user"
     server = FastAPI()
     server.mount("/anbar-docs", app)
     return TestClient(server)
@@ -326,6 +327,83 @@ def test_refuses_path_traversal(docs_root, path):
     response = _client(docs_root).get(path)
     assert response.status_code in (403, 404)
     assert "outside the data docs" not in response.text
+
+
+_REFERENCE = re.compile(
+    r"""\b(src|href|action)\s*=\s*["']([^"']*)["']|url\(\s*["']?([^"')]*)["']?\s*\)""", re.IGNORECASE
+)
+_INTEGRITY = re.compile(
+    r'<(?:script|link)\b[^>]*?\b(?:src|href)="([^"]+)"[^>]*?\bintegrity="sha384-([^"]+)"', re.IGNORECASE
+)
+
+
+def _references(text: str) -> list[str]:
+    """Every URL a page or a style sheet loads or links (attributes src, href, action; CSS url())."""
+    return [m.group(2) if m.group(2) is not None else m.group(3) for m in _REFERENCE.finditer(text)]
+
+
+def test_no_served_page_references_an_external_host(docs_root):
+    """A ministry intranet has no internet: every page the app serves, and every style sheet they load, refer
+    to the Airflow server only, and everything they load is served (scripts, styles, fonts, images), the
+    vendored files byte for byte the ones their pinned versions published (the pages' integrity hashes)."""
+    import base64
+    import hashlib
+    from urllib.parse import urljoin, urlsplit
+
+    client = _client(docs_root)
+    site = docs_root / "tvto" / "trainees" / "2025-10" / "v1"
+    pages = ["/anbar-docs/", "/anbar-docs/runs/anbar_ingest__tvto/manual__1/"]
+    pages += [f"/anbar-docs/{p.relative_to(docs_root).as_posix()}" for p in sorted(site.rglob("*.html"))]
+    assert len(pages) >= 6  # the index, a run, the site's index, its validation and suite pages
+    loaded: dict[str, str] = {}
+    for page in pages:
+        response = client.get(page)
+        assert response.status_code == 200, page
+        queue = [(page, response.text)]
+        while queue:
+            where, text = queue.pop()
+            for ref in _references(text):
+                assert not re.match(r"^(?:[a-z][a-z0-9+.-]*:)?//", ref, re.I), f"{where} refers to {ref}"
+                if not ref or ref.startswith(("#", "data:")):
+                    continue
+                target = urlsplit(urljoin("http://testserver" + where, ref)).path
+                if target in loaded:
+                    continue
+                fetched = client.get(target)
+                assert fetched.status_code == 200, f"{where} refers to {ref}: {fetched.status_code}"
+                loaded[target] = where
+                if target.endswith(".css"):
+                    queue.append((target, fetched.text))
+        for src, digest in _INTEGRITY.findall(response.text):
+            body = client.get(urlsplit(urljoin("http://testserver" + page, src)).path).content
+            assert base64.b64encode(hashlib.sha384(body).digest()).decode() == digest, src
+    vendored = {t for t in loaded if t.startswith("/anbar-docs/_assets/")}
+    assert any("jquery@3.7.1" in t for t in vendored) and any("bootstrap@4.3.1" in t for t in vendored)
+    assert any(t.endswith(".woff2") for t in vendored)  # the fonts Font Awesome's style sheet loads
+
+
+def test_the_vendored_assets_need_a_login_and_stay_inside_their_directory(docs_root, airflow_db, monkeypatch):
+    from airflow.api_fastapi import app as api_app
+    from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
+
+    monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "anbar-test-" + "x" * 64)
+    monkeypatch.setattr(api_app._AuthManagerState, "instance", SimpleAuthManager())
+    server = FastAPI()
+    server.mount("/anbar-docs", web.create_app(docs_root))
+    client = TestClient(server)
+    asset = "/anbar-docs/_assets/jquery@3.7.1/dist/jquery.min.js"
+    assert client.get(asset).status_code == 401
+    client.cookies.set("_token", SimpleAuthManager().generate_jwt(_viewer()))
+    response = client.get(asset)
+    assert response.status_code == 200 and "immutable" in response.headers["cache-control"]
+    for path in ("/anbar-docs/_assets/..%2Fweb.py", "/anbar-docs/_assets/%2E%2E/%2E%2E/web.py"):
+        assert client.get(path).status_code == 404, path
+
+
+def _viewer():
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    return SimpleAuthManagerUser(username="statistician", role="viewer")
 
 
 def test_index_lists_the_versions_the_user_may_read(docs_root):
@@ -379,6 +457,76 @@ def test_airflow_authentication_applies(docs_root, airflow_db, monkeypatch):
     client.cookies.set("_token", viewer)  # how the UI's session reaches the app
     assert client.get(page).status_code == 200
     assert "tvto/trainees/2025-10/v1/" in client.get("/anbar-docs/").text
+
+
+@pytest.fixture
+def teams_of_organisations(airflow_db, monkeypatch):
+    """Airflow in multi-team mode, each organisation's ingest DAG in a bundle its team owns (tvto, sso)."""
+    from airflow.models.dag import DagModel
+    from airflow.models.dagbundle import DagBundleModel
+    from airflow.models.team import Team
+    from airflow.utils.session import create_session
+
+    monkeypatch.setenv("AIRFLOW__CORE__MULTI_TEAM", "True")
+    orgs = ("tvto", "sso")
+    with create_session() as session:
+        for org in orgs:
+            team = Team(name=org)
+            bundle = DagBundleModel(name=f"anbar_{org}")
+            bundle.teams = [team]
+            session.add_all([team, bundle])
+            session.flush()
+            session.add(
+                DagModel(
+                    dag_id=f"{web.INGEST_DAG_PREFIX}{org}",
+                    bundle_name=bundle.name,
+                    max_active_tasks=16,
+                    max_consecutive_failed_dag_runs=0,
+                    has_task_concurrency_limits=False,
+                )
+            )
+    yield orgs
+    with create_session() as session:
+        for org in orgs:
+            session.query(DagModel).filter(DagModel.dag_id == f"{web.INGEST_DAG_PREFIX}{org}").delete()
+            session.query(DagBundleModel).filter(DagBundleModel.name == f"anbar_{org}").delete()
+            session.query(Team).filter(Team.name == org).delete()
+
+
+def test_a_user_of_one_organisation_reads_no_other_through_dot_segments(docs_root, teams_of_organisations, monkeypatch):
+    """Real Airflow auth (the simple auth manager, its JWT) and a user allowed one organisation only: the
+    path is authorised as it is served, so /tvto/%2E%2E/sso/... is sso's, and refused."""
+    from airflow.api_fastapi import app as api_app
+    from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    sso_site = docs_root / "sso" / "insured_persons" / "1404-08" / "v3"
+    sso_site.mkdir(parents=True)
+    (sso_site / "index.html").write_text("<html>SSO ONLY</html>", encoding="utf-8")
+    monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "anbar-test-" + "x" * 64)
+    manager = SimpleAuthManager()
+    monkeypatch.setattr(api_app._AuthManagerState, "instance", manager)
+    token = manager.generate_jwt(SimpleAuthManagerUser(username="tvto_statistician", role="viewer", teams=["tvto"]))
+    server = FastAPI()
+    server.mount("/anbar-docs", web.create_app(docs_root))
+    client = TestClient(server, headers={"Authorization": f"Bearer {token}"})
+
+    assert client.get("/anbar-docs/tvto/trainees/2025-10/v1/").status_code == 200
+    assert client.get("/anbar-docs/sso/insured_persons/1404-08/v3/").status_code == 403
+    index = client.get("/anbar-docs/").text
+    assert "tvto/trainees/2025-10/v1/" in index and "sso/" not in index
+    for path in (
+        "/anbar-docs/tvto/%2E%2E/sso/insured_persons/1404-08/v3/index.html",
+        "/anbar-docs/tvto/%2e%2e/sso/insured_persons/1404-08/v3/",
+        "/anbar-docs/tvto/trainees/%2E%2E/%2E%2E/sso/insured_persons/1404-08/v3/index.html",
+        "/anbar-docs/tvto/..%2Fsso/insured_persons/1404-08/v3/index.html",
+        "/anbar-docs/tvto/%2E/%2E%2E/sso/insured_persons/1404-08/v3/index.html",
+    ):
+        response = client.get(path)
+        assert response.status_code in (403, 404), path
+        assert "SSO ONLY" not in response.text, path
+    # A dot segment is refused even when it stays inside the organisation.
+    assert client.get("/anbar-docs/tvto/trainees/%2E%2E/trainees/2025-10/v1/").status_code == 404
 
 
 def test_the_plugin_mounts_the_app():

