@@ -282,6 +282,53 @@ def publish_data_docs(
     return index, url
 
 
+def results_from_json(document: dict[str, Any]) -> Any:
+    """GX's ExpectationSuiteValidationResult from the JSON the pass keeps (anbar.engine.delivery)."""
+    from great_expectations.core import ExpectationSuiteValidationResult, ExpectationValidationResult
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    import anbar.gx_custom  # noqa: F401  (anbar's types, for their configurations)
+
+    results = []
+    for r in document["results"]:
+        config = {k: v for k, v in r["expectation_config"].items() if k in ("type", "kwargs", "meta", "id")}
+        results.append(
+            ExpectationValidationResult(
+                success=r["success"],
+                expectation_config=ExpectationConfiguration(**config),
+                result=r.get("result") or {},
+                meta=r.get("meta") or {},
+                exception_info=r.get("exception_info"),
+            )
+        )
+    return ExpectationSuiteValidationResult(
+        success=document["success"],
+        results=results,
+        suite_name=document["suite_name"],
+        statistics=document.get("statistics"),
+        meta=document.get("meta") or {},
+    )
+
+
+def publish_from_results(
+    landing_dir: Path, dataset: Dataset, org_code: str, period: str, version: int | str, submission_id: int
+) -> str | None:
+    """Build the Data Docs of a decided delivery from the GX results the pass wrote beside it; the URL, or
+    None when there are none or they could not be built (Data Docs never change a decision)."""
+    from anbar.engine.delivery import GX_RESULTS
+
+    path = Path(landing_dir) / GX_RESULTS
+    if not path.is_file():
+        return None
+    document = json.loads(path.read_text(encoding="utf-8"))
+
+    from types import SimpleNamespace
+
+    run = SimpleNamespace(summary={"submission_id": submission_id}, gx_results=[results_from_json(document)])
+    published = publish_data_docs(run, dataset, org_code, period, version)
+    return published[1] if published else None
+
+
 # -- preparing results ----------------------------------------------------------------------------
 
 

@@ -129,6 +129,18 @@ comment on table anbar.row_findings is
     'Every row a failed rule found (file and row number of the delivery): blocking ones are rejected '
     'or reject the delivery, warnings are flags on the loaded row (clean._flags).';
 
+create table if not exists anbar.suite_versions (
+    dataset                     text not null,
+    sha256                      text not null,
+    source                      text not null,
+    great_expectations_version  text not null,
+    checked_at                  timestamptz not null default now(),
+    primary key (dataset, sha256)
+);
+comment on table anbar.suite_versions is
+    'Every version of a suite (sha256 of its file) Great Expectations has checked in this warehouse: the '
+    'ingest reads a known version as JSON, without GX; validation summaries name the version they ran.';
+
 create table if not exists anbar.quality_scorecard (
     submission_id    bigint not null references anbar.submissions (submission_id),
     org              text not null,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,7 +27,6 @@ from anbar.exchange import (
 from anbar.expected import expected_submission, record_expected
 from anbar.hooks import SupplierApiHook, SupplierSftpHook
 from anbar.landing import LandedFile, LandingArchive, sha256_bytes
-from anbar.loader import FileToLoad, jsonl_to_csv_file, load_delivery
 from anbar.periods import Period
 from anbar.registry import Dataset, Organisation, Registry, load_registry
 
@@ -389,12 +387,19 @@ def _receive_api(
     return step
 
 
-# -- step 3: load and convert ----------------------------------------------------------------------------
+# -- step 3: the pass: read, convert, validate, load, decide -----------------------------------------------
 
 
-def load(step: Step, registry: Registry | None = None, archive: LandingArchive | None = None) -> Step:
+def process(step: Step, registry: Registry | None = None, archive: LandingArchive | None = None) -> Step:
+    """The landed delivery through one vectorised pass (:mod:`anbar.engine.delivery`) to its decision.
+
+    Safe to rerun: a submission already decided is left as it is; one whose pass stopped half way is
+    done again from its landed bytes (its unattached table is rebuilt; nothing of it was visible)."""
     if step.decided:
         return step
+    from anbar.engine import delivery
+    from anbar.engine.read import DeliveredFile
+
     registry = registry or load_registry()
     archive = archive or LandingArchive(settings.landing_dir())
     org, ds, p = _resolve(registry, step.org, step.dataset, step.period)
@@ -402,117 +407,57 @@ def load(step: Step, registry: Registry | None = None, archive: LandingArchive |
     try:
         _lock(conn, step.submission_id)
         sub = ledger.get(conn, step.submission_id)
-        if sub.status in ("loaded", "validated", "accepted"):
-            step.state = "loaded"
-            return step
-        delivery = Path(sub.landing_path)
-        listing = json.loads((delivery / "files.json").read_text())
-        try:
-            if org.transport.kind == "sftp":
-                manifest = parse_manifest((delivery / "manifest.json").read_bytes(), org, ds, p)
-                rows_by_name = {f.name: f.rows for f in manifest.files}
-                files = [FileToLoad(f["name"], archive.root / f["object"], rows_by_name[f["name"]]) for f in listing]
-                result = load_delivery(
-                    conn,
-                    org,
-                    ds,
-                    sub.submission_id,
-                    p.label,
-                    files,
-                    manifest.encoding,
-                    manifest.delimiter,
-                    commit=False,
-                )
-            else:
-                with tempfile.TemporaryDirectory(dir=archive.tmp) as tmp:
-                    csv_path = Path(tmp) / f"{ds.name}.csv"
-                    jsonl_to_csv_file(archive.root / listing[0]["object"], csv_path, ds)
-                    result = load_delivery(
-                        conn,
-                        org,
-                        ds,
-                        sub.submission_id,
-                        p.label,
-                        [FileToLoad(listing[0]["name"], csv_path, None)],
-                        "utf-8",
-                        ",",
-                        rows_declared_total=sub.rows_manifest,
-                        commit=False,
-                    )
-        except DeliveryRejected as exc:
-            return _reject(conn, sub, step, exc, "load")
-        except Exception as exc:
-            _record_failure(step, "load", exc)
-            raise
-        # The rows and the ledger's word on them commit together: a load killed in between leaves neither.
-        ledger.update(
-            conn,
-            sub,
-            "load",
-            "loaded",
-            rows_loaded=result.rows_loaded,
-            rows_rejected=result.rows_rejected,
-            message="; ".join(result.warnings) or None,
-        )
-        step.state = "loaded"
-        step.detail = {
-            **step.detail,
-            "rows_in": result.rows_in,
-            "rows_loaded": result.rows_loaded,
-            "rows_rejected": result.rows_rejected,
-            "warnings": result.warnings,
-        }
-        return step
-    finally:
-        conn.close()
-
-
-# -- step 4: validate ------------------------------------------------------------------------------------
-
-
-def validate(step: Step, registry: Registry | None = None) -> Step:
-    """Run the dataset's suite, decide (accept, reject, or reject rows), record findings and the scorecard."""
-    if step.decided:
-        return step
-    from anbar import verdict
-    from anbar.data_docs import publish_data_docs
-    from anbar.suites import SuitePolicy, write_suite
-    from anbar.validation import run_suite
-
-    registry = registry or load_registry()
-    ds = registry.dataset(step.org, step.dataset)
-    conn = warehouse.connect()
-    try:
-        _lock(conn, step.submission_id)
-        sub = ledger.get(conn, step.submission_id)
         if sub.status in ("accepted", "rejected"):
             step.state = sub.status
             return step
-        context = verdict.context_tables(conn, registry, ds, sub.period)
-        suite = settings.expectations_dir() / f"{ds.key}.json"
-        if suite.exists():
-            run = run_suite(warehouse.sqlalchemy_url(), ds, sub.submission_id, suite, context)
-        else:
-            # A dataset just added to the registry is checked against the suite its registry entry implies
-            # until the statisticians commit a file for it (`anbar suites check` lists the gap).
-            log.warning("no suite file %s; validating with the suite generated from the registry", suite)
-            with tempfile.TemporaryDirectory() as tmp:
-                drafted = write_suite(tmp, ds, registry)
-                run = run_suite(warehouse.sqlalchemy_url(), ds, sub.submission_id, drafted, context)
-            run.summary["suite"] = "generated from the registry (no file in expectations/)"
-        published = publish_data_docs(run, ds, step.org, sub.period, sub.version)
-        if published:
-            log.info("Data Docs of %s %s v%s: %s", ds.key, sub.period, sub.version, published[1])
-            run.summary["data_docs_url"] = published[1]
-            step.detail = {**step.detail, "data_docs": published[1]}
-        policy = SuitePolicy(**run.summary["policy"]) if run.summary.get("policy") else SuitePolicy()
-        outcome = verdict.decide_and_record(conn, registry, ds, sub, run, policy)
-        step.state = outcome.status
-        if outcome.status == "rejected":
-            step.reason, step.message = "validation", outcome.message
+        landed = Path(sub.landing_path)
+        listing = json.loads((landed / "files.json").read_text())
+        try:
+            if org.transport.kind == "sftp":
+                manifest = parse_manifest((landed / "manifest.json").read_bytes(), org, ds, p)
+                rows_by_name = {f.name: f.rows for f in manifest.files}
+                files = [DeliveredFile(f["name"], archive.root / f["object"], rows_by_name[f["name"]]) for f in listing]
+                outcome = delivery.process(
+                    conn,
+                    archive,
+                    registry,
+                    org,
+                    ds,
+                    sub,
+                    files,
+                    encoding=manifest.encoding,
+                    delimiter=manifest.delimiter,
+                )
+            else:
+                outcome = delivery.process(
+                    conn,
+                    archive,
+                    registry,
+                    org,
+                    ds,
+                    sub,
+                    [],
+                    api_records=archive.root / listing[0]["object"],
+                    api_rows_declared=sub.rows_manifest,
+                )
+        except DeliveryRejected as exc:
+            conn.rollback()
+            return _reject(conn, ledger.get(conn, sub.submission_id), step, exc, "load")
+        except Exception as exc:
+            _record_failure(step, "process", exc)
+            raise
+        v = outcome.verdict
+        step.state = v.status
+        if v.status == "rejected":
+            step.reason, step.message = "validation", v.message
         step.detail = {
             **step.detail,
-            "validation": {k: outcome.summary.get(k) for k in ("success", "by_principle", "decision")},
+            "rows_in": outcome.read.rows_in,
+            "rows_loaded": v.rows_loaded,
+            "rows_rejected": v.rows_rejected,
+            "warnings": outcome.read.warnings,
+            "validation": {k: v.summary.get(k) for k in ("success", "by_principle", "decision")},
+            "seconds": outcome.timings.steps,
         }
         return step
     finally:
@@ -550,6 +495,9 @@ def conclude(step: Step, registry: Registry | None = None, archive: LandingArchi
             )
             findings = cur.fetchall()
         conn.commit()
+        if summary and sub.landing_path and not summary.get("data_docs_url"):
+            summary = _publish_docs(conn, ds, sub, summary)
+            step.detail = {**step.detail, "data_docs": summary.get("data_docs_url")}
         report = feedback.build(org, ds, asdict(sub), summary)
         if sub.landing_path:
             delivery = Path(sub.landing_path)
@@ -563,6 +511,24 @@ def conclude(step: Step, registry: Registry | None = None, archive: LandingArchi
         return step
     finally:
         conn.close()
+
+
+def _publish_docs(conn, ds: Dataset, sub: ledger.Submission, summary: dict) -> dict:
+    """GX Data Docs of a validated delivery, built after its decision from the results the pass kept beside it
+    (GX is imported here, never on the pass); their address goes into the summary the feedback quotes."""
+    from anbar.data_docs import publish_from_results
+
+    url = publish_from_results(Path(sub.landing_path), ds, sub.org, sub.period, sub.version, sub.submission_id)
+    if url:
+        summary = {**summary, "data_docs_url": url}
+        with conn.cursor() as cur:
+            cur.execute(
+                "update anbar.submissions set validation_summary = validation_summary || %s::jsonb "
+                "where submission_id = %s",
+                (json.dumps({"data_docs_url": url}), sub.submission_id),
+            )
+        conn.commit()
+    return summary
 
 
 def _mail(conn, mail: notify.Mail) -> str:
@@ -593,6 +559,5 @@ def run_steps(
         step = record_missing(step, registry=registry)
     else:
         step = receive(step, run_id=run_id, registry=registry)
-        step = load(step, registry=registry)
-        step = validate(step, registry=registry)
+        step = process(step, registry=registry)
     return conclude(step, registry=registry)

@@ -97,11 +97,14 @@ Focal points: {", ".join(org.focal_points)}.
    year in its last month), each with its period label (`1405-07`, `1405-Q2`, `1405`).
 1. `wait_for_delivery` — reschedule-mode sensor; ends `missing` after the due date + grace.
 2. `receive` — lands manifest and files in the landing archive (sha256-addressed); checks names, sizes, hashes.
-3. `load` — decodes while streaming, COPY into `raw`, converts into `clean` (rows in = loaded + rejected).
-4. `validate` — runs `expectations/{org.code}__<dataset>.json` inside PostgreSQL with Great Expectations.
-5. `conclude` — writes `report.json` beside the delivery; mails the supplier its feedback (accepted or
-   rejected, per principle); publishes the dataset's Asset when accepted (which triggers `anbar_warehouse`).
-6. `escalation_due` → `escalation_window` — a scheduled run stays open (deferred in the triggerer, no worker
+3. `process` — one vectorised pass (DuckDB, in the task): decodes, checks the CSV structure, converts,
+   runs `expectations/{org.code}__<dataset>.json` with Great Expectations' semantics (SQL rules in
+   PostgreSQL), COPYs the typed rows into the submission's own table and decides: accepted, the table is
+   attached to `clean`; rejected, it is dropped (rows in = loaded + rejected, always).
+4. `conclude` — Data Docs, `report.json`, `feedback.html` and `findings.csv` beside the delivery; mails the
+   supplier its feedback (accepted or rejected, per principle); publishes the dataset's Asset when accepted
+   (which triggers `anbar_warehouse`).
+5. `escalation_due` → `escalation_window` — a scheduled run stays open (deferred in the triggerer, no worker
    slot) until the escalation time of a dataset without an accepted delivery, so Airflow keeps its deadline.
 
 ## Deadline alerts (reminder, late notice, escalation)
@@ -121,8 +124,10 @@ Manual runs and catch-up runs of periods past their escalation carry no alerts.
   `SupplierUnavailable` (a dropped transfer, API 5xx/429/timeouts after the hook's own bounded retries,
   `ANBAR_API_ATTEMPTS`) lands nothing and rejects nothing: the task's retries fetch the delivery again, and
   each failed attempt is in `anbar.submission_events` (step `receive`, status `failed`).
-- **`load` fails with a database error**: check the warehouse (disk, `max_wal_size`); the load is one
-  transaction, so clearing the task reruns it from scratch with nothing half-loaded.
+- **`process` fails** (the database, the disk, memory): check the warehouse (disk, `max_wal_size`) and the
+  landing archive's `tmp/` (DuckDB spills there); the submission's table is unattached until the decision,
+  so clearing the task reruns the pass from the landed bytes with nothing half-visible. Its log ends with
+  the seconds of each sub-step.
 - **No reminder / late notice / escalation went out**: the UI shows the run's deadlines; in the Airflow
   database, `select d.deadline_time, a.name, d.missed, c.state, c.output from deadline d join deadline_alert a
   on a.id = d.deadline_alert_id join callback c on c.id = d.callback_id` — a fired one's output says `sent`,
@@ -201,16 +206,10 @@ def build_ingest_dag(org: Organisation, registry: Registry) -> DAG:
             return ingest.receive(s, run_id=context["run_id"], registry=registry).to_xcom()
 
         @task(map_index_template=MAP_LABEL)
-        def load(step: dict) -> dict:
+        def process(step: dict) -> dict:
             _label(get_current_context(), step)
             ingest = _ingest()
-            return ingest.load(ingest.Step.from_xcom(step), registry=registry).to_xcom()
-
-        @task(map_index_template=MAP_LABEL)
-        def validate(step: dict) -> dict:
-            _label(get_current_context(), step)
-            ingest = _ingest()
-            return ingest.validate(ingest.Step.from_xcom(step), registry=registry).to_xcom()
+            return ingest.process(ingest.Step.from_xcom(step), registry=registry).to_xcom()
 
         @task(map_index_template=MAP_LABEL, outlets=[accepted_alias(org)])
         def conclude(step: dict) -> dict:
@@ -244,7 +243,7 @@ def build_ingest_dag(org: Organisation, registry: Registry) -> DAG:
 
         @task_group(group_id="dataset")
         def ingest_dataset(due: dict):
-            concluded = conclude(validate(load(receive(wait_for_delivery(due)))))
+            concluded = conclude(process(receive(wait_for_delivery(due))))
             alerts.EscalationWindow(
                 task_id="escalation_window", until=escalation_due(concluded), map_index_template=MAP_LABEL
             )

@@ -79,6 +79,18 @@ class LandingArchive:
             tmp_path.unlink(missing_ok=True)
             raise
 
+    def store_file(self, path: Path, sha256: str) -> Path:
+        """Move a file anbar wrote (its sha256 computed) into the objects, read-only; returns its object path."""
+        with open(path, "rb") as fh:
+            os.fsync(fh.fileno())
+        return self._commit(Path(path), sha256)
+
+    def write_once(self, delivery_dir: Path, name: str, data: bytes) -> Path:
+        """A file beside the landed delivery that is written once and never changes (like manifest.json)."""
+        path = Path(delivery_dir) / name
+        _write_once(path, data)
+        return path
+
     def store_bytes(self, name: str, data: bytes) -> LandedFile:
         return self.store_stream(name, lambda f: f.write(data))
 
@@ -142,6 +154,20 @@ def _make_dirs(path: Path) -> Path:
     for d in reversed(missing):
         d.mkdir(exist_ok=True)
         d.chmod(DIR_MODE)
+    return path
+
+
+def write_derived(path: Path, write: Callable[[Path], None]) -> Path:
+    """A file derived from a delivery (its typed snapshot, its validation results) beside it, rewritten whole
+    by a rerun: ``write`` writes the new one at the path it is given, which then replaces ``path``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        write(tmp)
+        tmp.chmod(FILE_MODE)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

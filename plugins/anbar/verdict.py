@@ -18,6 +18,7 @@ transaction:
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -49,45 +50,67 @@ class Verdict:
 # -- the tables a suite's context checks read --------------------------------------------------------
 
 
-def _accepted(cur, org: str, dataset: str) -> list[tuple[str, int]]:
+def _accepted(cur, org: str, dataset: str) -> list[tuple[str, int, str | None]]:
     cur.execute(
-        "select period, submission_id from anbar.submissions "
+        "select period, submission_id, landing_path from anbar.submissions "
         "where org = %s and dataset = %s and status = 'accepted' order by period desc, version desc",
         (org, dataset),
     )
     return cur.fetchall()
 
 
-def context_tables(conn, registry: Registry, dataset: Dataset, period: str) -> dict[str, str | None]:
-    """SQL for the placeholders of context checks (see :mod:`anbar.gx_custom`), for one period.
+@dataclass(frozen=True)
+class Compared:
+    """An accepted delivery a context check compares with."""
 
-    ``previous``: the latest accepted delivery of an earlier period of the same dataset;
-    ``<org>__<dataset>``: the latest accepted delivery of that dataset whose period started
-    before this period ended; ``period_start`` / ``period_end``: the period's first day and the
-    first day after it. A table with no accepted delivery is None.
-    """
+    dataset: Dataset
+    submission_id: int
+    landing_path: str | None
+
+
+def compared_deliveries(conn, registry: Registry, dataset: Dataset, period: str) -> dict[str, Compared | None]:
+    """The accepted deliveries the context checks of ``dataset`` for ``period`` compare with.
+
+    ``previous``: the latest accepted delivery of an earlier period of the same dataset; ``<org>__<dataset>``:
+    the latest accepted delivery of that dataset whose period started before this period ended; None where
+    there is none."""
     org = registry.org(dataset.org)
     this = Period.parse(period, org.calendar)
-    tables: dict[str, str | None] = {
-        "period_start": f"date '{this.start.isoformat()}'",
-        "period_end": f"date '{this.end.isoformat()}'",
-        "previous": None,
-    }
+    found: dict[str, Compared | None] = {"previous": None}
     with conn.cursor() as cur:
-        for label, sid in _accepted(cur, dataset.org, dataset.name):
+        for label, sid, landing in _accepted(cur, dataset.org, dataset.name):
             if Period.parse(label, org.calendar).start < this.start:
-                tables["previous"] = _clean(dataset, sid)
+                found["previous"] = Compared(dataset, sid, landing)
                 break
         for other in registry.datasets:
             if other.key == dataset.key:
                 continue
             other_calendar = registry.org(other.org).calendar
-            tables[other.key] = None
-            for label, sid in _accepted(cur, other.org, other.name):
+            found[other.key] = None
+            for label, sid, landing in _accepted(cur, other.org, other.name):
                 if Period.parse(label, other_calendar).start < this.end:
-                    tables[other.key] = _clean(other, sid)
+                    found[other.key] = Compared(other, sid, landing)
                     break
     conn.commit()
+    return found
+
+
+def period_bounds(registry: Registry, dataset: Dataset, period: str) -> tuple[dt.date, dt.date]:
+    """The period's first day and the first day after it."""
+    this = Period.parse(period, registry.org(dataset.org).calendar)
+    return this.start, this.end
+
+
+def context_tables(conn, registry: Registry, dataset: Dataset, period: str) -> dict[str, str | None]:
+    """SQL for the placeholders of context checks (see :mod:`anbar.gx_custom`), for one period: the clean
+    partitions of :func:`compared_deliveries`, and ``period_start`` / ``period_end`` as date literals."""
+    start, end = period_bounds(registry, dataset, period)
+    tables: dict[str, str | None] = {
+        "period_start": f"date '{start.isoformat()}'",
+        "period_end": f"date '{end.isoformat()}'",
+    }
+    for key, compared in compared_deliveries(conn, registry, dataset, period).items():
+        tables[key] = _clean(compared.dataset, compared.submission_id) if compared else None
     return tables
 
 
@@ -345,6 +368,12 @@ def _write(conn, sub: ledger.Submission, verdict: Verdict) -> None:
             rows_rejected=verdict.rows_rejected,
             **common,
         )
+
+
+def record(conn, sub: ledger.Submission, verdict: Verdict, outcomes: list[ExpectationOutcome]) -> None:
+    """The decision in the ledger and the scorecard (in the caller's transaction)."""
+    _write(conn, sub, verdict)
+    score(conn, sub, outcomes, verdict.status)
 
 
 # -- the scorecard -----------------------------------------------------------------------------------------

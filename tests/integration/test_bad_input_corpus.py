@@ -27,7 +27,7 @@ from anbar import ddl, ingest
 from anbar.landing import LandingArchive
 from anbar.registry import load_registry
 
-from .db import fetch
+from .db import fetch, rendered
 
 pytestmark = pytest.mark.integration
 
@@ -276,15 +276,30 @@ def test_corpus_case_reaches_its_ledger_outcome(corpus, case):
         assert sub["rows_manifest"] == sub["rows_loaded"] + sub["rows_rejected"]
     ds = REGISTRY.dataset(case["org"], case["dataset"])
     part = f"{ds.key}_s{sub['submission_id']}"
-    if fetch(conn, "select to_regclass(%s) as t", f"raw.{part}")[0]["t"] is not None:
-        raw = _count(conn, f'select count(*) as n from raw."{part}"')
-        clean = _count(conn, f'select count(*) as n from clean."{part}"')
+    table = fetch(conn, "select to_regclass(%s) as t", f"clean.{part}")[0]["t"]
+    if sub["status"] == "rejected":  # nothing of a rejected delivery was ever in the clean table
+        assert table is None
+        visible = f"select count(*) as n from clean.{ds.key} where _submission_id = %s"
+        assert _count(conn, visible, sub["submission_id"]) == 0
+    if (Path(sub["landing_path"]) / "rendering.json").exists():
+        # Every delivered record is in the rendering of the values as delivered; once accepted, each is
+        # either in the clean table or in the rejects, never both.
+        delivered = rendered(sub["landing_path"])[0]["n"]
         rejected = _count(
             conn, "select count(*) as n from raw.rejected_rows where submission_id = %s", sub["submission_id"]
         )
-        assert raw == clean + rejected
+        assert delivered == sub["rows_manifest"]
         if sub["status"] == "accepted":
-            assert (raw, clean, rejected) == (sub["rows_manifest"], sub["rows_loaded"], sub["rows_rejected"])
+            clean = _count(conn, f'select count(*) as n from clean."{part}"')
+            assert delivered == clean + rejected
+            assert (delivered, clean, rejected) == (sub["rows_manifest"], sub["rows_loaded"], sub["rows_rejected"])
+            attached = fetch(
+                conn,
+                "select count(*) as n from pg_inherits where inhrelid = %s::regclass and inhparent = %s::regclass",
+                f'clean."{part}"',
+                f"clean.{ds.key}",
+            )[0]["n"]
+            assert attached == 1
     for expected in expect.get("stored", []):
         columns = [c for c in expected if c != "row"]
         [stored] = fetch(

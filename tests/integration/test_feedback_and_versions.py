@@ -21,7 +21,7 @@ from anbar.registry import load_registry
 from anbar.sim import SimConfig
 from anbar.sim.delivery import publish_sftp_periods
 
-from .db import fetch
+from .db import fetch, rendered
 
 pytestmark = pytest.mark.integration
 
@@ -49,8 +49,9 @@ def _html(msg) -> str:
     return msg.get_body(preferencelist=("html",)).get_content()
 
 
-def _national_ids(conn, org, dataset, submission_id) -> set[str]:
-    rows = fetch(conn, f'select national_id from raw."{org}__{dataset}_s{submission_id}"')
+def _national_ids(landing_path) -> set[str]:
+    """Every national ID as delivered (from the rendering of the delivered values)."""
+    rows = rendered(landing_path, "select national_id from delivered")
     return {r["national_id"].strip() for r in rows if r["national_id"]}
 
 
@@ -87,22 +88,21 @@ def test_a_rejected_delivery_lists_every_offending_row_without_identifiers(fresh
     step = ingest.run_steps("tvto", "trainees", "2025-11")  # duplicate_keys
     assert step.state == "rejected"
     [sub] = fetch(conn, "select * from anbar.submissions where org = 'tvto' and period = '2025-11'")
-    delivery, sid = Path(sub["landing_path"]), sub["submission_id"]
+    delivery = Path(sub["landing_path"])
     findings = list(csv.DictReader(io.StringIO((delivery / "findings.csv").read_text(encoding="utf-8"))))
     dup = [f for f in findings if f["rule"] == "primary_key_unique"]
     assert dup and all(f["principle"] == "quality" and f["severity"] == "blocking" for f in dup)
     # every row sharing a key is listed, by file and row number only
     assert (
         len(dup)
-        == fetch(
-            conn,
-            f'select count(*) as n from clean."tvto__trainees_s{sid}" t where (national_id, course_code) '
-            f'in (select national_id, course_code from clean."tvto__trainees_s{sid}" '
-            "group by 1, 2 having count(*) > 1)",
+        == rendered(
+            delivery,
+            "select count(*) as n from delivered where (national_id, course_code) "
+            "in (select national_id, course_code from delivered group by 1, 2 having count(*) > 1)",
         )[0]["n"]
     )
     html = _html(sent_now(f"REJECTED tvto/trainees 2025-11 v{sub['version']}"))
-    ids = _national_ids(conn, "tvto", "trainees", sub["submission_id"])
+    ids = _national_ids(sub["landing_path"])
     for text in [html, *(p.read_text(encoding="utf-8") for p in delivery.glob("*.*") if p.suffix in (".html", ".csv"))]:
         assert not any(i in text for i in ids)
     report = json.loads((delivery / "report.json").read_text(encoding="utf-8"))

@@ -19,6 +19,7 @@ PostgreSQL.
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 from collections.abc import Iterator
@@ -283,3 +284,123 @@ def _mark_stray_quotes(con: duckdb.DuckDBPyConnection, table: str, stray: dict[i
         f"where {table}._row_no = s.row_no",
         [rows, reasons],
     )
+
+
+# -- API deliveries: the landed JSON Lines -----------------------------------------------------------------
+
+_ALLOWED_JSON = ("VARCHAR", "BIGINT", "UBIGINT", "DOUBLE", "NULL")
+_JSON_KIND = {"OBJECT": "a JSON object", "ARRAY": "a JSON array", "BOOLEAN": "true/false"}
+
+
+def _record_checks(ds: Dataset) -> list[tuple[str, str, str]]:
+    """(reason, DuckDB condition true for a record breaking it, message SQL), in the order they are checked
+    within a record (exchange standard §9.2)."""
+    known = "[" + ", ".join(literal(c) for c in ds.column_names) + "]"
+    required = [c.name for c in ds.columns if c.required]
+    extra = f"list_filter(json_keys(j), lambda k: not list_contains({known}, k))"
+    missing = "[" + ", ".join(literal(c) for c in required) + "]"
+    missing = f"list_filter({missing}, lambda k: not list_contains(json_keys(j), k))"
+    checks = [
+        ("malformed_records", "json_type(j) <> 'OBJECT'", "'record ' || _row_no || ' is not a JSON object'"),
+        (
+            "unexpected_column",
+            f"len({extra}) > 0",
+            f"'record ' || _row_no || ' has fields not in the approved schema: ' || array_to_string({extra}, ', ')",
+        ),
+        (
+            "missing_column",
+            f"len({missing}) > 0",
+            f"'record ' || _row_no || ' lacks required fields: ' || array_to_string({missing}, ', ')",
+        ),
+    ]
+    for c in ds.column_names:
+        kind = f"json_type(j, {literal('$.' + c)})"
+        allowed = "(" + ", ".join(literal(t) for t in _ALLOWED_JSON) + ")"
+        shown = "case " + kind + " " + " ".join(f"when {literal(k)} then {literal(v)}" for k, v in _JSON_KIND.items())
+        shown += f" else lower({kind}) end"
+        checks.append(
+            (
+                "malformed_records",
+                f"{kind} is not null and {kind} not in {allowed}",
+                f"'record ' || _row_no || ', {c}: ' || {shown} || "
+                "' is not allowed; values are strings, numbers or null'",
+            )
+        )
+    return checks
+
+
+def _json_value(column: str) -> str:
+    """A record's value as delivered: a string's text (empty is null, as in CSV), a number's JSON text."""
+    where = literal("$." + column)
+    return (
+        f"case json_type(j, {where}) when 'VARCHAR' then nullif(json_extract_string(j, {where}), '') "
+        f"when 'NULL' then null else cast(json_extract(j, {where}) as varchar) end"
+    )
+
+
+def read_api_delivery(
+    con: duckdb.DuckDBPyConnection,
+    org: Organisation,
+    ds: Dataset,
+    path: Path,
+    rows_declared: int | None,
+    tmp: Path,
+) -> DeliveryRead:
+    """The landed API records (JSON Lines, one record a line, as :mod:`anbar.hooks` wrote them) into
+    :data:`DELIVERY`: the keys play the part of the header (§9.2), the values are read as delivered (a
+    string's text, a number's JSON text), then converted as a CSV delivery's."""
+    name = path.name
+    source = (
+        f"(select row_number() over () as _row_no, j from read_json({literal(str(path))}, "
+        "format='newline_delimited', records=false, columns={'j': 'JSON'}, maximum_object_size=67108864))"
+    )
+    try:
+        con.execute(f"create or replace temporary table api_records as select * from {source}")
+    except duckdb.Error:
+        _first_bad_json_line(path)
+        raise
+    checks = _record_checks(ds)
+    # Of the checks, the one that breaks the earliest record wins (then the first in the order above).
+    found = []
+    for order, (reason, condition, message) in enumerate(checks):
+        row = con.execute(f"select min(_row_no) from api_records where {condition}").fetchall()[0][0]
+        if row is not None:
+            found.append((row, order, reason, condition, message))
+    if found:
+        row, _, reason, condition, message = min(found)
+        text = scalar(con, f"select {message} from api_records where _row_no = {int(row)}")
+        raise DeliveryRejected(reason, text)
+    values = ", ".join(f"{_json_value(c)} as {convert.ident(c)}" for c in ds.column_names)
+    raw = f"(select {literal(name)} as _file, _row_no, {values} from api_records)"
+    lookups = (rows_declared or 0) > LOOKUP_ROWS
+    if lookups:
+        from anbar.engine.duck import install_lookups
+
+        install_lookups(con)
+    _create(con, DELIVERY, convert.conversion_sql(org, ds, raw, lookups=lookups, keep_raw=True))
+    con.execute("drop table api_records")
+    rows_in = scalar(con, f"select count(*) from {DELIVERY}")
+    if rows_declared is not None and rows_in != rows_declared:
+        raise DeliveryRejected(
+            "row_count_mismatch",
+            f"the manifest declares {rows_declared} rows, the delivery holds {rows_in}",
+            declared=rows_declared,
+            found=rows_in,
+        )
+    not_converted = scalar(con, f"select count(*) from {DELIVERY} where _problems is not null")
+    read_file = FileRead(name, ds.column_names, [], rows_in, "duckdb")
+    return DeliveryRead([read_file], rows_in, rows_in - not_converted, not_converted, [])
+
+
+def _first_bad_json_line(path: Path) -> None:
+    """DuckDB refused the records: find the first line that is not JSON and say so (§9.2)."""
+    with open(path, encoding="utf-8") as fh:
+        record = 0
+        for line in fh:
+            if not line.strip():
+                continue
+            record += 1
+            try:
+                json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DeliveryRejected("malformed_records", f"record {record} is not valid JSON: {exc}") from None

@@ -1,0 +1,466 @@
+"""One delivery through the pass, from its landed bytes to the recorded decision.
+
+1. **Read** (:mod:`anbar.engine.read`): every file into DuckDB, values as delivered and converted; the
+   columnar rendering of the delivered values is written beside the landed files (:func:`render`).
+2. **Evaluate** the suite (:mod:`anbar.engine.validate`): in DuckDB what the pass knows, the rest in
+   PostgreSQL; the offending rows of every failed row-level rule go to a findings table in DuckDB.
+3. **Load**: one COPY of the converted rows, each with the warning rules it failed (``_flags``), into the
+   submission's own table, unattached; the rows that could not be converted, with their delivered
+   values, to ``raw.rejected_rows``; the ledger says ``loaded``.
+4. **Decide** (one transaction): the findings to ``anbar.row_findings``; by the suite's policy, accept
+   (rows a blocking rule rejects one by one leave the table for ``raw.rejected_rows``, the table is
+   attached to the clean table staging reads) or reject (the table is dropped: nothing of the delivery
+   was ever visible); the ledger, with rows in = rows loaded + rows rejected, and the scorecard.
+5. After the decision: the typed snapshot of an accepted delivery, for the checks of later ones, and
+   GX's validation results beside the delivery, for Data Docs.
+
+Great Expectations is not imported on this path unless a suite holds a type the pass does not evaluate
+(or a suite file this warehouse has not seen before is checked).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow.parquet as pq
+from psycopg2 import sql
+
+from anbar import ledger, verdict
+from anbar.engine import duck, load, read, snapshot, validate
+from anbar.engine.convert import ident
+from anbar.engine.duck import literal, scalar
+from anbar.engine.read import DELIVERY
+from anbar.landing import LandingArchive
+from anbar.registry import Dataset, Organisation, Registry
+from anbar.rules import CONVERSION_TYPES
+from anbar.validation import ExpectationOutcome, _outcome, _skipped, identifier_columns, summarise
+
+log = logging.getLogger(__name__)
+
+RENDERING = "rendering.json"
+GX_RESULTS = "validation-results.json"
+FINDINGS = "findings"
+SAMPLE_SIZE = 5
+
+
+@dataclass
+class Timings:
+    """Seconds per sub-step of the pass (printed by the bench, logged by the task)."""
+
+    steps: dict[str, float] = field(default_factory=dict)
+    _last: float = field(default_factory=time.monotonic)
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.steps[name] = round(self.steps.get(name, 0.0) + now - self._last, 3)
+        self._last = now
+
+
+@dataclass
+class Outcome:
+    verdict: verdict.Verdict
+    read: read.DeliveryRead
+    run: validate.SuiteRun
+    timings: Timings
+
+
+def _tmp(archive: LandingArchive, submission_id: int) -> Path:
+    return archive.tmp / f"pass-{int(submission_id)}-{os.getpid()}"
+
+
+# -- 1. read and render ------------------------------------------------------------------------------------
+
+
+def render(con: duckdb.DuckDBPyConnection, ds: Dataset, archive: LandingArchive, delivery_dir: Path) -> dict:
+    """The values as delivered, one row per record (``_file``, ``_row_no``, every column as text), as a
+    Parquet object of the landing archive; ``rendering.json`` beside the delivery names it by sha256.
+    Written once: a delivery's rendering never changes."""
+    marker = delivery_dir / RENDERING
+    if marker.exists():
+        return json.loads(marker.read_text())
+    cols = ", ".join(f"{ident('r:' + c)} as {ident(c)}" for c in ds.column_names)
+    tmp = archive.tmp / f"rendering-{os.getpid()}-{delivery_dir.name[:12]}.parquet"
+    con.execute(
+        f"copy (select _file, _row_no, {cols} from {DELIVERY} order by _file, _row_no) "
+        f"to {literal(str(tmp))} (format parquet, compression zstd)"
+    )
+    digest = hashlib.sha256()
+    with open(tmp, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    landed = archive.store_file(tmp, digest.hexdigest())
+    info = {
+        "format": "parquet",
+        "object": str(landed.relative_to(archive.root)),
+        "sha256": digest.hexdigest(),
+        "rows": pq.ParquetFile(landed).metadata.num_rows,
+        "columns": ["_file", "_row_no", *ds.column_names],
+        "engine": f"duckdb {duckdb.__version__}",
+    }
+    archive.write_once(delivery_dir, RENDERING, json.dumps(info, indent=2).encode())
+    return info
+
+
+# -- 2. findings in DuckDB ----------------------------------------------------------------------------------
+
+
+def _rule_name(config: dict[str, Any], index: int) -> str:
+    return (config.get("meta") or {}).get("rule") or f"{config['type']}[{index}]"
+
+
+def _create_findings(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        f"create or replace temporary table {FINDINGS} "
+        "(file varchar, row_no bigint, rule varchar, principle varchar, severity varchar, late boolean)"
+    )
+    con.execute(
+        f"insert into {FINDINGS} select _file, _row_no, {literal(CONVERSION_TYPES.rule)}, "
+        f"{literal(CONVERSION_TYPES.principle)}, 'blocking', false from {DELIVERY} where _problems is not null"
+    )
+
+
+def _add_findings(
+    con: duckdb.DuckDBPyConnection, query: str, rule: str, principle: str, severity: str, late: bool
+) -> int:
+    """The distinct rows ``query`` names, as findings of one rule; returns how many."""
+    before = scalar(con, f"select count(*) from {FINDINGS}")
+    con.execute(
+        f"insert into {FINDINGS} select distinct q._file, q._row_no, {literal(rule)}, {literal(principle)}, "
+        f"{literal(severity)}, {'true' if late else 'false'} from ({query}) q"
+    )
+    return scalar(con, f"select count(*) from {FINDINGS}") - before
+
+
+def _postgres_rows(conn, con: duckdb.DuckDBPyConnection, query: str, tmp: Path) -> str:
+    """The rows a PostgreSQL query names, as a DuckDB relation (through a CSV file beside the pass)."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    path = tmp / f"rows-{len(list(tmp.iterdir()))}.csv"
+    with conn.cursor() as cur, open(path, "wb") as out:
+        cur.execute("set transaction read only")
+        cur.copy_expert(f"copy (select distinct q._file, q._row_no from ({query}) q) to stdout with (format csv)", out)
+    conn.rollback()
+    return (
+        f"(select * from read_csv({literal(str(path))}, header=false, auto_detect=false, "
+        "columns={'_file': 'VARCHAR', '_row_no': 'BIGINT'}))"
+    )
+
+
+def _record_findings(con, conn, results: dict[int, validate.RuleResult], tmp: Path, *, late: bool) -> dict[int, int]:
+    """The offending rows of each failed row-level rule (by its index in the suite); rows per rule."""
+    rows: dict[int, int] = {}
+    for n, res in results.items():
+        if res.rows is None:
+            continue
+        meta = res.config.get("meta") or {}
+        rule = _rule_name(res.config, n)
+        try:
+            query = res.rows[1] if res.rows[0] == "duckdb" else _postgres_rows(conn, con, res.rows[1], tmp)
+            rows[n] = _add_findings(con, query, rule, meta["principle"], meta["severity"], late)
+        except Exception as exc:  # a query that names no rows: a finding about the table as a whole
+            conn.rollback()
+            log.warning("rule %s: its rows cannot be named (%s); a finding about the table", rule, exc)
+            res.rows = None
+    return rows
+
+
+# -- 3. load ------------------------------------------------------------------------------------------------
+
+
+def _flags_sql(ds: Dataset, submission_id: int, period: str) -> str:
+    cols = ", ".join(f"d.{ident(c)}" for c in ds.column_names)
+    flags = (
+        f"select file, row_no, list(principle || ': ' || rule order by rule) as flags from {FINDINGS} "
+        "where severity = 'warning' group by file, row_no"
+    )
+    return (
+        f"select {int(submission_id)} as _submission_id, d._file, d._row_no, {literal(period)} as _period, {cols}, "
+        f"case when f.flags is not null then {load.pg_text_array('f.flags')} end as _flags "
+        f"from {DELIVERY} d left join ({flags}) f on f.file = d._file and f.row_no = d._row_no "
+        "where d._problems is null"
+    )
+
+
+def _load(conn, con, ds: Dataset, sub: ledger.Submission, delivered: read.DeliveryRead) -> ledger.Submission:
+    """The converted rows into the submission's own table, the others to raw.rejected_rows (one transaction,
+    with the ledger's word on them)."""
+    with conn.cursor() as cur:
+        cur.execute("delete from raw.rejected_rows where submission_id = %s", (sub.submission_id,))
+        load.create_partition(cur, ds, sub.submission_id)
+        columns = ["_submission_id", "_file", "_row_no", "_period", *ds.column_names, "_flags"]
+        part = load.partition(ds, sub.submission_id)
+        load.copy_query(cur, con, _flags_sql(ds, sub.submission_id, sub.period), part, columns)
+        cur.execute(sql.SQL("analyze {}").format(part))
+        if delivered.rows_not_converted:
+            not_converted = f"(select *, _problems as _reasons from {DELIVERY} where _problems is not null)"
+            load.copy_rejected_rows(cur, con, ds, sub.submission_id, not_converted)
+    return ledger.update(
+        conn,
+        sub,
+        "load",
+        "loaded",
+        rows_loaded=delivered.rows_converted,
+        rows_rejected=delivered.rows_not_converted,
+        message="; ".join(delivered.warnings) or None,
+    )
+
+
+# -- 4. decide ----------------------------------------------------------------------------------------------
+
+
+def _outcomes(run: validate.SuiteRun, ds: Dataset, rows_failing: dict[int, int]) -> list[ExpectationOutcome]:
+    ids = identifier_columns(ds)
+    out: list[ExpectationOutcome] = []
+    for n, res in enumerate(run.results):
+        if res.skipped:
+            out.append(_skipped(res.config, res.skipped))
+            continue
+        outcome = _outcome(res.config, res.gx, ids)
+        if outcome["unexpected_percent"] is None and outcome["unexpected_count"] is not None:
+            outcome["unexpected_percent"] = (
+                100.0 * outcome["unexpected_count"] / run.row_count if run.row_count else 0.0
+            )
+        if not outcome["success"] and res.rows is not None:
+            outcome["row_level"] = True
+            outcome["rows_failing"] = rows_failing.get(n)
+        out.append(outcome)
+    return out
+
+
+def _copy_findings(cur, con, submission_id: int) -> None:
+    query = f"select distinct {int(submission_id)}, file, row_no, rule, principle, severity from {FINDINGS}"
+    columns = ["submission_id", "file", "row_no", "rule", "principle", "severity"]
+    load.copy_query(cur, con, query, sql.Identifier("anbar", "row_findings"), columns)
+
+
+def _rule_rejects(con, reject_rows: bool) -> int:
+    """Rows a blocking rule rejects one by one (``rule_rejects``: none unless ``reject_rows``)."""
+    con.execute(
+        "create or replace temporary table rule_rejects as "
+        "select file as _file, row_no as _row_no, list(principle || ': ' || rule order by rule) as _reasons "
+        f"from {FINDINGS} where {'true' if reject_rows else 'false'} and severity = 'blocking' "
+        f"and rule <> {literal(CONVERSION_TYPES.rule)} group by all"
+    )
+    return scalar(con, "select count(*) from rule_rejects")
+
+
+def _move_rejected(cur, con, ds: Dataset, submission_id: int) -> None:
+    """The rows of ``rule_rejects``: out of the submission's table, into raw.rejected_rows with their values."""
+    cur.execute("create temporary table rejected_keys (file text, row_no bigint) on commit drop")
+    load.copy_query(
+        cur, con, "select _file, _row_no from rule_rejects", sql.Identifier("rejected_keys"), ["file", "row_no"]
+    )
+    cur.execute(
+        sql.SQL("delete from {} c using rejected_keys k where c._file = k.file and c._row_no = k.row_no").format(
+            load.partition(ds, submission_id)
+        )
+    )
+    rows = f"(select d.*, r._reasons from {DELIVERY} d join rule_rejects r using (_file, _row_no))"
+    load.copy_rejected_rows(cur, con, ds, submission_id, rows)
+
+
+def _flag_late(cur, con, ds: Dataset, submission_id: int) -> None:
+    """Rows a warning rule run in PostgreSQL (after the load) found: their flags, written again whole."""
+    late = f"select distinct file, row_no from {FINDINGS} where late and severity = 'warning'"
+    if not scalar(con, f"select count(*) from ({late})"):
+        return
+    flags = load.pg_text_array("list(f.principle || ': ' || f.rule order by f.rule)")
+    query = (
+        f"select f.file, f.row_no, {flags} from {FINDINGS} f join ({late}) l using (file, row_no) "
+        "where f.severity = 'warning' group by f.file, f.row_no"
+    )
+    cur.execute("create temporary table late_flags (file text, row_no bigint, flags text[]) on commit drop")
+    load.copy_query(cur, con, query, sql.Identifier("late_flags"), ["file", "row_no", "flags"])
+    cur.execute(
+        sql.SQL(
+            "update {} c set _flags = f.flags from late_flags f where c._file = f.file and c._row_no = f.row_no"
+        ).format(load.partition(ds, submission_id))
+    )
+
+
+def _decide(
+    conn,
+    con,
+    registry: Registry,
+    ds: Dataset,
+    sub: ledger.Submission,
+    run: validate.SuiteRun,
+    rows_failing: dict[int, int],
+    rows_in: int,
+) -> verdict.Verdict:
+    """Accept or reject, and record everything, in one transaction."""
+    builtins = verdict.builtin_outcomes(conn, registry, ds, sub)
+    outcomes = builtins + _outcomes(run, ds, rows_failing)
+    policy = run.suite.policy
+    blocking_rows = f"select distinct file, row_no from {FINDINGS} where severity = 'blocking'"
+    reason = verdict.decide(outcomes, policy, rows_in, scalar(con, f"select count(*) from ({blocking_rows})"))
+    moved = _rule_rejects(con, reason is None and policy.rejection == "rows")
+    flagged = 0
+    if reason is None:
+        flagged = scalar(
+            con,
+            f"select count(*) from (select distinct f.file, f.row_no from {FINDINGS} f join {DELIVERY} d "
+            "on d._file = f.file and d._row_no = f.row_no where f.severity = 'warning' and d._problems is null "
+            "and (f.file, f.row_no) not in (select _file, _row_no from rule_rejects))",
+        )
+    try:
+        with conn.cursor() as cur:
+            cur.execute("delete from anbar.row_findings where submission_id = %s", (sub.submission_id,))
+            _copy_findings(cur, con, sub.submission_id)
+            if reason is None:
+                if moved:
+                    _move_rejected(cur, con, ds, sub.submission_id)
+                _flag_late(cur, con, ds, sub.submission_id)
+                load.attach(cur, ds, sub.submission_id)
+            else:
+                load.drop(cur, ds, sub.submission_id)
+            cur.execute(sql.SQL("drop table if exists {}").format(validate.raw_copy(ds, sub.submission_id)))
+        summary = summarise(
+            outcomes,
+            dataset=ds.key,
+            submission_id=int(sub.submission_id),
+            table=f"clean.{ds.key}_s{int(sub.submission_id)}",
+            suite=run.suite.source,
+            suite_sha256=run.suite.sha256,
+            row_count=run.row_count,
+            duration_seconds=run.seconds,
+            policy=policy,
+        )
+        rejected_at_load = int(sub.rows_rejected or 0)
+        if reason is None:
+            rows_rejected = rejected_at_load + moved
+            outcome = verdict.Verdict("accepted", None, rows_in - rows_rejected, rows_rejected, moved, flagged, summary)
+        else:
+            outcome = verdict.Verdict("rejected", reason, 0, rows_in, 0, 0, summary)
+        summary["decision"] = {
+            "status": outcome.status,
+            "message": reason,
+            "rows_in": rows_in,
+            "rows_loaded": outcome.rows_loaded,
+            "rows_rejected": outcome.rows_rejected,
+            "rows_rejected_at_load": rejected_at_load,
+            "rows_rejected_by_rules": moved,
+            "rows_flagged": flagged,
+        }
+        verdict.record(conn, sub, outcome, outcomes)
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    return outcome
+
+
+# -- the pass ---------------------------------------------------------------------------------------------
+
+
+def _suite(conn, registry: Registry, ds: Dataset) -> validate.Suite:
+    from anbar import settings
+    from anbar.suites import generate_suite, suite_path
+
+    path = suite_path(settings.expectations_dir(), ds)
+    if path.exists():
+        return validate.load(conn, ds, path)
+    log.warning("no suite file %s; validating with the suite generated from the registry", path)
+    return validate.load(conn, ds, None, generate_suite(ds, registry))
+
+
+def process(
+    conn,
+    archive: LandingArchive,
+    registry: Registry,
+    org: Organisation,
+    ds: Dataset,
+    sub: ledger.Submission,
+    files: list[read.DeliveredFile],
+    *,
+    encoding: str = "utf-8",
+    delimiter: str = ",",
+    api_records: Path | None = None,
+    api_rows_declared: int | None = None,
+) -> Outcome:
+    """The pass for one landed submission (see the module doc). Raises DeliveryRejected for what rejects the
+    delivery before its values are checked (the caller records it); anything else leaves the ledger as it
+    was before the load, for a rerun to start again."""
+    timings = Timings()
+    tmp = _tmp(archive, sub.submission_id)
+    con = duck.connect(tmp / "spill", registry=registry)
+    try:
+        if api_records is not None:
+            delivered = read.read_api_delivery(con, org, ds, api_records, api_rows_declared, tmp / "read")
+        else:
+            delivered = read.read_delivery(con, org, ds, files, encoding, delimiter, tmp / "read")
+        timings.lap("read and convert")
+        delivery_dir = Path(sub.landing_path)
+        render(con, ds, archive, delivery_dir)
+        timings.lap("render")
+        suite = _suite(conn, registry, ds)
+        where = validate.plan(suite)
+        compared = verdict.compared_deliveries(conn, registry, ds, sub.period)
+        start, end = verdict.period_bounds(registry, ds, sub.period)
+        duck_context = snapshot.context_views(con, conn, compared, where.context_keys(), tmp / "snapshots")
+        _create_findings(con)
+        results: dict[int, validate.RuleResult] = {}
+        index = {c["id"]: n for n, c in enumerate(suite.expectations)}
+        for res in validate.run_in_duckdb(
+            con, ds, where.in_duckdb, context=duck_context, period_start=start, period_end=end
+        ):
+            results[index[res.config["id"]]] = res
+        rows_failing = _record_findings(con, conn, results, tmp / "rows", late=False)
+        timings.lap("validate in the pass")
+        sub = _load(conn, con, ds, sub, delivered)
+        timings.lap("load")
+        late: dict[int, validate.RuleResult] = {}
+        pg_context = verdict.context_tables(conn, registry, ds, sub.period)
+        for res in validate.run_in_postgres(conn, ds, sub.submission_id, where.in_postgres, pg_context):
+            late[index[res.config["id"]]] = res
+        if where.by_gx:
+            for res in validate.run_with_gx(conn, ds, sub.submission_id, where.by_gx, con):
+                late[index[res.config["id"]]] = res
+        rows_failing |= _record_findings(con, conn, late, tmp / "rows", late=True)
+        results |= late
+        run = validate.SuiteRun(suite, [results[n] for n in range(len(suite.expectations))], validate.row_count(con))
+        run.seconds = round(sum(v for k, v in timings.steps.items() if k.startswith("validate")), 3)
+        timings.lap("validate in PostgreSQL")
+        outcome = _decide(conn, con, registry, ds, sub, run, rows_failing, delivered.rows_in)
+        timings.lap("decide and record")
+        if outcome.status == "accepted":
+            snapshot.write(con, ds, delivery_dir, "rule_rejects")
+        write_gx_results(delivery_dir, run)
+        timings.lap("snapshot and results")
+        log.info("pass of %s %s v%s: %s", ds.key, sub.period, sub.version, timings.steps)
+        return Outcome(outcome, delivered, run, timings)
+    finally:
+        con.close()
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_gx_results(delivery_dir: Path, run: validate.SuiteRun) -> Path:
+    """GX's validation results of the run (ExpectationSuiteValidationResult as JSON), for Data Docs."""
+    from anbar.landing import write_derived
+
+    results = [r.gx for r in run.results if not r.skipped]
+    evaluated = len(results)
+    successful = sum(1 for r in results if r["success"])
+    document = {
+        "success": successful == evaluated,
+        "suite_name": run.suite.name,
+        "results": results,
+        "statistics": {
+            "evaluated_expectations": evaluated,
+            "successful_expectations": successful,
+            "unsuccessful_expectations": evaluated - successful,
+            "success_percent": 100.0 * successful / evaluated if evaluated else None,
+        },
+        "meta": {"suite_sha256": run.suite.sha256, "active_batch_definition": {"data_asset_name": run.suite.name}},
+    }
+    text = json.dumps(document, ensure_ascii=False, default=str).encode()
+    return write_derived(delivery_dir / GX_RESULTS, lambda p: p.write_bytes(text))
