@@ -61,13 +61,20 @@ def quick_api_retries(monkeypatch):
 
 
 def write_big_delivery(sftp_root: Path, period: str, copies: int) -> dict:
-    """An SSO insured_persons delivery for ``period``: the simulated 1404-07 rows ``copies`` times over (a file
-    of ~7.5 MB for 80 copies: its COPY takes long enough to be caught in the act). Returns its manifest."""
+    """An SSO insured_persons delivery for ``period``: the simulated 1404-07 rows ``copies`` times over, each
+    copy at workshops of its own (so the primary key stays unique and the delivery is accepted), a file of
+    ~7.5 MB for 80 copies: its COPY takes long enough to be caught in the act. Returns its manifest."""
     outbox = Path(sftp_root) / "sso" / "outbox" / "insured_persons"
-    template = (outbox / "1404-07" / "insured_persons_1404-07_part-001.csv").read_bytes()
-    header, _, body = template.partition(b"\n")
-    rows = sum(1 for _ in csv.reader(io.StringIO(body.decode("utf-8"))))
-    data = header + b"\n" + body * copies
+    template = (outbox / "1404-07" / "insured_persons_1404-07_part-001.csv").read_text(encoding="utf-8")
+    header, _, body = template.partition("\n")
+    records = list(csv.reader(io.StringIO(body)))
+    workshop = header.split(",").index("workshop_code")
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for copy in range(copies):
+        writer.writerows([*r[:workshop], f"{r[workshop]}{copy:03d}", *r[workshop + 1 :]] for r in records)
+    rows = len(records)
+    data = (header + "\n" + out.getvalue()).encode("utf-8")
     name = f"insured_persons_{period}_part-001.csv"
     manifest = {
         "org": "sso",

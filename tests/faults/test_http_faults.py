@@ -45,9 +45,9 @@ def _submissions(conn) -> list[dict]:
 
 
 def _loaded_once(conn, step: ingest.Step) -> dict:
-    """Load the landed delivery; the ledger balances and the clean table holds it once."""
-    step = ingest.load(step)
-    assert step.state == "loaded", step
+    """Run the pass on the landed delivery; the ledger balances and the clean table holds it once."""
+    step = ingest.process(step)
+    assert step.state == "accepted", step
     [sub] = [s for s in _submissions(conn) if s["submission_id"] == step.submission_id]
     [clean] = fetch(conn, "select count(*) as n, count(distinct _submission_id) as s from clean.tvto__trainees")
     assert sub["rows_manifest"] == sub["rows_loaded"] + sub["rows_rejected"] > API_PAGE_SIZE  # more than one page
@@ -117,7 +117,7 @@ def test_a_malformed_page_rejects_the_delivery_and_loads_nothing(
     [sub] = _submissions(conn)
     assert (sub["status"], sub["reason"], sub["rows_loaded"]) == ("rejected", "malformed_records", 0)
     assert sub["rows_rejected"] == sub["rows_manifest"] > API_PAGE_SIZE
-    assert ingest.load(step).state == "rejected"
+    assert ingest.process(step).state == "rejected"
     assert fetch(conn, "select count(*) as n from raw.tvto__trainees")[0]["n"] == 0
     assert fetch(conn, "select count(*) as n from anbar.quarantine where submission_id = %s", sub["submission_id"])
     # The page before the broken one is kept with the manifest, as evidence.

@@ -1,6 +1,6 @@
 """PostgreSQL restarted during a load, and the load's process killed in the middle of its COPY.
 
-The load runs as Airflow runs it, in a process of its own (``ingest.load``), on a PostgreSQL server of this
+The pass runs as Airflow runs it, in a process of its own (``ingest.process``), on a PostgreSQL server of this
 module's own (restarting it disturbs no other test), with a delivery of ~7.5 MB so that its COPY can be caught in
 the act: the process is frozen (SIGSTOP) while ``pg_stat_progress_copy`` shows the COPY, then the fault strikes.
 Each ends with nothing of the delivery visible, the ledger telling what happened, and the rerun — Airflow's
@@ -39,7 +39,7 @@ COPIES = 80  # x 1521 rows of 1404-07: ~120,000 rows, ~7.5 MB
 LOAD = (
     "import json, sys\n"
     "from anbar import ingest\n"
-    "print(json.dumps(ingest.load(ingest.Step.from_xcom(json.loads(sys.argv[1]))).to_xcom()))\n"
+    "print(json.dumps(ingest.process(ingest.Step.from_xcom(json.loads(sys.argv[1]))).to_xcom()))\n"
 )
 
 
@@ -148,12 +148,22 @@ def _nothing_visible(dsn: str, submission_id: int) -> None:
 
 
 def _loaded_exactly_once(dsn: str, step: ingest.Step, rows: int) -> None:
+    """Decided once: accepted, its rows in the clean table once (the typed rows only: nothing of the values as
+    delivered is written to PostgreSQL but the rejected rows), one partition, no lock left."""
     [sub] = _query(
         dsn,
-        "select status, rows_manifest, rows_loaded, rows_rejected from anbar.submissions where submission_id = %s",
+        "select status, message, rows_manifest, rows_loaded, rows_rejected from anbar.submissions "
+        "where submission_id = %s",
         step.submission_id,
     )
-    assert sub["status"] == "loaded" and sub["rows_manifest"] == rows == sub["rows_loaded"] + sub["rows_rejected"]
+    assert sub["status"] == "accepted", sub["message"]
+    assert sub["rows_manifest"] == rows == sub["rows_loaded"] + sub["rows_rejected"]
+    events = _query(
+        dsn,
+        "select step from anbar.submission_events where submission_id = %s and status = 'accepted'",
+        step.submission_id,
+    )
+    assert [e["step"] for e in events] == ["publish"]
     [held] = _query(
         dsn,
         "select (select count(*) from clean.sso__insured_persons) as clean, "
@@ -164,7 +174,7 @@ def _loaded_exactly_once(dsn: str, step: ingest.Step, rows: int) -> None:
     )
     assert held == {
         "clean": sub["rows_loaded"],
-        "raw": rows,
+        "raw": 0,
         "rejected": sub["rows_rejected"],
         "partitions": 1,
         "advisory_locks": 0,
@@ -172,7 +182,7 @@ def _loaded_exactly_once(dsn: str, step: ingest.Step, rows: int) -> None:
 
 
 def test_postgres_restarted_during_a_load(own_pg, warehouse, simulators, landing, tmp_path):
-    step, declared = _big_landed(simulators, "1403-10")
+    step, declared = _big_landed(simulators, "1404-10")
     with _loading(step, tmp_path) as proc:
         assert _freeze_in_copy(warehouse, proc) < declared["bytes"]
         own_pg.stop("fast")
@@ -192,7 +202,7 @@ def test_postgres_restarted_during_a_load(own_pg, warehouse, simulators, landing
     assert sub == {"status": "landed", "rows_loaded": None}
     [failed] = _query(
         warehouse,
-        "select detail->>'error' as error from anbar.submission_events where submission_id = %s and step = 'load' "
+        "select detail->>'error' as error from anbar.submission_events where submission_id = %s and step = 'process' "
         "and status = 'failed'",
         step.submission_id,
     )
@@ -201,15 +211,17 @@ def test_postgres_restarted_during_a_load(own_pg, warehouse, simulators, landing
         f"{step.submission_id}"
     )
 
-    # Airflow's retry: the load runs again from the landed delivery, once; a second rerun changes nothing.
-    assert ingest.load(step).state == "loaded"
+    # Airflow's retry: the pass runs again from the landed delivery, once; a second rerun changes nothing.
+    done = ingest.process(step)
+    assert done.state == "accepted", done.message
     _loaded_exactly_once(warehouse, step, declared["rows"])
-    assert ingest.load(step).state == "loaded"
+    done = ingest.process(step)
+    assert done.state == "accepted", done.message
     _loaded_exactly_once(warehouse, step, declared["rows"])
 
 
 def test_a_load_killed_during_its_copy_is_loaded_once_by_the_rerun(own_pg, warehouse, simulators, landing, tmp_path):
-    step, declared = _big_landed(simulators, "1403-11")
+    step, declared = _big_landed(simulators, "1404-11")
     with _loading(step, tmp_path) as proc:
         _freeze_in_copy(warehouse, proc)
         proc.send_signal(signal.SIGKILL)  # what a worker's OOM killer or a lost node does: no cleanup at all
@@ -219,7 +231,8 @@ def test_a_load_killed_during_its_copy_is_loaded_once_by_the_rerun(own_pg, wareh
     assert sub == {"status": "landed"}
 
     # The rerun takes the submission's lock (the killed session's went with it), loads it once.
-    assert ingest.load(step).state == "loaded"
+    done = ingest.process(step)
+    assert done.state == "accepted", done.message
     _loaded_exactly_once(warehouse, step, declared["rows"])
 
 
@@ -261,5 +274,6 @@ def test_a_load_killed_before_the_ledger_knows_leaves_nothing_visible(own_pg, wa
     finally:
         holder.close()
 
-    assert ingest.load(step).state == "loaded"
+    done = ingest.process(step)
+    assert done.state == "accepted", done.message
     _loaded_exactly_once(warehouse, step, declared["rows"])

@@ -68,7 +68,8 @@ def test_a_dropped_transfer_lands_nothing_and_the_retry_lands_the_exact_bytes(
     assert (delivery / "manifest.json").read_bytes() == served.read_bytes()
     assert list(landing.tmp.iterdir()) == []
 
-    step = ingest.load(step)
+    step = ingest.process(step)
+    assert step.state == "accepted", step
     [loaded] = fetch(
         conn,
         "select rows_manifest, rows_loaded, rows_rejected, (select count(*) from clean.sso__insured_persons "

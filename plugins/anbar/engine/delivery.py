@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import psycopg2
 import pyarrow.parquet as pq
 from psycopg2 import sql
 
@@ -189,27 +190,39 @@ def _flags_sql(ds: Dataset, submission_id: int, period: str) -> str:
 
 
 def _load(conn, con, ds: Dataset, sub: ledger.Submission, delivered: read.DeliveryRead) -> ledger.Submission:
-    """The converted rows into the submission's own table, the others to raw.rejected_rows (one transaction,
-    with the ledger's word on them)."""
-    with conn.cursor() as cur:
-        cur.execute("delete from raw.rejected_rows where submission_id = %s", (sub.submission_id,))
-        load.create_partition(cur, ds, sub.submission_id)
-        columns = ["_submission_id", "_file", "_row_no", "_period", *ds.column_names, "_flags"]
-        part = load.partition(ds, sub.submission_id)
-        load.copy_query(cur, con, _flags_sql(ds, sub.submission_id, sub.period), part, columns)
-        cur.execute(sql.SQL("analyze {}").format(part))
-        if delivered.rows_not_converted:
-            not_converted = f"(select *, _problems as _reasons from {DELIVERY} where _problems is not null)"
-            load.copy_rejected_rows(cur, con, ds, sub.submission_id, not_converted)
-    return ledger.update(
-        conn,
-        sub,
-        "load",
-        "loaded",
-        rows_loaded=delivered.rows_converted,
-        rows_rejected=delivered.rows_not_converted,
-        message="; ".join(delivered.warnings) or None,
-    )
+    """The converted rows into the submission's own table, the others to raw.rejected_rows, and the ledger's
+    word on them: one transaction, so a load killed half way leaves nothing (and its retry starts again)."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute("delete from raw.rejected_rows where submission_id = %s", (sub.submission_id,))
+            load.create_partition(cur, ds, sub.submission_id)
+            columns = ["_submission_id", "_file", "_row_no", "_period", *ds.column_names, "_flags"]
+            part = load.partition(ds, sub.submission_id)
+            load.copy_query(cur, con, _flags_sql(ds, sub.submission_id, sub.period), part, columns)
+            cur.execute(sql.SQL("analyze {}").format(part))
+            if delivered.rows_not_converted:
+                not_converted = f"(select *, _problems as _reasons from {DELIVERY} where _problems is not null)"
+                load.copy_rejected_rows(cur, con, ds, sub.submission_id, not_converted)
+        return ledger.update(
+            conn,
+            sub,
+            "load",
+            "loaded",
+            rows_loaded=delivered.rows_converted,
+            rows_rejected=delivered.rows_not_converted,
+            message="; ".join(delivered.warnings) or None,
+        )
+    except BaseException as exc:
+        if not conn.closed:
+            conn.rollback()
+            raise
+        if isinstance(exc, psycopg2.Error):  # the server went away and rolled the transaction back itself
+            raise load.WarehouseConnectionLost(
+                f"the connection to the warehouse was lost during the load of submission {sub.submission_id} "
+                f"({type(exc).__name__}: {str(exc).strip()}); the load is one transaction, so nothing of it was "
+                "kept: the task's retry runs the pass again"
+            ) from exc
+        raise
 
 
 # -- 4. decide ----------------------------------------------------------------------------------------------

@@ -27,6 +27,10 @@ from anbar.engine.read import DELIVERY
 from anbar.registry import Dataset
 
 BATCH_ROWS = 256 * 1024
+
+
+class WarehouseConnectionLost(ConnectionError):
+    """The warehouse's server went away in the middle of a load (which it rolled back)."""
 _CSV = pacsv.WriteOptions(include_header=False, delimiter=",", quoting_style="needed")
 
 
