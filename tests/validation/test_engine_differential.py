@@ -338,6 +338,11 @@ PENSIONERS = Table(
 )
 
 
+def rows_query(query: str, table: str | None = None) -> dict[str, Any]:
+    """An unexpected-rows expectation (its query as the suites write them)."""
+    return exp(ev.ROWS_QUERY, table, unexpected_rows_query=query)
+
+
 def not_active(**conditions: str) -> dict[str, Any]:
     """A person of this delivery who is a pensioner of cspf__pensioners (``conditions``: the SQL fragments)."""
     return exp(
@@ -665,6 +670,36 @@ CASES: list[Case] = [
         {"cspf__pensioners": PENSIONERS},
     ),
     Case(
+        "rows_queries_of_the_suites",
+        Table(
+            "birth_date date, employment_start date, days integer, sex text",
+            [
+                (_date(2008, 2, 29), _date(2023, 2, 28), 30, "1"),
+                (_date(2008, 2, 29), _date(2023, 3, 1), 31, "2"),
+                (_date(2010, 10, 22), _date(2025, 10, 22), 0, None),
+                (_date(2010, 10, 23), _date(2025, 10, 22), 31, "1"),
+                (_date(2025, 10, 23), _date(2025, 10, 23), None, "3"),
+                (_date(2025, 10, 22), None, 15, "۱"),
+                (None, _date(2026, 1, 1), 1, "1"),
+                (_date(1960, 1, 31), _date(1960, 2, 29), 29, "2"),
+            ],
+        ),
+        [
+            rows_query("select _file, _row_no, birth_date from {batch} where birth_date >= {period_end}"),
+            rows_query("select _file, _row_no, employment_start from {batch} where employment_start >= {period_end};"),
+            rows_query(
+                "select _file, _row_no, birth_date, employment_start from {batch} where employment_start >= birth_date "
+                "and employment_start < birth_date + interval '15 years'"
+            ),
+            rows_query(
+                "SELECT _row_no, _file FROM {batch} WHERE employment_start - interval '1 month' < birth_date "
+                "or days not between 1 and 30 or sex in ('3', '۱')"
+            ),
+            rows_query("select _file, _row_no, sex from {batch} where sex <> '1' and birth_date < date '2025-01-01'"),
+            rows_query("select _file, _row_no from {batch} where days is null or days > 30", table="raw"),
+        ],
+    ),
+    Case(
         "totals_against_previous_period",
         CURRENT,
         [
@@ -762,6 +797,10 @@ def _gx_config(config: dict[str, Any], tables: dict[str, str]) -> dict[str, Any]
     if config["type"] in gx_custom.CONTEXT_TYPES:
         query = ExpectationConfiguration(type=config["type"], kwargs=config["kwargs"]).to_domain_obj()
         out["kwargs"]["unexpected_rows_query"] = gx_custom.resolve_query(query.unexpected_rows_query, tables)
+    elif config["type"] == ev.ROWS_QUERY:
+        out["kwargs"]["unexpected_rows_query"] = gx_custom.resolve_query(
+            config["kwargs"]["unexpected_rows_query"], tables
+        )
     return out
 
 
@@ -833,7 +872,7 @@ def test_pass_agrees_with_great_expectations_on_postgresql(case: Case, warehouse
                 gx_summary, gx_complete = summary[config["id"]], complete[config["id"]]
                 where = f"{config['type']} {config['kwargs']}"
                 assert not _raised(gx_summary.exception_info), (where, gx_summary.exception_info)
-                is_context = config["type"] in ev.CONTEXT_TYPES
+                is_context = config["type"] in ev.ROW_QUERY_TYPES
                 # GX runs the context checks with COMPLETE (anbar.validation), the rest with SUMMARY.
                 gx_result = gx_complete if is_context else gx_summary
                 assert evaluation.success == gx_result.success, (where, gx_result.result, evaluation.result)
@@ -873,7 +912,7 @@ def _raised(exception_info: dict[str, Any]) -> bool:
 def _oracle_rows(cur, config, gx_complete, table: str, failing_rows_sql) -> set[tuple[str, int]] | None:
     """Every row GX finds unexpected (None for a finding about the table), checked against GX's count."""
     result = gx_complete.result
-    if config["type"] in ev.CONTEXT_TYPES:
+    if config["type"] in ev.ROW_QUERY_TYPES:
         rows = result["details"]["unexpected_rows"]
         if config["type"] in (ev.ROW_COUNT_VS_PREVIOUS, ev.TOTAL_VS_PREVIOUS):
             return None
@@ -893,7 +932,7 @@ def _oracle_rows(cur, config, gx_complete, table: str, failing_rows_sql) -> set[
 def _compare_samples(config: dict[str, Any], expected: dict[str, Any], actual: dict[str, Any], where: str) -> None:
     """Samples PostgreSQL returns in no defined order (the rows of a hash join) are checked for membership,
     then taken out of the exact comparison; every other sample must be the same rows in the same order."""
-    if config["type"] in (ev.ROW_COUNT_VS_PREVIOUS, ev.TOTAL_VS_PREVIOUS, ev.NO_YOUNGER, ev.NOT_ACTIVE_ELSEWHERE):
+    if config["type"] in ev.ROW_QUERY_TYPES:
         rows_of = lambda r: sorted(map(repr, r["details"]["unexpected_rows"]))  # noqa: E731
         assert rows_of(actual) == rows_of(expected), where
         actual["details"] = expected["details"]

@@ -108,6 +108,7 @@ ROW_COUNT_VS_PREVIOUS = "expect_table_row_count_to_be_within_tolerance_of_previo
 TOTAL_VS_PREVIOUS = "expect_column_total_to_be_within_tolerance_of_previous_period"
 NO_YOUNGER = "expect_persons_to_be_no_younger_than_in_previous_period"
 NOT_ACTIVE_ELSEWHERE = "expect_persons_to_not_be_active_in_other_dataset"
+ROWS_QUERY = "unexpected_rows_expectation"
 
 # The expectation types the pass evaluates itself (when :func:`evaluable` agrees for the kwargs).
 EVALUATED: frozenset[str] = frozenset(
@@ -137,11 +138,15 @@ EVALUATED: frozenset[str] = frozenset(
         TOTAL_VS_PREVIOUS,
         NO_YOUNGER,
         NOT_ACTIVE_ELSEWHERE,
+        ROWS_QUERY,
     }
 )
 # Which relation an expectation reads by default (anbar.gx_custom.RAW_TYPES, not imported: it imports GX).
 RAW_TYPES = frozenset({VALID_CALENDAR_DATE})
 CONTEXT_TYPES = frozenset({ROW_COUNT_VS_PREVIOUS, TOTAL_VS_PREVIOUS, NO_YOUNGER, NOT_ACTIVE_ELSEWHERE})
+# The expectations GX answers with the rows of a query (anbar.suites.is_row_query): their result is the count
+# and the first rows, as anbar asks GX for them (COMPLETE).
+ROW_QUERY_TYPES = CONTEXT_TYPES | {ROWS_QUERY}
 
 # DuckDB types of the clean and raw relations, by the PostgreSQL type they stand for.
 TEXT, INTEGER, BIGINT, DATE = "VARCHAR", "INTEGER", "BIGINT", "DATE"
@@ -523,6 +528,7 @@ _ALLOWED_KWARGS: dict[str, set[str]] = {
     TOTAL_VS_PREVIOUS: {"column", "aggregate", "tolerance"},
     NO_YOUNGER: {"id_column", "birth_date_column"},
     NOT_ACTIVE_ELSEWHERE: {"id_column", "other_dataset", "other_id_column", "row_condition_sql", "other_condition_sql"},
+    ROWS_QUERY: {"unexpected_rows_query"},
 }
 _PLAIN_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")  # anbar.gx_custom._IDENT
 _DATASET_KEY = re.compile(r"^[a-z][a-z0-9_]*__[a-z][a-z0-9_]*$")  # anbar.gx_custom.DATASET_KEY
@@ -650,10 +656,20 @@ def _tolerance(kwargs: Mapping[str, Any]) -> Decimal:
 
 _FRAGMENT_TOKEN = re.compile(
     r"\s*(?:(?P<string>'(?:[^']|'')*')|(?P<placeholder>\{[a-z_]+\})|(?P<number>[0-9]+(?:\.[0-9]+)?(?![0-9a-z_.]))"
-    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)|(?P<op><>|!=|<=|>=|=|<|>)|(?P<punct>[(),]))",
+    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)|(?P<op><>|!=|<=|>=|=|<|>)|(?P<punct>[(),+-]))",
 )
-_KEYWORDS = {"and", "or", "not", "is", "null", "in", "between", "true", "false", "date"}
-_COMPARABLE = {"text": {"text"}, "int": {"int", "number"}, "date": {"date"}, "bool": {"bool"}}
+_KEYWORDS = {"and", "or", "not", "is", "null", "in", "between", "true", "false", "date", "interval"}
+# What a column of each kind may be compared with (a date plus an interval is a timestamp in both).
+_COMPARABLE = {
+    "text": {"text"},
+    "int": {"int", "number"},
+    "date": {"date", "timestamp"},
+    "timestamp": {"date", "timestamp"},
+    "bool": {"bool"},
+}
+# An interval the reader accepts: a whole number of one calendar unit ('15 years'), whose addition to a date
+# both engines do alike (the day of month clamped to the month's end).
+_INTERVAL = re.compile(r"^'([0-9]{1,4}) (year|month|day)s?'$")
 
 
 @dataclass
@@ -802,6 +818,18 @@ class _FragmentReader:
         raise self.fail("a condition that is not a comparison")
 
     def operand(self) -> _Operand:
+        term = self.term()
+        if self.at("punct", "+") or self.at("punct", "-"):
+            sign = self.take("punct")
+            self.take("keyword", "interval")
+            text = self.take("string")
+            m = _INTERVAL.match(text)
+            if m is None or term.kind != "date":
+                raise self.fail(f"{sign} interval {text} (only a date plus or minus whole years, months or days)")
+            return _Operand(f"({term.sql} {sign} INTERVAL '{int(m.group(1))} {m.group(2)}')", "timestamp")
+        return term
+
+    def term(self) -> _Operand:
         kind, value = self.peek()
         if kind == "string":
             self.i += 1
@@ -914,7 +942,8 @@ class _Plan:
     bounds: _Bounds | None = None
     equal_to: int | None = None
     context: dict[str, Any] = field(default_factory=dict)
-    derived: dict[str, str] = field(default_factory=dict)  # helper columns the predicate reads (name -> SQL)
+    # Helper columns the predicate reads, in layers (a layer may read the ones before): name -> SQL.
+    derived: list[dict[str, str]] = field(default_factory=list)
     needs: list[str] = field(default_factory=list)  # context placeholders, in the order GX would ask
 
 
@@ -939,6 +968,8 @@ def _plan(index: int, config: Mapping[str, Any], schema: Schema | None, relation
     role = _relation_role(config)
     cols = _Columns(schema, role)
     plan = _Plan(index=index, config=dict(config), kind="map", role=role)
+    if exp_type == ROWS_QUERY:
+        return _plan_rows_query(plan, kwargs, cols, relations)
     if exp_type in CONTEXT_TYPES:
         if role != "clean":
             raise NotEvaluable("a context expectation on the raw relation")
@@ -1066,19 +1097,25 @@ def _in_set_condition(exp_type: str, kwargs: Mapping[str, Any], c: str, column: 
 
 def _calendar_date_condition(plan: _Plan, c: str, calendar: str) -> str:
     """anbar.gx_custom.valid_calendar_date in DuckDB: blank (after trimming spaces), or a date of the calendar
-    once the digits are ASCII and '-' is '/': in the usual spelling (a hash join against the lookup table of
-    every day), else by the converter's own forms, else the same after stripping every whitespace.
+    once the digits are ASCII and '-' is '/' by the converter's own forms, else the same after stripping
+    every whitespace.
 
-    The texts are columns of an inner projection and the tests a CASE, so each is computed once and the
-    converter runs only for what the lookup did not find (a macro's argument is copied wherever the macro
-    uses it, and OR evaluates both sides).
+    For speed: a value spelt as the lookup table of every day spells it (zero-padded, '/' or '-', ASCII,
+    Persian or Arabic-Indic digits: what PostgreSQL's condition accepts at once) is found by one hash join;
+    only the others are normalised and converted (CASE evaluates a branch only for the rows that reach
+    it). The helper texts are columns of inner projections, so a macro's argument, which it copies wherever
+    it uses it, is a column.
     """
-    text, normal = f"anbar_text{plan.index}", f"anbar_normal{plan.index}"
-    plan.derived[text] = f"trim({c}, ' ')"
-    plan.derived[normal] = f"replace(anbar_digits(trim({c}, ' ')), '-', '/')"
+    known, blank, normal = f"anbar_known{plan.index}", f"anbar_blank{plan.index}", f"anbar_normal{plan.index}"
+    plan.derived.append({known: f"{c} IN (SELECT spelling FROM anbar_{calendar}_days)"})
+    plan.derived.append(
+        {
+            blank: f"CASE WHEN {known} THEN FALSE ELSE trim({c}, ' ') = '' END",
+            normal: f"CASE WHEN {known} THEN NULL ELSE replace(anbar_digits(trim({c}, ' ')), '-', '/') END",
+        }
+    )
     return (
-        f"CASE WHEN {text} = '' THEN TRUE "
-        f"WHEN {normal} IN (SELECT spelling FROM anbar_{calendar}_days) THEN TRUE "
+        f"CASE WHEN {known} OR {blank} THEN TRUE "
         f"WHEN anbar_{calendar}_date({normal}) IS NOT NULL THEN TRUE "
         f"ELSE anbar_{calendar}_date(anbar_strip({normal})) IS NOT NULL END"
     )
@@ -1226,6 +1263,46 @@ def _plan_context(
     return plan
 
 
+# GX strips these from the end of a query (UnexpectedRowsExpectation._validate_query).
+_QUERY_TAIL = "; \t\r\n\v\f"
+_ROWS_QUERY_SHAPE = re.compile(
+    r"^\s*select\s+(?P<columns>[a-z0-9_,\s]+?)\s+from\s+\{batch\}\s+where\s+(?P<condition>.+)$",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def _plan_rows_query(plan: _Plan, kwargs: Mapping[str, Any], cols: _Columns, relations: Relations | None) -> _Plan:
+    """An unexpected-rows query of the shape the suites write: ``select <columns> from {batch} where
+    <condition>``, the columns plain names including ``_file`` and ``_row_no``, the condition in the
+    language of :class:`_FragmentReader` (with ``{period_start}``/``{period_end}`` and ``date ± interval``)."""
+    query = kwargs.get("unexpected_rows_query")
+    if not isinstance(query, str):
+        raise NotEvaluable("kwargs.unexpected_rows_query is not SQL text")
+    m = _ROWS_QUERY_SHAPE.match(query.rstrip(_QUERY_TAIL))
+    if m is None:
+        raise NotEvaluable("a query not of the shape select <columns> from {batch} where <condition>")
+    columns = [c.strip() for c in m.group("columns").split(",")]
+    if not all(_PLAIN_NAME.match(c) for c in columns) or len(set(columns)) != len(columns):
+        raise NotEvaluable(f"selected columns {columns} are not distinct plain names")
+    if not {"_file", "_row_no"} <= set(columns):
+        raise NotEvaluable("a query that does not name the rows (_file, _row_no)")
+    for column in columns:
+        cols.type_of(column)
+    schema = cols.schema
+    period = {
+        "period_start": relations.period_start if relations else None,
+        "period_end": relations.period_end if relations else None,
+    }
+    condition = m.group("condition")
+    reader = _FragmentReader(_unbrace(condition), [("b", schema.get(plan.role) if schema else None)], {}, period)
+    plan.kind = "context_rows"
+    plan.columns = columns
+    plan.needs = list(dict.fromkeys(_fragment_placeholders(condition)))
+    selected = ", ".join(f"b.{_ident(c)}" for c in columns)
+    plan.context = {"select": selected, "where": reader.read()}
+    return plan
+
+
 def _unbrace(text: str) -> str:
     """The fragment as read by the tokenizer: placeholders kept, doubled braces refused (no literal braces
     in the language)."""
@@ -1316,24 +1393,23 @@ def _missing_context(plan: _Plan, relations: Relations) -> str | None:
 # -- the aggregate scans -----------------------------------------------------------------------------------
 
 
-def _sample_struct(plan: _Plan) -> str:
-    fields = ["'_file': _file", "'_row_no': _row_no"] + [f"'v{k}': {_ident(c)}" for k, c in enumerate(plan.columns)]
-    return "{" + ", ".join(fields) + "}"
-
-
 def _with_derived(relation: str, plans: Sequence[_Plan]) -> str:
-    """The relation with the helper columns of ``plans`` (an inner projection, each computed once a row)."""
-    derived = {name: sql for plan in plans for name, sql in plan.derived.items()}
-    if not derived:
-        return relation
-    return "(SELECT *, " + ", ".join(f"{sql} AS {name}" for name, sql in derived.items()) + f" FROM {relation})"
+    """The relation with the helper columns of ``plans`` (inner projections, each column computed once a row)."""
+    depth = max((len(plan.derived) for plan in plans), default=0)
+    for level in range(depth):
+        columns = {
+            name: sql for plan in plans if level < len(plan.derived) for name, sql in plan.derived[level].items()
+        }
+        relation = "(SELECT *, " + ", ".join(f"{sql} AS {name}" for name, sql in columns.items()) + f" FROM {relation})"
+    return relation
 
 
 def _run_scans(con, plans: list[_Plan], relations: Relations, sample_size: int) -> dict[str, dict[str, Any]]:
-    """One aggregate query per relation read (clean, raw, previous): every count, sample and statistic.
+    """One aggregate query per relation read (clean, raw, previous): every count and statistic.
 
     Each row-level verdict is a boolean column of a projection below the aggregate, computed once a row and
-    read by its ``count(*) FILTER`` and its ``min_by`` (the first offending rows by file and record number).
+    counted by a ``count(*) FILTER``; the samples are fetched afterwards, for the expectations that found
+    something (:func:`_sample_rows`).
     """
     wanted: dict[str, dict[str, str]] = {"clean": {"n": "count(*)"}}
     flags: dict[str, dict[str, str]] = {}
@@ -1343,9 +1419,6 @@ def _run_scans(con, plans: list[_Plan], relations: Relations, sample_size: int) 
         if plan.kind == "map":
             flags.setdefault(plan.role, {})[f"anbar_f{p}"] = plan.unexpected or "FALSE"
             aggs[f"u{p}"] = f"count(*) FILTER (WHERE anbar_f{p})"
-            if sample_size > 0:
-                first_rows = f"min_by({_sample_struct(plan)}, (_file, _row_no), {int(sample_size)})"
-                aggs[f"s{p}"] = f"{first_rows} FILTER (WHERE anbar_f{p})"
         if plan.domain is not None:
             aggs[f"d{p}"] = f"count(*) FILTER (WHERE {plan.domain})"
         if plan.missing_from is not None:
@@ -1380,7 +1453,30 @@ def _run_scans(con, plans: list[_Plan], relations: Relations, sample_size: int) 
         sql = "SELECT " + ", ".join(f"{expr} AS {_ident(name)}" for name, expr in aggs.items())
         row = con.execute(f"{sql} FROM {source}").fetchall()[0]
         out[role] = dict(zip(list(aggs), row, strict=True))
+    _sample_rows(con, plans, sources, out, sample_size)
     return out
+
+
+def _sample_rows(con, plans: list[_Plan], sources: Mapping[str, str | None], scans, sample_size: int) -> None:
+    """The first ``sample_size`` offending rows (in the relation's order, as PostgreSQL's LIMIT queries read a
+    partition) of every column-map expectation that found some, into ``scans`` as ``s<index>``.
+
+    One LIMIT query each, which stops at its last sample: where offending rows are common that is at once.
+    (A single query for all of them would have to hand its rows over in batches, and DuckDB fills a batch
+    before handing it over: the whole relation, when they are rare.)
+    """
+    if sample_size <= 0:
+        return
+    for p in plans:
+        if p.kind != "map" or not scans[p.role][f"u{p.index}"]:
+            continue
+        values = ", ".join(f"{_ident(c)} AS v{k}" for k, c in enumerate(p.columns))
+        source = _with_derived(sources[p.role] or "", [p])
+        cursor = con.execute(
+            f"SELECT _file, _row_no, {values} FROM {source} WHERE {p.unexpected} LIMIT {int(sample_size)}"
+        )
+        names = [d[0] for d in cursor.description]
+        scans[p.role][f"s{p.index}"] = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 # -- GX's result formats -------------------------------------------------------------------------------
@@ -1633,7 +1729,9 @@ def _evaluate_context_count(con, plan: _Plan, relations: Relations, scans, sampl
 def _context_rows_sql(plan: _Plan, relations: Relations) -> str:
     """The offending rows of a person check (GX's query, written for DuckDB: the other relation reduced to
     what the comparison needs, then one hash join)."""
-    batch = relations.clean
+    batch = _relation(plan, relations)
+    if "select" in plan.context:
+        return f"SELECT {plan.context['select']} FROM {batch} b WHERE {plan.context['where']}"
     other = relations.context[plan.context["other"]]
     pid = _ident(plan.columns[0])
     other_id = _ident(plan.context["other_id"])
