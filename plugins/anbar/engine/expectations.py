@@ -684,12 +684,14 @@ class _FragmentReader:
     the same answer, and written again for DuckDB, fully parenthesised.
 
     The language: ``and``, ``or``, ``not``, parentheses, comparisons (``= <> != < <= > >=``), ``is [not]
-    null``, ``[not] in (literals)``, ``[not] between``, between columns (``b.x`` this delivery, ``o.x`` the
-    other dataset) and literals (integers, decimals, '...' texts, ``date '...'``, ``true``/``false``,
-    ``{period_start}``, ``{period_end}``), each comparison between a column and something of the same kind
-    (a text with a text, a number with an integer column, a date with a date column or an ISO date text).
-    Anything else (functions, casts, arithmetic, other types) is refused: PostgreSQL and DuckDB differ in
-    too many of them (integer division, implicit casts, collations).
+    null``, ``[not] in (literals)``, ``[not] between``; columns (``b.x`` this delivery, ``o.x`` the other
+    dataset), literals (integers, decimals, '...' texts, ``date '...'``, ``true``/``false``,
+    ``{period_start}``, ``{period_end}``), a date plus or minus ``interval 'N years|months|days'``,
+    ``left(text, n)``, and two parenthesised conditions compared with ``=`` or ``<>``. Each comparison is
+    between things of the same kind: texts only for equality, a number with an integer column, a date with
+    a date, a date plus an interval or an ISO date text. Anything else (functions, casts, other arithmetic,
+    other types, texts in order) is refused: PostgreSQL and DuckDB differ in too many of them (integer
+    division, implicit casts, collations).
     """
 
     def __init__(
@@ -759,6 +761,12 @@ class _FragmentReader:
             parts.append(operand())
         return parts[0] if len(parts) == 1 else "(" + f" {keyword.upper()} ".join(parts) + ")"
 
+    def parenthesised(self) -> str:
+        self.take("punct", "(")
+        inner = self.disjunction()
+        self.take("punct", ")")
+        return inner
+
     def negation(self) -> str:
         if self.at("keyword", "not"):
             self.i += 1
@@ -767,9 +775,12 @@ class _FragmentReader:
 
     def predicate(self) -> str:
         if self.at("punct", "("):
-            self.i += 1
-            inner = self.disjunction()
-            self.take("punct", ")")
+            inner = self.parenthesised()
+            kind, value = self.peek()
+            if kind == "op" and value in ("=", "<>", "!="):
+                # Two conditions compared: whether they agree (NULL where either is NULL, in both).
+                self.i += 1
+                return f"({inner} {'=' if value == '=' else '<>'} {self.parenthesised()})"
             return inner
         if self.at("keyword", "true") or self.at("keyword", "false"):
             value = self.take("keyword")
@@ -781,7 +792,7 @@ class _FragmentReader:
         if kind == "op":
             self.i += 1
             right = self.operand()
-            self.check_comparable(left, right)
+            self.check_comparable(left, right, ordered=value not in ("=", "<>", "!="))
             op = "<>" if value == "!=" else value
             return f"({left.sql} {op} {right.sql})"
         if self.at("keyword", "is"):
@@ -812,8 +823,8 @@ class _FragmentReader:
             low = self.operand()
             self.take("keyword", "and")
             high = self.operand()
-            self.check_comparable(left, low)
-            self.check_comparable(left, high)
+            self.check_comparable(left, low, ordered=True)
+            self.check_comparable(left, high, ordered=True)
             return f"({left.sql} {'NOT ' if negated else ''}BETWEEN {low.sql} AND {high.sql})"
         raise self.fail("a condition that is not a comparison")
 
@@ -858,6 +869,16 @@ class _FragmentReader:
         if kind == "keyword" and value in ("true", "false"):
             self.i += 1
             return _Operand(value.upper(), "bool", literal=value)
+        if kind == "name" and value.lower() == "left" and self.tokens[self.i + 1 : self.i + 2] == [("punct", "(")]:
+            # left(text, n): the first n characters (code points) in both.
+            self.i += 2
+            text = self.operand()
+            self.take("punct", ",")
+            count = self.take("number")
+            self.take("punct", ")")
+            if text.kind not in ("text", "unknown") or "." in count:
+                raise self.fail("left() of something else than a text and a whole number")
+            return _Operand(f"left({text.sql}, {int(count)})", "text")
         if kind == "name":
             self.i += 1
             return self.column(value)
@@ -883,8 +904,11 @@ class _FragmentReader:
         kind = _kind(types[column]) if types is not None else "unknown"
         return _Operand(f"{scope[0]}.{_ident(column)}", kind)
 
-    def check_comparable(self, left: _Operand, right: _Operand) -> None:
+    def check_comparable(self, left: _Operand, right: _Operand, *, ordered: bool = False) -> None:
         kinds = {left.kind, right.kind}
+        if ordered and kinds & {"text", "unknown"} and not kinds & {"date", "timestamp"}:
+            # Texts are ordered by the database's collation in PostgreSQL, by code point in DuckDB.
+            raise self.fail("texts compared by order")
         if "unknown" in kinds:
             return
         if "text" in kinds and "date" in kinds:
@@ -1411,9 +1435,11 @@ def _run_scans(con, plans: list[_Plan], relations: Relations, sample_size: int) 
     counted by a ``count(*) FILTER``; the samples are fetched afterwards, for the expectations that found
     something (:func:`_sample_rows`).
     """
-    wanted: dict[str, dict[str, str]] = {"clean": {"n": "count(*)"}}
+    wanted: dict[str, dict[str, str]] = {}
     flags: dict[str, dict[str, str]] = {}
     for plan in plans:
+        if plan.kind == "context_rows":
+            continue  # a query of its own
         aggs = wanted.setdefault(plan.role, {"n": "count(*)"})
         p = plan.index
         if plan.kind == "map":
@@ -1441,7 +1467,7 @@ def _run_scans(con, plans: list[_Plan], relations: Relations, sample_size: int) 
                 column = plan.context["column"]
                 stat = plan.context["statistic"]
                 expr = f"sum({_ident(column)})" if stat == "sum" else f"count(DISTINCT {_ident(column)})"
-                wanted["clean"][f"{stat}:{column}"] = expr
+                aggs[f"{stat}:{column}"] = expr
                 previous[f"{stat}:{column}"] = expr
     out: dict[str, dict[str, Any]] = {}
     sources = {"clean": relations.clean, "raw": relations.raw, "previous": relations.context.get("previous")}
