@@ -377,6 +377,16 @@ CASES: list[Case] = [
         ],
     ),
     Case(
+        "a_delivery_of_two_files",
+        Table(NULLS_10.columns, NULLS_10.rows * 2, files=["part-1.csv"] * 10 + ["part-2.csv"] * 10),
+        [
+            exp(ev.NOT_NULL, column="v"),
+            exp(ev.IN_SET, column="v", value_set=["a", "b"]),
+            exp(ev.UNIQUE, column="n"),
+            exp(ev.COMPOUND_UNIQUE, column_list=["v", "n"]),
+        ],
+    ),
+    Case(
         "null_checks_on_texts",
         TEXT_TABLE,
         [exp(ev.NOT_NULL, column="v"), exp(ev.NULL, column="v"), exp(ev.NULL, column="v", mostly=0.1)],

@@ -636,7 +636,7 @@ def _bounds(kwargs: Mapping[str, Any], kind: str | None, *, integers_only: bool 
         if type(low) is not type(high):
             raise NotEvaluable("min_value and max_value of different kinds")
         if low > high:
-            raise NotEvaluable("min_value is greater than max_value (GX raises)")
+            raise NotEvaluable("min_value is greater than max_value")
     return _Bounds(low, high, _flag(kwargs, "strict_min"), _flag(kwargs, "strict_max"))
 
 
@@ -1215,6 +1215,7 @@ def _plan_pair(plan: _Plan, kwargs: Mapping[str, Any], cols: _Columns) -> _Plan:
 def _plan_context(
     plan: _Plan, exp_type: str, kwargs: Mapping[str, Any], cols: _Columns, relations: Relations | None
 ) -> _Plan:
+    """anbar's context expectations (anbar.gx_custom), read from the same kwargs GX writes their query from."""
     if exp_type == ROW_COUNT_VS_PREVIOUS:
         plan.kind = "context_count"
         plan.context = {"tolerance": _tolerance(kwargs), "statistic": "count"}
