@@ -4,14 +4,16 @@ The suites stay GX 1.x files (``expectations/<org>__<dataset>.json``) and GX sta
 expectation type listed in :data:`EVALUATED`, :func:`evaluate` gives what GX 1.24's SQL engine gives on
 PostgreSQL for the same rows — the same ``success``, the same ``element_count``, ``missing_count``,
 ``unexpected_count`` and percentages, the same offending rows — in GX's own result format
-(``result_format`` SUMMARY, the unexpected rows named by ``_file`` and ``_row_no``).
+(``result_format`` SUMMARY, the unexpected rows named by ``_file`` and ``_row_no``; for the expectations GX
+answers with a query's rows, :data:`ROW_QUERY_TYPES`, the COMPLETE result anbar.validation asks for).
 ``tests/validation/test_engine_differential.py`` runs every evaluated type through GX on PostgreSQL and
 through :func:`evaluate` on the same crafted data and demands exactly that.
 
 A type that is not in :data:`EVALUATED`, or whose kwargs or column types the pass does not handle exactly
-(``row_condition``, a regular expression RE2 cannot read the way PostgreSQL does, a text column compared by
-collation...), is left to GX on PostgreSQL by the caller: :func:`evaluable` says which (and
-:func:`why_not_evaluable` why). Nothing is approximated.
+(``row_condition``, a regular expression RE2 cannot read the way PostgreSQL does, a text compared by
+collation, a value GX itself cannot write into its query...), is left to GX on PostgreSQL by the caller:
+``evaluable(config, relation_schema(con, relations))`` says which, :func:`why_not_evaluable` why, and
+:func:`evaluate` refuses (:class:`NotEvaluable`) what is not. Nothing is approximated.
 
 The relations an evaluation reads (DuckDB relation names, as SQL, see :class:`Relations`):
 
@@ -24,14 +26,19 @@ The relations an evaluation reads (DuckDB relation names, as SQL, see :class:`Re
   (``previous``; another dataset's key such as ``cspf__pensioners``), or None where there is none (the
   expectation is then not applicable, as in :func:`anbar.gx_custom.resolve_query`).
 
-How it runs, for speed (10M rows on two cores in a few seconds): every column-map expectation of a
-relation is one ``count(*) filter (where ...)`` of ONE aggregate scan of that relation, which also
-collects the first ``sample_size`` offending rows of each (``min_by(..., n)`` over the rows that fail,
-so an expectation that passes costs one predicate per row and nothing more), the non-null counts, and
-the sums, minima, maxima and medians the aggregate expectations ask for. Uniqueness is one GROUP BY
-per key (and a query for its samples only when it fails); the context expectations are one query each
-(a hash join against the other relation). GX is never imported: the kwargs are read here, only in the
-forms whose meaning is certain.
+Each is read more than once (one aggregate scan, a GROUP BY per key, a query per context check, a LIMIT
+query per failed expectation for its samples): a table or a columnar file, not a view that converts. The
+connection is :func:`anbar.engine.duck.connect`'s, with its date lookups and the registry's code lists.
+Samples are the first offending rows in the relation's order, as PostgreSQL's LIMIT queries read a
+partition loaded in file order.
+
+How it runs, for speed: every row-level verdict is a column of a projection computed once a row, and every
+column-map expectation of a relation is one ``count(*) FILTER`` of ONE aggregate scan of that relation, which
+also gives the non-null counts and the sums, minima, maxima and medians the aggregate expectations ask for;
+samples are then fetched for the expectations that found something. Uniqueness is one GROUP BY per key;
+the context expectations are one query each (a hash join against the other relation); the arithmetic GX
+does in Python (percentages, ``mostly``, bounds) is done here the same way. GX is never imported: the
+kwargs are read here, only in the forms whose meaning is certain.
 """
 
 from __future__ import annotations
@@ -67,7 +74,8 @@ class Evaluation:
     ``observed_value``; for the context expectations, which are GX unexpected-rows expectations, what anbar
     asks GX for today (COMPLETE: ``observed_value`` and ``details.unexpected_rows``, at most 200 rows)).
     ``failing_rows`` is DuckDB SQL selecting ``_file, _row_no`` of every row the expectation finds
-    unexpected, or None for a finding about the table as a whole (and for one that found nothing).
+    unexpected (whether it failed or not), or None for a finding about the table as a whole and for an
+    expectation that is not applicable.
     """
 
     config: dict[str, Any]
