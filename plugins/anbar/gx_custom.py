@@ -98,13 +98,14 @@ class ColumnValuesValidLegalEntityId(ColumnMapMetricProvider):
 def valid_calendar_date(column, calendar: str):
     """SQL (SQLAlchemy) true when a date text, as delivered, is a real date of ``calendar``, or blank.
 
-    The loader's own normalisation (digits to ASCII, '-' to '/'), then: the text is looked up among the
-    canonical ``YYYY/MM/DD`` dates of ``anbar.jalali_calendar`` (a hashed set, ~1 µs a row); only what is
-    not there goes through the loader's converter function (~13 µs a row). A value passes exactly when
-    the loader can convert it. Blank counts as missing: completeness is another rule's business.
+    The converter's own normalisation (digits to ASCII), then: the text is looked up among the canonical
+    ``YYYY/MM/DD`` dates of ``anbar.jalali_calendar`` (a hashed set, ~1 µs a row); only what is not there
+    goes through the converter function (~13 µs a row), which takes ``YYYY/M/D`` or ``YYYY-M-D``, the same
+    separator twice (exchange standard §8.2). Blank counts as missing: completeness is another rule's
+    business.
     """
     text = sa.func.btrim(sa.cast(column, sa.Text))
-    normal = sa.func.replace(sa.func.anbar.normalize_digits(text), "-", "/")
+    normal = sa.func.anbar.normalize_digits(text)
     cal = sa.table("jalali_calendar", sa.column("jalali"), sa.column("gregorian"), schema="anbar")
     if calendar == "jalali":
         known = sa.select(cal.c.jalali)

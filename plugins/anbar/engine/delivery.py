@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -298,6 +299,35 @@ def _flag_late(cur, con, ds: Dataset, submission_id: int) -> None:
     )
 
 
+def _conversion_outcome(con, rows_in: int) -> ExpectationOutcome:
+    """anbar's rule conversion.types: every delivered value converts to its type (rows that do not are set
+    aside with their reasons; samples without the values, which may be identifiers)."""
+    count = scalar(con, f"select count(*) from {DELIVERY} where _problems is not null")
+    rows = con.execute(
+        f"select _file, _row_no, _problems from {DELIVERY} where _problems is not null order by _file, _row_no "
+        f"limit {SAMPLE_SIZE}"
+    ).fetchall()
+    samples = [
+        {"_file": f, "_row_no": r, "reasons": [verdict._without_value(x) for x in reasons]} for f, r, reasons in rows
+    ]
+    return verdict.builtin_outcome(
+        CONVERSION_TYPES,
+        "blocking",
+        success=count == 0,
+        unexpected_count=count,
+        unexpected_percent=(100.0 * count / rows_in) if rows_in else 0.0,
+        samples=samples,
+        row_level=True,
+        rows_failing=count,
+    )
+
+
+def _final_rows_sql(ds: Dataset, submission_id: int, period: str) -> str:
+    """The rows an accepted delivery puts in the clean table: converted, not rejected by a rule, flagged."""
+    rejected = "select 1 from rule_rejects x where x._file = r._file and x._row_no = r._row_no"
+    return f"select * from ({_flags_sql(ds, submission_id, period)}) r where not exists ({rejected})"
+
+
 def _decide(
     conn,
     con,
@@ -306,11 +336,16 @@ def _decide(
     sub: ledger.Submission,
     run: validate.SuiteRun,
     rows_failing: dict[int, int],
-    rows_in: int,
+    delivered: read.DeliveryRead,
+    *,
+    preloaded: bool,
 ) -> verdict.Verdict:
-    """Accept or reject, and record everything, in one transaction."""
-    builtins = verdict.builtin_outcomes(conn, registry, ds, sub)
-    outcomes = builtins + _outcomes(run, ds, rows_failing)
+    """Accept or reject, and record everything, in one transaction. Unless the rows were loaded before
+    (``preloaded``: some rule ran in PostgreSQL), this is the only time the delivery is written to
+    PostgreSQL: an accepted one's rows in one COPY, a rejected one's nowhere but its rejects."""
+    rows_in = delivered.rows_in
+    timeliness = verdict._timeliness(conn, registry, ds, sub)
+    outcomes = [_conversion_outcome(con, rows_in), timeliness, *_outcomes(run, ds, rows_failing)]
     policy = run.suite.policy
     blocking_rows = f"select distinct file, row_no from {FINDINGS} where severity = 'blocking'"
     reason = verdict.decide(outcomes, policy, rows_in, scalar(con, f"select count(*) from ({blocking_rows})"))
@@ -321,16 +356,42 @@ def _decide(
             con,
             f"select count(*) from (select distinct f.file, f.row_no from {FINDINGS} f join {DELIVERY} d "
             "on d._file = f.file and d._row_no = f.row_no where f.severity = 'warning' and d._problems is null "
-            "and (f.file, f.row_no) not in (select _file, _row_no from rule_rejects))",
+            "and not exists (select 1 from rule_rejects x where x._file = f.file and x._row_no = f.row_no))",
         )
+    rejected_at_load = delivered.rows_not_converted
     try:
         with conn.cursor() as cur:
+            if not preloaded:
+                cur.execute("delete from raw.rejected_rows where submission_id = %s", (sub.submission_id,))
+                if rejected_at_load:
+                    not_converted = f"(select *, _problems as _reasons from {DELIVERY} where _problems is not null)"
+                    load.copy_rejected_rows(cur, con, ds, sub.submission_id, not_converted)
+                sub = ledger.update(
+                    conn,
+                    sub,
+                    "load",
+                    "loaded",
+                    commit=False,
+                    rows_loaded=delivered.rows_converted,
+                    rows_rejected=rejected_at_load,
+                    message="; ".join(delivered.warnings) or None,
+                )
             cur.execute("delete from anbar.row_findings where submission_id = %s", (sub.submission_id,))
             _copy_findings(cur, con, sub.submission_id)
             if reason is None:
-                if moved:
-                    _move_rejected(cur, con, ds, sub.submission_id)
-                _flag_late(cur, con, ds, sub.submission_id)
+                if preloaded:
+                    if moved:
+                        _move_rejected(cur, con, ds, sub.submission_id)
+                    _flag_late(cur, con, ds, sub.submission_id)
+                else:
+                    load.create_partition(cur, ds, sub.submission_id)
+                    part = load.partition(ds, sub.submission_id)
+                    columns = ["_submission_id", "_file", "_row_no", "_period", *ds.column_names, "_flags"]
+                    load.copy_query(cur, con, _final_rows_sql(ds, sub.submission_id, sub.period), part, columns)
+                    cur.execute(sql.SQL("analyze {}").format(part))
+                    if moved:
+                        rows = f"(select d.*, r._reasons from {DELIVERY} d join rule_rejects r using (_file, _row_no))"
+                        load.copy_rejected_rows(cur, con, ds, sub.submission_id, rows)
                 load.attach(cur, ds, sub.submission_id)
             else:
                 load.drop(cur, ds, sub.submission_id)
@@ -346,7 +407,6 @@ def _decide(
             duration_seconds=run.seconds,
             policy=policy,
         )
-        rejected_at_load = int(sub.rows_rejected or 0)
         if reason is None:
             rows_rejected = rejected_at_load + moved
             outcome = verdict.Verdict("accepted", None, rows_in - rows_rejected, rows_rejected, moved, flagged, summary)
@@ -364,8 +424,16 @@ def _decide(
         }
         verdict.record(conn, sub, outcome, outcomes)
         conn.commit()
-    except BaseException:
-        conn.rollback()
+    except BaseException as exc:
+        if not conn.closed:
+            conn.rollback()
+            raise
+        if isinstance(exc, psycopg2.Error):
+            raise load.WarehouseConnectionLost(
+                f"the connection to the warehouse was lost during the load of submission {sub.submission_id} "
+                f"({type(exc).__name__}: {str(exc).strip()}); the load and the decision are one transaction, so "
+                "nothing of it was kept: the task's retry runs the pass again"
+            ) from exc
         raise
     return outcome
 
@@ -400,7 +468,7 @@ def process(
 ) -> Outcome:
     """The pass for one landed submission (see the module doc). Raises DeliveryRejected for what rejects the
     delivery before its values are checked (the caller records it); anything else leaves the ledger as it
-    was before the load, for a rerun to start again."""
+    was, for a rerun to start again."""
     timings = Timings()
     tmp = _tmp(archive, sub.submission_id)
     con = duck.connect(tmp / "spill", registry=registry)
@@ -410,49 +478,46 @@ def process(
         else:
             delivered = read.read_delivery(con, org, ds, files, encoding, delimiter, tmp / "read")
         timings.lap("read and convert")
-        delivery_dir = Path(sub.landing_path)
-        render(con, ds, archive, delivery_dir)
-        timings.lap("render")
         suite = _suite(conn, registry, ds)
-        where = validate.plan(suite)
         compared = verdict.compared_deliveries(conn, registry, ds, sub.period)
         start, end = verdict.period_bounds(registry, ds, sub.period)
-        duck_context = snapshot.context_views(con, conn, compared, where.context_keys(), tmp / "snapshots")
+        duck_context = snapshot.context_views(con, conn, compared, validate.context_keys(suite), tmp / "snapshots")
+        where = validate.plan(con, ds, suite, duck_context, start, end)
         _create_findings(con)
-        results: dict[int, validate.RuleResult] = {}
         index = {c["id"]: n for n, c in enumerate(suite.expectations)}
-        for res in validate.run_in_duckdb(
-            con, ds, where.in_duckdb, context=duck_context, period_start=start, period_end=end
-        ):
+        results: dict[int, validate.RuleResult] = {}
+        for res in validate.run_in_duckdb(con, where):
             results[index[res.config["id"]]] = res
         rows_failing = _record_findings(con, conn, results, tmp / "rows", late=False)
-        timings.lap("validate in the pass")
-        sub = _load(conn, con, ds, sub, delivered)
-        timings.lap("load")
-        late: dict[int, validate.RuleResult] = {}
-        pg_context = verdict.context_tables(conn, registry, ds, sub.period)
-        for res in validate.run_in_postgres(conn, ds, sub.submission_id, where.in_postgres, pg_context):
-            late[index[res.config["id"]]] = res
-        if where.by_gx:
-            for res in validate.run_with_gx(conn, ds, sub.submission_id, where.by_gx, con):
+        timings.lap("validate")
+        preloaded = bool(where.in_postgres or where.by_gx)
+        if preloaded:  # some rules read the rows in PostgreSQL: load them first (unattached)
+            sub = _load(conn, con, ds, sub, delivered)
+            timings.lap("load for the rules in PostgreSQL")
+            late: dict[int, validate.RuleResult] = {}
+            pg_context = verdict.context_tables(conn, registry, ds, sub.period)
+            for res in validate.run_in_postgres(conn, ds, sub.submission_id, where.in_postgres, pg_context):
                 late[index[res.config["id"]]] = res
-        rows_failing |= _record_findings(con, conn, late, tmp / "rows", late=True)
-        results |= late
+            if where.by_gx:
+                for res in validate.run_with_gx(conn, ds, sub.submission_id, where.by_gx, con):
+                    late[index[res.config["id"]]] = res
+            rows_failing |= _record_findings(con, conn, late, tmp / "rows", late=True)
+            results |= late
+            timings.lap("validate in PostgreSQL")
         run = validate.SuiteRun(suite, [results[n] for n in range(len(suite.expectations))], validate.row_count(con))
         run.seconds = round(sum(v for k, v in timings.steps.items() if k.startswith("validate")), 3)
-        timings.lap("validate in PostgreSQL")
-        outcome = _decide(conn, con, registry, ds, sub, run, rows_failing, delivered.rows_in)
-        timings.lap("decide and record")
+        outcome = _decide(conn, con, registry, ds, sub, run, rows_failing, delivered, preloaded=preloaded)
+        timings.lap("load, decide and record")
+        delivery_dir = Path(sub.landing_path)
         if outcome.status == "accepted":
             snapshot.write(con, ds, delivery_dir, "rule_rejects")
         write_gx_results(delivery_dir, run)
-        timings.lap("snapshot and results")
+        render(con, ds, archive, delivery_dir)
+        timings.lap("snapshot, results and rendering")
         log.info("pass of %s %s v%s: %s", ds.key, sub.period, sub.version, timings.steps)
         return Outcome(outcome, delivered, run, timings)
     finally:
         con.close()
-        import shutil
-
         shutil.rmtree(tmp, ignore_errors=True)
 
 

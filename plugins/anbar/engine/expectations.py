@@ -63,6 +63,7 @@ class Relations:
     context: dict[str, str | None] = field(default_factory=dict)
     period_start: dt.date | None = None
     period_end: dt.date | None = None  # the first day after the period
+    lookups: bool = False  # the tables of every day's spellings are there (anbar.engine.duck.install_lookups)
 
 
 @dataclass
@@ -977,6 +978,7 @@ class _Plan:
     # Helper columns the predicate reads, in layers (a layer may read the ones before): name -> SQL.
     derived: list[dict[str, str]] = field(default_factory=list)
     needs: list[str] = field(default_factory=list)  # context placeholders, in the order GX would ask
+    lookups: bool = False  # whether the day-spelling tables may be read
 
 
 def _plan(index: int, config: Mapping[str, Any], schema: Schema | None, relations: Relations | None) -> _Plan:
@@ -999,7 +1001,7 @@ def _plan(index: int, config: Mapping[str, Any], schema: Schema | None, relation
         raise NotEvaluable("a suite parameter ($PARAMETER) among the kwargs")
     role = _relation_role(config)
     cols = _Columns(schema, role)
-    plan = _Plan(index=index, config=dict(config), kind="map", role=role)
+    plan = _Plan(index=index, config=dict(config), kind="map", role=role, lookups=bool(relations and relations.lookups))
     if exp_type == ROWS_QUERY:
         return _plan_rows_query(plan, kwargs, cols, relations)
     if exp_type in CONTEXT_TYPES:
@@ -1129,21 +1131,23 @@ def _in_set_condition(exp_type: str, kwargs: Mapping[str, Any], c: str, column: 
 
 def _calendar_date_condition(plan: _Plan, c: str, calendar: str) -> str:
     """anbar.gx_custom.valid_calendar_date in DuckDB: blank (after trimming spaces), or a date of the calendar
-    once the digits are ASCII and '-' is '/' by the converter's own forms, else the same after stripping
-    every whitespace.
+    once the digits are ASCII by the converter's own forms (the same separator twice), else the same after
+    stripping every whitespace.
 
     For speed: a value spelt as the lookup table of every day spells it (zero-padded, '/' or '-', ASCII,
     Persian or Arabic-Indic digits: what PostgreSQL's condition accepts at once) is found by one hash join;
     only the others are normalised and converted (CASE evaluates a branch only for the rows that reach
     it). The helper texts are columns of inner projections, so a macro's argument, which it copies wherever
-    it uses it, is a column.
+    it uses it, is a column. The lookup tables are built only for large deliveries
+    (:data:`anbar.engine.read.LOOKUP_ROWS`); without them every value takes the second way.
     """
     known, blank, normal = f"anbar_known{plan.index}", f"anbar_blank{plan.index}", f"anbar_normal{plan.index}"
-    plan.derived.append({known: f"{c} IN (SELECT spelling FROM anbar_{calendar}_days)"})
+    lookup = f"{c} IN (SELECT spelling FROM anbar_{calendar}_days)" if plan.lookups else "FALSE"
+    plan.derived.append({known: lookup})
     plan.derived.append(
         {
             blank: f"CASE WHEN {known} THEN FALSE ELSE trim({c}, ' ') = '' END",
-            normal: f"CASE WHEN {known} THEN NULL ELSE replace(anbar_digits(trim({c}, ' ')), '-', '/') END",
+            normal: f"CASE WHEN {known} THEN NULL ELSE anbar_digits(trim({c}, ' ')) END",
         }
     )
     return (

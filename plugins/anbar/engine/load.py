@@ -31,6 +31,8 @@ BATCH_ROWS = 256 * 1024
 
 class WarehouseConnectionLost(ConnectionError):
     """The warehouse's server went away in the middle of a load (which it rolled back)."""
+
+
 _CSV = pacsv.WriteOptions(include_header=False, delimiter=",", quoting_style="needed")
 
 

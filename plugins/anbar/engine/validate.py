@@ -16,6 +16,7 @@ The suite file is read as JSON; GX checks it once per version (its sha256, recor
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -31,7 +32,7 @@ from psycopg2 import sql
 from anbar.engine import expectations
 from anbar.engine.convert import ident
 from anbar.engine.read import DELIVERY
-from anbar.expectation_kinds import CONTEXT_KINDS, NotApplicable, resolve_query
+from anbar.expectation_kinds import CONTEXT_KINDS, NotApplicable, placeholders, resolve_query
 from anbar.registry import Dataset
 from anbar.suites import ROW_QUERY_TYPE, SuiteError, SuitePolicy, expectation_table
 
@@ -170,58 +171,89 @@ def _exception(exc: BaseException) -> dict[str, Any]:
 
 @dataclass
 class Plan:
-    """Where each expectation of a suite runs."""
+    """Where each expectation of a suite runs, and the relations the pass evaluates them on."""
 
+    relations: expectations.Relations
     in_duckdb: list[dict] = field(default_factory=list)
-    in_postgres: list[dict] = field(default_factory=list)  # SQL rules (and context checks the pass cannot take)
+    in_postgres: list[dict] = field(default_factory=list)  # SQL the pass cannot read (PostgreSQL's dialect)
     by_gx: list[dict] = field(default_factory=list)  # types the pass does not evaluate
-
-    def context_keys(self) -> set[str]:
-        """The compared deliveries the checks evaluated in DuckDB name (``previous``, dataset keys)."""
-        keys: set[str] = set()
-        for config in self.in_duckdb:
-            if config["type"] in CONTEXT_KINDS:
-                other = (config.get("kwargs") or {}).get("other_dataset")
-                keys.add(other if isinstance(other, str) else "previous")
-        return keys
+    why: dict[str, str] = field(default_factory=dict)  # expectation id -> why not in DuckDB
 
 
-def plan(suite: Suite) -> Plan:
-    out = Plan()
+def context_keys(suite: Suite) -> set[str]:
+    """The compared deliveries the suite's checks name (``previous``, other datasets' keys)."""
+    keys: set[str] = set()
     for config in suite.expectations:
-        if config["type"] == ROW_QUERY_TYPE or (config["type"] in CONTEXT_KINDS and not expectations.evaluable(config)):
-            out.in_postgres.append(config)
-        elif expectations.evaluable(config):
-            out.in_duckdb.append(config)
-        else:
-            out.by_gx.append(config)
-    return out
+        kwargs = config.get("kwargs") or {}
+        if config["type"] in CONTEXT_KINDS:
+            other = kwargs.get("other_dataset")
+            keys.add(other if isinstance(other, str) else "previous")
+        query = kwargs.get("unexpected_rows_query")
+        if isinstance(query, str):
+            with contextlib.suppress(ValueError):  # an unpaired brace: the suite check reports it
+                keys |= {k for k in placeholders(query) if k not in ("batch", "raw", "period_start", "period_end")}
+    return keys
 
 
-def run_in_duckdb(
+def plan(
     con: duckdb.DuckDBPyConnection,
     ds: Dataset,
-    configs: list[dict],
-    *,
+    suite: Suite,
     context: dict[str, str | None],
     period_start: dt.date,
     period_end: dt.date,
-) -> list[RuleResult]:
-    """The expectations the pass evaluates, on the delivery in ``con``."""
+) -> Plan:
+    """Decide, for each expectation, whether the pass evaluates it (its type, kwargs and the column types of
+    the relations it reads) or PostgreSQL does."""
     prepare_views(con, ds)
-    if not configs:
-        return []
+    tables = {r[0] for r in con.execute("select table_name from duckdb_tables()").fetchall()}
     relations = expectations.Relations(
-        clean=CLEAN_VIEW, raw=RAW_VIEW, context=context, period_start=period_start, period_end=period_end
+        clean=CLEAN_VIEW,
+        raw=RAW_VIEW,
+        context=context,
+        period_start=period_start,
+        period_end=period_end,
+        lookups={"anbar_jalali_days", "anbar_gregorian_days"} <= tables,
     )
+    schema = expectations.relation_schema(con, relations)
+    out = Plan(relations)
+    for config in suite.expectations:
+        why = expectations.why_not_evaluable(config, schema)
+        if why is None:
+            out.in_duckdb.append(config)
+            continue
+        out.why[config["id"]] = why
+        if config["type"] == ROW_QUERY_TYPE or config["type"] in CONTEXT_KINDS:
+            out.in_postgres.append(config)
+        else:
+            out.by_gx.append(config)
+    for config in out.in_postgres + out.by_gx:
+        log.info("%s: %s runs in PostgreSQL: %s", ds.key, _label(config), out.why[config["id"]])
+    return out
+
+
+def _label(config: dict[str, Any]) -> str:
+    return (config.get("meta") or {}).get("rule") or config["type"]
+
+
+def _not_applicable(name: str) -> str:
+    if name == "previous":
+        return "not applicable: no accepted delivery of an earlier period to compare with"
+    return f"not applicable: no accepted delivery of {name} yet"
+
+
+def run_in_duckdb(con: duckdb.DuckDBPyConnection, where: Plan) -> list[RuleResult]:
+    """The expectations the pass evaluates, on the delivery in ``con``."""
+    if not where.in_duckdb:
+        return []
     return [
         RuleResult(
             ev.config,
             _gx_result(ev.config, ev.success, ev.result, ev.exception_info or None),
             ("duckdb", ev.failing_rows) if ev.failing_rows and not ev.success else None,
-            skipped=ev.not_applicable,
+            skipped=_not_applicable(ev.not_applicable) if ev.not_applicable else None,
         )
-        for ev in expectations.evaluate(con, configs, relations)
+        for ev in expectations.evaluate(con, where.in_duckdb, where.relations)
     ]
 
 
@@ -245,12 +277,9 @@ def _run_in_postgres(conn, config: dict[str, Any], partition: str, context: dict
     try:
         query = resolve_query(_query_of(config), context)
     except NotApplicable as exc:
-        reason = (
-            "not applicable: no accepted delivery of an earlier period to compare with"
-            if exc.placeholder == "previous"
-            else f"not applicable: no accepted delivery of {exc.placeholder} yet"
+        return RuleResult(
+            config, _gx_result(config, True, {}), skipped=_not_applicable(exc.placeholder), engine="postgres"
         )
-        return RuleResult(config, _gx_result(config, True, {}), skipped=reason, engine="postgres")
     body = query.format(batch=partition)
     try:
         with conn.cursor() as cur:
