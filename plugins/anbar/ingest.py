@@ -390,6 +390,20 @@ def _receive_api(
 # -- step 3: the pass: read, convert, validate, load, decide -----------------------------------------------
 
 
+def landed_delivery(archive: LandingArchive, org: Organisation, ds: Dataset, p: Period, sub: ledger.Submission):
+    """What the pass reads of a landed submission: its files, as its manifest declares them."""
+    from anbar.engine.read import DeliveredFile, Landed
+
+    landed = Path(sub.landing_path)
+    listing = json.loads((landed / "files.json").read_text())
+    if org.transport.kind == "sftp":
+        manifest = parse_manifest((landed / "manifest.json").read_bytes(), org, ds, p)
+        rows_by_name = {f.name: f.rows for f in manifest.files}
+        files = [DeliveredFile(f["name"], archive.root / f["object"], rows_by_name[f["name"]]) for f in listing]
+        return Landed(files, manifest.encoding, manifest.delimiter)
+    return Landed([], api_records=archive.root / listing[0]["object"], api_rows_declared=sub.rows_manifest)
+
+
 def process(step: Step, registry: Registry | None = None, archive: LandingArchive | None = None) -> Step:
     """The landed delivery through one vectorised pass (:mod:`anbar.engine.delivery`) to its decision.
 
@@ -398,7 +412,6 @@ def process(step: Step, registry: Registry | None = None, archive: LandingArchiv
     if step.decided:
         return step
     from anbar.engine import delivery
-    from anbar.engine.read import DeliveredFile
 
     registry = registry or load_registry()
     archive = archive or LandingArchive(settings.landing_dir())
@@ -410,36 +423,8 @@ def process(step: Step, registry: Registry | None = None, archive: LandingArchiv
         if sub.status in ("accepted", "rejected"):
             step.state = sub.status
             return step
-        landed = Path(sub.landing_path)
-        listing = json.loads((landed / "files.json").read_text())
         try:
-            if org.transport.kind == "sftp":
-                manifest = parse_manifest((landed / "manifest.json").read_bytes(), org, ds, p)
-                rows_by_name = {f.name: f.rows for f in manifest.files}
-                files = [DeliveredFile(f["name"], archive.root / f["object"], rows_by_name[f["name"]]) for f in listing]
-                outcome = delivery.process(
-                    conn,
-                    archive,
-                    registry,
-                    org,
-                    ds,
-                    sub,
-                    files,
-                    encoding=manifest.encoding,
-                    delimiter=manifest.delimiter,
-                )
-            else:
-                outcome = delivery.process(
-                    conn,
-                    archive,
-                    registry,
-                    org,
-                    ds,
-                    sub,
-                    [],
-                    api_records=archive.root / listing[0]["object"],
-                    api_rows_declared=sub.rows_manifest,
-                )
+            outcome = delivery.process(conn, archive, registry, org, ds, sub, landed_delivery(archive, org, ds, p, sub))
         except DeliveryRejected as exc:
             conn.rollback()
             return _reject(conn, ledger.get(conn, sub.submission_id), step, exc, "load")

@@ -2,26 +2,29 @@
 
 A statistician edits ``expectations/<org>__<dataset>.json`` and wants to see, before
 committing, what the new rules find in a real delivery: which rules pass and fail, how many
-rows each would reject or flag, and what the decision would be. The delivery's raw and clean
-partitions are kept for every version that reached the load step (accepted or not), so the
-suite can run on them again. Every connection is read-only: the ledger, the findings and the
-scorecard stay as they were.
+rows each would reject or flag, and what the decision would be. The trial is the ingest's own
+pass (:mod:`anbar.engine.delivery`) without its writes: the delivery is read back from the
+columnar rendering of its delivered values beside it in the landing archive (or, for one landed
+before renderings existed, from its landed files), converted, and the suite evaluated in DuckDB;
+a rule the pass cannot read runs in PostgreSQL on the delivery's own table when it was accepted.
+Every PostgreSQL connection is read-only: the ledger, the findings and the scorecard stay as they were.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from anbar import ledger, settings, verdict, warehouse
 from anbar.registry import Dataset, Registry
-from anbar.suites import SuitePolicy, suite_path
-from anbar.validation import partition_table, run_suite
+from anbar.suites import suite_path
 
-READ_ONLY = "-c default_transaction_read_only=on"
+# The ledger says a version's values were read: it reached the load step (accepted, or rejected by its rules).
+_READ = ("loaded", "validated", "accepted")
 
 
 class TrialError(RuntimeError):
@@ -44,65 +47,104 @@ class Trial:
     because: str | None = None
 
 
-def _read_only_url(url: str) -> str:
-    sep = "&" if "?" in url else "?"
-    return f"{url}{sep}options={quote(READ_ONLY)}"
-
-
-def _submission(conn, ds: Dataset, period: str, version: int | None) -> tuple[int, int, str, int]:
+def _submission(conn, ds: Dataset, period: str, version: int | None) -> ledger.Submission:
     with conn.cursor() as cur:
         cur.execute(
-            "select submission_id, version, status, coalesce(rows_manifest, 0) from anbar.submissions "
+            "select submission_id, status, reason from anbar.submissions "
             "where org = %s and dataset = %s and period = %s and version > 0 "
             "and (%s::int is null or version = %s) order by version desc",
             (ds.org, ds.name, period, version, version),
         )
         candidates = cur.fetchall()
-        for sid, ver, status, rows in candidates:
-            cur.execute("select to_regclass(%s)", (f'clean."{partition_table(ds, sid)}"',))
-            if cur.fetchone()[0] is not None:
-                return sid, ver, status, rows
+    conn.rollback()
+    for sid, status, reason in candidates:
+        if status in _READ or (status == "rejected" and reason == "validation"):
+            return ledger.get(conn, sid)
     if not candidates:
         which = f"version {version} of " if version else ""
         raise TrialError(f"no delivery of {which}{ds.key} for period {period} in the ledger")
     raise TrialError(
-        f"no version of {ds.key} {period} reached the load step (the latest was {candidates[0][2]}): "
+        f"no version of {ds.key} {period} reached the load step (the latest was {candidates[0][1]}): "
         "there are no rows to run the suite on"
     )
+
+
+def _read(con, archive, registry: Registry, ds: Dataset, sub: ledger.Submission, tmp: Path):
+    from anbar.engine import read
+    from anbar.engine.delivery import RENDERING
+    from anbar.ingest import landed_delivery
+    from anbar.periods import Period
+
+    org = registry.org(ds.org)
+    delivery_dir = Path(sub.landing_path)
+    if (delivery_dir / RENDERING).exists():
+        info = json.loads((delivery_dir / RENDERING).read_text())
+        return read.read_rendering(con, org, ds, archive.root / info["object"])
+    period = Period.parse(sub.period, org.calendar, ds.period)
+    return read.read_landed(con, org, ds, landed_delivery(archive, org, ds, period, sub), tmp / "read")
 
 
 def try_suite(
     registry: Registry, ds: Dataset, period: str, *, suite: Path | None = None, version: int | None = None
 ) -> Trial:
+    from anbar.engine import delivery, duck, validate
+    from anbar.landing import LandingArchive
+
     suite = suite or suite_path(settings.expectations_dir(), ds)
+    archive = LandingArchive(settings.landing_dir())
+    tmp = archive.tmp / f"try-{uuid.uuid4().hex[:12]}"
     conn = warehouse.connect()
+    conn.set_session(readonly=True)
+    con = duck.connect(tmp / "spill", registry=registry)
     try:
-        conn.set_session(readonly=True)
-        sid, ver, status, rows_in = _submission(conn, ds, period, version)
-        context = verdict.context_tables(conn, registry, ds, period)
-        run = run_suite(_read_only_url(warehouse.sqlalchemy_url()), ds, sid, suite, context)
-        builtins = verdict.builtin_outcomes(conn, registry, ds, ledger.get(conn, sid))
-        run.summary["expectations"] = builtins + run.summary["expectations"]
-        run.row_queries = {n + len(builtins): q for n, q in run.row_queries.items()}
-        trial = Trial(ds.key, period, ver, sid, status, str(suite), run.summary, rows_in)
-        blocking = []
-        with conn.cursor() as cur:
-            for n, query in run.row_queries.items():
-                cur.execute(f"select count(*) from (select distinct _file, _row_no from ({query}) q) d")
-                trial.rows_failing[n] = cur.fetchone()[0]
-                run.summary["expectations"][n]["rows_failing"] = trial.rows_failing[n]
-                if run.summary["expectations"][n]["severity"] == "blocking":
-                    blocking.append(query)
-            if blocking:
-                union = " union ".join(f"select _file, _row_no from ({q}) q{i}" for i, q in enumerate(blocking))
-                cur.execute(f"select count(*) from ({union}) u")
-                trial.rows_to_reject = cur.fetchone()[0]
+        sub = _submission(conn, ds, period, version)
+        delivered = _read(con, archive, registry, ds, sub, tmp)
+        trial_suite = validate.load(conn, ds, suite, record=False)
+        where, results, rows_failing = delivery.evaluate(con, conn, registry, ds, sub, trial_suite, tmp)
+        if where.in_postgres or where.by_gx:
+            if sub.status == "accepted":  # its rows are in its own table: PostgreSQL reads them there
+                late, late_rows = delivery.evaluate_in_postgres(con, conn, registry, ds, sub, trial_suite, where, tmp)
+                results |= late
+                rows_failing |= late_rows
+            else:
+                index = {c["id"]: n for n, c in enumerate(trial_suite.expectations)}
+                for config in where.in_postgres + where.by_gx:
+                    why = f"not tried: it runs in PostgreSQL ({where.why[config['id']]}), on accepted deliveries only"
+                    results[index[config["id"]]] = validate.RuleResult(
+                        config, validate._gx_result(config, True, {}), skipped=why
+                    )
+        run = validate.SuiteRun(
+            trial_suite, [results[n] for n in range(len(trial_suite.expectations))], validate.row_count(con)
+        )
+        rows_in = delivered.rows_in
+        outcomes = delivery.outcomes_of(con, conn, registry, ds, sub, run, rows_failing, rows_in)
+        to_reject = delivery.blocking_rows(con)
         conn.rollback()
     finally:
+        con.close()
         conn.close()
-    policy = SuitePolicy(**run.summary["policy"]) if run.summary.get("policy") else SuitePolicy()
-    rejected_at_load = run.summary["expectations"][0]["rows_failing"] or 0  # conversion.types
-    reason = verdict.decide(run.summary["expectations"], policy, rows_in, trial.rows_to_reject + rejected_at_load)
+        shutil.rmtree(tmp, ignore_errors=True)
+    from anbar.validation import summarise
+
+    summary = summarise(
+        outcomes,
+        dataset=ds.key,
+        submission_id=int(sub.submission_id),
+        table=f"clean.{ds.key}_s{int(sub.submission_id)}",
+        suite=trial_suite.source,
+        suite_sha256=trial_suite.sha256,
+        row_count=run.row_count,
+        duration_seconds=run.seconds,
+        policy=trial_suite.policy,
+    )
+    trial = Trial(ds.key, period, sub.version, sub.submission_id, sub.status, str(suite), summary, rows_in)
+    builtins = 2  # conversion.types and quality.timeliness come first
+    trial.rows_failing = {n + builtins: rows for n, rows in rows_failing.items()}
+    trial.rows_failing[0] = delivered.rows_not_converted
+    for n, rows in trial.rows_failing.items():
+        summary["expectations"][n]["rows_failing"] = rows
+    trial.rows_to_reject = to_reject
+    reason = verdict.decide(summary["expectations"], trial_suite.policy, rows_in, to_reject)
     trial.would_be = "rejected" if reason else "accepted"
     trial.because = reason
     return trial

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import textwrap
 
@@ -10,7 +12,7 @@ import pytest
 from anbar import ddl, ingest, ledger
 from anbar.ids import make_person_id
 from anbar.ingest_dag import build_ingest_dag
-from anbar.loader import FileToLoad, load_delivery
+from anbar.landing import LandingArchive
 from anbar.registry import default_root, load_registry
 
 pytestmark = pytest.mark.integration
@@ -62,29 +64,42 @@ def test_one_file_gives_a_dag_tables_and_checks(registry_with_swo, pg, fresh_war
         assert cur.fetchone()[0] == 2  # raw and clean
     conn.commit()
 
-    # A delivery with one bad check digit is loaded and rejected by the suite the registry implies.
-    ds = org.dataset("beneficiaries")
+    # A delivery with one bad check digit, landed, is rejected by the suite the registry implies.
+    data = (
+        f"national_id,service,province,since\n{make_person_id(42)},rehab,23,1400/01/01\n"
+        "0076229646,rehab,23,1400/01/01\n"
+    ).encode()
+    archive = LandingArchive(tmp_path / "landing")
+    monkeypatch.setenv("ANBAR_LANDING_DIR", str(archive.root))
+    landed = archive.store_bytes("b.csv", data)
+    manifest = {
+        "org": "swo",
+        "dataset": "beneficiaries",
+        "period": "1404-08",
+        "schema_version": 1,
+        "encoding": "utf-8",
+        "delimiter": ",",
+        "files": [{"name": "b.csv", "bytes": len(data), "sha256": landed.sha256, "rows": 2}],
+    }
+    raw_manifest = json.dumps(manifest).encode()
+    delivery_sha = hashlib.sha256(raw_manifest).hexdigest()
     sub, _ = ledger.open_submission(
         conn,
         org="swo",
         dataset="beneficiaries",
         period="1404-08",
         transport="sftp",
-        delivery_sha256="x" * 64,
-        manifest={},
+        delivery_sha256=delivery_sha,
+        manifest=manifest,
         rows_manifest=2,
         run_id=None,
     )
-    csv = tmp_path / "b.csv"
-    csv.write_text(
-        f"national_id,service,province,since\n{make_person_id(42)},rehab,23,1400/01/01\n"
-        "0076229646,rehab,23,1400/01/01\n",
-        encoding="utf-8",
-    )
-    load_delivery(conn, org, ds, sub.submission_id, "1404-08", [FileToLoad("b.csv", csv, 2)], "utf-8", ",")
-    ledger.update(conn, sub, "load", "loaded", rows_loaded=2, rows_rejected=0)
-    step = ingest.validate(
-        ingest.Step("swo", "beneficiaries", "1404-08", "loaded", submission_id=sub.submission_id), registry=registry
+    delivery = archive.record_delivery("swo", "beneficiaries", "1404-08", delivery_sha, raw_manifest, [landed])
+    ledger.update(conn, sub, "land", "landed", landing_path=str(delivery))
+    step = ingest.process(
+        ingest.Step("swo", "beneficiaries", "1404-08", "landed", submission_id=sub.submission_id),
+        registry=registry,
+        archive=archive,
     )
     assert step.state == "rejected" and "national_id" in step.message
     with conn.cursor() as cur:

@@ -137,9 +137,10 @@ def _shown(text_sql: str) -> str:
 
 
 def conversion_sql(org: Organisation, ds: Dataset, source: str, *, lookups: bool, keep_raw: bool = False) -> str:
-    """A query over ``source`` (a relation with ``_file``, ``_row_no`` and the dataset's columns as delivered
-    text) giving ``_file``, ``_row_no``, with ``keep_raw`` the delivered values (``r:<column>``), the typed
-    columns and ``_problems`` (the reasons a row cannot be converted, NULL when it can).
+    """A query over ``source`` (a relation with ``_file``, ``_row_no``, ``_read_problem`` — why the reader could
+    not read the row as delivered, if it could not — and the dataset's columns as delivered text) giving
+    ``_file``, ``_row_no``, ``_read_problem``, with ``keep_raw`` the delivered values (``r:<column>``), the
+    typed columns and ``_problems`` (the reasons a row cannot be converted, NULL when it can).
 
     Five projections, each over the one before: the fast path; the digits of the values it left (the
     costly ``translate``, once per value); the rest of their normalisation; the typed values; the reasons.
@@ -147,7 +148,7 @@ def conversion_sql(org: Organisation, ds: Dataset, source: str, *, lookups: bool
     convs = conversions(org, ds, lookups=lookups)
     names = [c.column.name for c in convs]
     joins = " ".join(c.join for c in convs if c.join)
-    keep = [ident(k) for k in ("_file", "_row_no")]
+    keep = [ident(k) for k in ("_file", "_row_no", "_read_problem")]
     step1 = [f"r.{k}" for k in keep]
     for c in convs:
         step1.append(f"r.{ident(c.column.name)} as {_name('r', c.column.name)}")
@@ -167,7 +168,7 @@ def conversion_sql(org: Organisation, ds: Dataset, source: str, *, lookups: bool
         typed = c.typed(_name("f", c.column.name), _name("s", c.column.name))
         step4.append(f"{typed} as {_name('v', c.column.name)}")
     step5 = keep + [_name("r", n) for n in names if keep_raw] + [f"{_name('v', n)} as {ident(n)}" for n in names]
-    problems, failing = [], []
+    problems, failing = ["_read_problem"], ["_read_problem is not null"]
     for c in convs:
         if not c.complaint:
             continue
@@ -176,11 +177,8 @@ def conversion_sql(org: Organisation, ds: Dataset, source: str, *, lookups: bool
         failing.append(test)
         reason = f"{literal(c.column.name + ': ')} || {_shown(slow)} || {literal(' ' + c.complaint)}"
         problems.append(f"case when {test} then {reason} end")
-    if failing:
-        listed = f"list_filter([{', '.join(problems)}], lambda p: p is not null)"
-        step5.append(f"case when {' or '.join(failing)} then {listed} end as _problems")
-    else:
-        step5.append("null::varchar[] as _problems")
+    listed = f"list_filter([{', '.join(problems)}], lambda p: p is not null)"
+    step5.append(f"case when {' or '.join(failing)} then {listed} end as _problems")
     query = f"select {', '.join(step1)} from {source} as r {joins}"
     for step in (step2, step3, step4, step5):
         query = f"select {', '.join(step)} from ({query})"

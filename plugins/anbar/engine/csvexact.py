@@ -118,13 +118,15 @@ def _stray_quote_fields(record_text: str, delimiter: str) -> list[int]:
 def read(
     path: Path | str, data_offset: int, name: str, columns: list[str], delimiter: str
 ) -> Iterator[pa.RecordBatch | ExactRead]:
-    """Yield the file's records as record batches (``_row_no`` and the columns, as text), then the
-    :class:`ExactRead` summary. Raises DeliveryRejected(malformed_csv) at the first structural fault."""
+    """Yield the file's records as record batches (``_row_no``, the columns as text, ``_read_problem``: why a
+    row could not be read as delivered), then the :class:`ExactRead` summary. Raises
+    DeliveryRejected(malformed_csv) at the first structural fault."""
     lines = _Lines(_text_chunks(Path(path), data_offset))
     reader = csv.reader(lines, delimiter=delimiter, quotechar='"', doublequote=True, strict=True)
     summary = ExactRead()
     values: list[list[str | None]] = [[] for _ in columns]
     row_nos: list[int] = []
+    problems: list[str | None] = []
     header_lines = 1
     while True:
         lines.current = []
@@ -157,22 +159,32 @@ def read(
             else:
                 problem = f"extra data after last expected column ({len(fields)} fields, {len(columns)} expected)"
             raise _malformed(name, problem, row, first_line)
+        problem = None
         if '"' in record_text:
             stray = _stray_quote_fields(record_text, delimiter)
             if stray:
                 summary.stray_quote_rows[row] = [columns[i] for i in stray]
+                problem = f"{', '.join(summary.stray_quote_rows[row])}: {STRAY_QUOTE}"
         summary.records = row
         row_nos.append(row)
+        problems.append(problem)
         for column, value in zip(values, fields, strict=True):
             column.append(value if value != "" else None)
         if len(row_nos) >= BATCH_ROWS:
-            yield _batch(row_nos, columns, values)
-            row_nos, values = [], [[] for _ in columns]
+            yield _batch(row_nos, columns, values, problems)
+            row_nos, values, problems = [], [[] for _ in columns], []
     if row_nos:
-        yield _batch(row_nos, columns, values)
+        yield _batch(row_nos, columns, values, problems)
     yield summary
 
 
-def _batch(row_nos: list[int], columns: list[str], values: list[list[str | None]]) -> pa.RecordBatch:
+def schema(columns: list[str]) -> pa.Schema:
+    return pa.schema([("_row_no", pa.int64()), *((c, pa.string()) for c in columns), ("_read_problem", pa.string())])
+
+
+def _batch(
+    row_nos: list[int], columns: list[str], values: list[list[str | None]], problems: list[str | None]
+) -> pa.RecordBatch:
     arrays = [pa.array(row_nos, type=pa.int64())] + [pa.array(v, type=pa.string()) for v in values]
-    return pa.RecordBatch.from_arrays(arrays, names=["_row_no", *columns])
+    arrays.append(pa.array(problems, type=pa.string()))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema(columns))

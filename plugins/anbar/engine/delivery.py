@@ -88,7 +88,7 @@ def render(con: duckdb.DuckDBPyConnection, ds: Dataset, archive: LandingArchive,
     marker = delivery_dir / RENDERING
     if marker.exists():
         return json.loads(marker.read_text())
-    cols = ", ".join(f"{ident('r:' + c)} as {ident(c)}" for c in ds.column_names)
+    cols = ", ".join(f"{ident('r:' + c)} as {ident(c)}" for c in ds.column_names) + ", _read_problem"
     tmp = archive.tmp / f"rendering-{os.getpid()}-{delivery_dir.name[:12]}.parquet"
     con.execute(
         f"copy (select _file, _row_no, {cols} from {DELIVERY} order by _file, _row_no) "
@@ -104,7 +104,7 @@ def render(con: duckdb.DuckDBPyConnection, ds: Dataset, archive: LandingArchive,
         "object": str(landed.relative_to(archive.root)),
         "sha256": digest.hexdigest(),
         "rows": pq.ParquetFile(landed).metadata.num_rows,
-        "columns": ["_file", "_row_no", *ds.column_names],
+        "columns": ["_file", "_row_no", *ds.column_names, "_read_problem"],
         "engine": f"duckdb {duckdb.__version__}",
     }
     archive.write_once(delivery_dir, RENDERING, json.dumps(info, indent=2).encode())
@@ -344,11 +344,9 @@ def _decide(
     (``preloaded``: some rule ran in PostgreSQL), this is the only time the delivery is written to
     PostgreSQL: an accepted one's rows in one COPY, a rejected one's nowhere but its rejects."""
     rows_in = delivered.rows_in
-    timeliness = verdict._timeliness(conn, registry, ds, sub)
-    outcomes = [_conversion_outcome(con, rows_in), timeliness, *_outcomes(run, ds, rows_failing)]
+    outcomes = outcomes_of(con, conn, registry, ds, sub, run, rows_failing, rows_in)
     policy = run.suite.policy
-    blocking_rows = f"select distinct file, row_no from {FINDINGS} where severity = 'blocking'"
-    reason = verdict.decide(outcomes, policy, rows_in, scalar(con, f"select count(*) from ({blocking_rows})"))
+    reason = verdict.decide(outcomes, policy, rows_in, blocking_rows(con))
     moved = _rule_rejects(con, reason is None and policy.rejection == "rows")
     flagged = 0
     if reason is None:
@@ -452,6 +450,74 @@ def _suite(conn, registry: Registry, ds: Dataset) -> validate.Suite:
     return validate.load(conn, ds, None, generate_suite(ds, registry))
 
 
+def evaluate(
+    con: duckdb.DuckDBPyConnection,
+    conn,
+    registry: Registry,
+    ds: Dataset,
+    sub: ledger.Submission,
+    suite: validate.Suite,
+    tmp: Path,
+) -> tuple[validate.Plan, dict[int, validate.RuleResult], dict[int, int]]:
+    """The suite's expectations the pass evaluates, on the delivery in ``con``, their offending rows in the
+    findings table; returns the plan (where the others run), the results and the rows each found, by index."""
+    compared = verdict.compared_deliveries(conn, registry, ds, sub.period)
+    start, end = verdict.period_bounds(registry, ds, sub.period)
+    context = snapshot.context_views(con, conn, compared, validate.context_keys(suite), tmp / "snapshots")
+    where = validate.plan(con, ds, suite, context, start, end)
+    _create_findings(con)
+    index = {c["id"]: n for n, c in enumerate(suite.expectations)}
+    results = {index[r.config["id"]]: r for r in validate.run_in_duckdb(con, where)}
+    return where, results, _record_findings(con, conn, results, tmp / "rows", late=False)
+
+
+def evaluate_in_postgres(
+    con: duckdb.DuckDBPyConnection,
+    conn,
+    registry: Registry,
+    ds: Dataset,
+    sub: ledger.Submission,
+    suite: validate.Suite,
+    where: validate.Plan,
+    tmp: Path,
+) -> tuple[dict[int, validate.RuleResult], dict[int, int]]:
+    """The expectations the pass leaves to PostgreSQL, on the submission's table there (loaded, unattached)."""
+    index = {c["id"]: n for n, c in enumerate(suite.expectations)}
+    pg_context = verdict.context_tables(conn, registry, ds, sub.period)
+    late = {
+        index[r.config["id"]]: r
+        for r in validate.run_in_postgres(conn, ds, sub.submission_id, where.in_postgres, pg_context)
+    }
+    if where.by_gx:
+        late |= {index[r.config["id"]]: r for r in validate.run_with_gx(conn, ds, sub.submission_id, where.by_gx, con)}
+    return late, _record_findings(con, conn, late, tmp / "rows", late=True)
+
+
+def outcomes_of(
+    con,
+    conn,
+    registry: Registry,
+    ds: Dataset,
+    sub: ledger.Submission,
+    run: validate.SuiteRun,
+    rows_failing: dict[int, int],
+    rows_in: int,
+) -> list[ExpectationOutcome]:
+    """anbar's own rules (conversion, timeliness) and the suite's, as the summary and the decision read them."""
+    return [
+        _conversion_outcome(con, rows_in),
+        verdict._timeliness(conn, registry, ds, sub),
+        *_outcomes(run, ds, rows_failing),
+    ]
+
+
+def blocking_rows(con) -> int:
+    """Distinct rows a blocking rule (conversion.types included) found."""
+    return scalar(
+        con, f"select count(*) from (select distinct file, row_no from {FINDINGS} where severity = 'blocking')"
+    )
+
+
 def process(
     conn,
     archive: LandingArchive,
@@ -459,12 +525,7 @@ def process(
     org: Organisation,
     ds: Dataset,
     sub: ledger.Submission,
-    files: list[read.DeliveredFile],
-    *,
-    encoding: str = "utf-8",
-    delimiter: str = ",",
-    api_records: Path | None = None,
-    api_rows_declared: int | None = None,
+    landed: read.Landed,
 ) -> Outcome:
     """The pass for one landed submission (see the module doc). Raises DeliveryRejected for what rejects the
     delivery before its values are checked (the caller records it); anything else leaves the ledger as it
@@ -473,35 +534,17 @@ def process(
     tmp = _tmp(archive, sub.submission_id)
     con = duck.connect(tmp / "spill", registry=registry)
     try:
-        if api_records is not None:
-            delivered = read.read_api_delivery(con, org, ds, api_records, api_rows_declared, tmp / "read")
-        else:
-            delivered = read.read_delivery(con, org, ds, files, encoding, delimiter, tmp / "read")
+        delivered = read.read_landed(con, org, ds, landed, tmp / "read")
         timings.lap("read and convert")
         suite = _suite(conn, registry, ds)
-        compared = verdict.compared_deliveries(conn, registry, ds, sub.period)
-        start, end = verdict.period_bounds(registry, ds, sub.period)
-        duck_context = snapshot.context_views(con, conn, compared, validate.context_keys(suite), tmp / "snapshots")
-        where = validate.plan(con, ds, suite, duck_context, start, end)
-        _create_findings(con)
-        index = {c["id"]: n for n, c in enumerate(suite.expectations)}
-        results: dict[int, validate.RuleResult] = {}
-        for res in validate.run_in_duckdb(con, where):
-            results[index[res.config["id"]]] = res
-        rows_failing = _record_findings(con, conn, results, tmp / "rows", late=False)
+        where, results, rows_failing = evaluate(con, conn, registry, ds, sub, suite, tmp)
         timings.lap("validate")
         preloaded = bool(where.in_postgres or where.by_gx)
         if preloaded:  # some rules read the rows in PostgreSQL: load them first (unattached)
             sub = _load(conn, con, ds, sub, delivered)
             timings.lap("load for the rules in PostgreSQL")
-            late: dict[int, validate.RuleResult] = {}
-            pg_context = verdict.context_tables(conn, registry, ds, sub.period)
-            for res in validate.run_in_postgres(conn, ds, sub.submission_id, where.in_postgres, pg_context):
-                late[index[res.config["id"]]] = res
-            if where.by_gx:
-                for res in validate.run_with_gx(conn, ds, sub.submission_id, where.by_gx, con):
-                    late[index[res.config["id"]]] = res
-            rows_failing |= _record_findings(con, conn, late, tmp / "rows", late=True)
+            late, late_rows = evaluate_in_postgres(con, conn, registry, ds, sub, suite, where, tmp)
+            rows_failing |= late_rows
             results |= late
             timings.lap("validate in PostgreSQL")
         run = validate.SuiteRun(suite, [results[n] for n in range(len(suite.expectations))], validate.row_count(con))

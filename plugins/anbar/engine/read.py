@@ -50,6 +50,18 @@ class DeliveredFile:
     rows_declared: int | None  # the manifest's count; None when the delivery's total is checked instead
 
 
+@dataclass(frozen=True)
+class Landed:
+    """A landed delivery, as the pass reads it: CSV files with their manifest's encoding and delimiter, or
+    the JSON Lines of an API extract with the manifest's total."""
+
+    files: list[DeliveredFile]
+    encoding: str = "utf-8"
+    delimiter: str = ","
+    api_records: Path | None = None
+    api_rows_declared: int | None = None
+
+
 @dataclass
 class FileRead:
     name: str
@@ -137,12 +149,16 @@ def _duck_source(p: _Prepared, delimiter: str) -> str:
     )
 
 
-def _file_select(p: _Prepared, source: str, ds: Dataset, row_no: str) -> str:
-    """The file's records: ``_file``, ``_row_no`` and every registry column (NULL for an optional one absent)."""
+def _file_select(p: _Prepared, source: str, ds: Dataset, row_no: str, read_problem: str) -> str:
+    """The file's records: ``_file``, ``_row_no``, every registry column (NULL for an optional one absent) and
+    ``_read_problem``."""
     values = [
         f"{convert.ident(c)}" if c in p.columns else f"null::varchar as {convert.ident(c)}" for c in ds.column_names
     ]
-    return f"select {literal(p.file.name)} as _file, {row_no} as _row_no, {', '.join(values)} from {source}"
+    return (
+        f"select {literal(p.file.name)} as _file, {row_no} as _row_no, {', '.join(values)}, "
+        f"{read_problem} as _read_problem from {source}"
+    )
 
 
 def _exact_batches(p: _Prepared, delimiter: str, outcome: list) -> Iterator[pa.RecordBatch]:
@@ -156,10 +172,6 @@ def _exact_batches(p: _Prepared, delimiter: str, outcome: list) -> Iterator[pa.R
                 yield item
     except (DeliveryRejected, UnicodeDecodeError) as exc:
         outcome.append(exc)
-
-
-def _stray_reason(columns: list[str]) -> str:
-    return f"{', '.join(columns)}: {csvexact.STRAY_QUOTE}"
 
 
 def read_delivery(
@@ -226,7 +238,7 @@ def _read_file(
     table = f"{DELIVERY}_file"
     duck_error: duckdb.Error | None = None
     try:
-        raw = _file_select(p, _duck_source(p, delimiter), ds, "row_number() over ()")
+        raw = _file_select(p, _duck_source(p, delimiter), ds, "row_number() over ()", "null::varchar")
         _create(con, table, convert.conversion_sql(org, ds, f"({raw})", lookups=lookups, keep_raw=True))
     except duckdb.Error as exc:
         duck_error = exc
@@ -243,10 +255,10 @@ def _read_file(
         if p.path == p.file.path and duck_error is not None and "unicode" in str(duck_error).lower():
             _check_utf8(p.file, "utf-8")  # raises the standard's encoding_error with the byte offset
         outcome: list = []
-        batches = pa.RecordBatchReader.from_batches(_exact_schema(p), _exact_batches(p, delimiter, outcome))
+        batches = pa.RecordBatchReader.from_batches(csvexact.schema(p.columns), _exact_batches(p, delimiter, outcome))
         con.register("exact_records", batches)
         try:
-            raw = _file_select(p, "exact_records", ds, "_row_no")
+            raw = _file_select(p, "exact_records", ds, "_row_no", "_read_problem")
             _create(con, table, convert.conversion_sql(org, ds, f"({raw})", lookups=lookups, keep_raw=True))
         finally:
             con.unregister("exact_records")
@@ -255,8 +267,6 @@ def _read_file(
         if not outcome or not isinstance(outcome[-1], csvexact.ExactRead):
             raise outcome[-1] if outcome else RuntimeError(f"{p.file.name}: the exact reader ended without a word")
         reader, stray = "exact", outcome[-1].stray_quote_rows
-        if stray:
-            _mark_stray_quotes(con, table, stray)
         rows = scalar(con, f"select count(*) from {table}")
     if create:
         con.execute(f"alter table {table} rename to {DELIVERY}")
@@ -268,22 +278,6 @@ def _read_file(
 
 def _create(con: duckdb.DuckDBPyConnection, table: str, query: str) -> None:
     con.execute(f"create or replace temporary table {table} as {query}")
-
-
-def _exact_schema(p: _Prepared) -> pa.Schema:
-    return pa.schema([("_row_no", pa.int64())] + [(c, pa.string()) for c in p.columns])
-
-
-def _mark_stray_quotes(con: duckdb.DuckDBPyConnection, table: str, stray: dict[int, list[str]]) -> None:
-    """Rows holding a quote inside an unquoted field cannot be converted (§7.1): they are set aside."""
-    rows = list(stray)
-    reasons = [_stray_reason(stray[r]) for r in rows]
-    con.execute(
-        f"update {table} set _problems = list_prepend(s.reason, coalesce(_problems, [])) "
-        "from (select unnest(?::bigint[]) as row_no, unnest(?::varchar[]) as reason) s "
-        f"where {table}._row_no = s.row_no",
-        [rows, reasons],
-    )
 
 
 # -- API deliveries: the landed JSON Lines -----------------------------------------------------------------
@@ -371,7 +365,7 @@ def read_api_delivery(
         text = scalar(con, f"select {message} from api_records where _row_no = {int(row)}")
         raise DeliveryRejected(reason, text)
     values = ", ".join(f"{_json_value(c)} as {convert.ident(c)}" for c in ds.column_names)
-    raw = f"(select {literal(name)} as _file, _row_no, {values} from api_records)"
+    raw = f"(select {literal(name)} as _file, _row_no, {values}, null::varchar as _read_problem from api_records)"
     lookups = (rows_declared or 0) > LOOKUP_ROWS
     if lookups:
         from anbar.engine.duck import install_lookups
@@ -404,3 +398,26 @@ def _first_bad_json_line(path: Path) -> None:
                 json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DeliveryRejected("malformed_records", f"record {record} is not valid JSON: {exc}") from None
+
+
+def read_landed(con: duckdb.DuckDBPyConnection, org: Organisation, ds: Dataset, landed: Landed, tmp: Path):
+    """:func:`read_delivery` or :func:`read_api_delivery`, as the delivery came."""
+    if landed.api_records is not None:
+        return read_api_delivery(con, org, ds, landed.api_records, landed.api_rows_declared, tmp)
+    return read_delivery(con, org, ds, landed.files, landed.encoding, landed.delimiter, tmp)
+
+
+def read_rendering(con: duckdb.DuckDBPyConnection, org: Organisation, ds: Dataset, parquet: Path) -> DeliveryRead:
+    """A delivery already read once, from the rendering of its delivered values (no CSV parsed again)."""
+    rows_declared = scalar(con, f"select count(*) from read_parquet({literal(str(parquet))})")
+    lookups = rows_declared > LOOKUP_ROWS
+    if lookups:
+        from anbar.engine.duck import install_lookups
+
+        install_lookups(con)
+    source = f"(select * from read_parquet({literal(str(parquet))}))"
+    _create(con, DELIVERY, convert.conversion_sql(org, ds, source, lookups=lookups, keep_raw=True))
+    files = con.execute(f"select _file, count(*) from {DELIVERY} group by _file order by _file").fetchall()
+    not_converted = scalar(con, f"select count(*) from {DELIVERY} where _problems is not null")
+    reads = [FileRead(name, ds.column_names, [], rows, "rendering") for name, rows in files]
+    return DeliveryRead(reads, rows_declared, rows_declared - not_converted, not_converted, [])

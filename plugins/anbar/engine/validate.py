@@ -79,10 +79,14 @@ class SuiteRun:
 # -- reading the suite --------------------------------------------------------------------------------
 
 
-def load(conn, ds: Dataset, path: Path | None, generated: dict[str, Any] | None = None) -> Suite:
+def load(
+    conn, ds: Dataset, path: Path | None, generated: dict[str, Any] | None = None, *, record: bool = True
+) -> Suite:
     """The suite of a dataset: its file (or, without one, the suite its registry entry implies).
 
-    GX checks a suite the first time this warehouse sees its bytes; later runs read the JSON only."""
+    GX checks a suite the first time this warehouse sees its bytes; later runs read the JSON only.
+    ``record=False`` (``anbar suites try``, which writes nothing) checks an unknown version without
+    recording it."""
     if path is not None:
         try:
             text = path.read_bytes()
@@ -95,7 +99,8 @@ def load(conn, ds: Dataset, path: Path | None, generated: dict[str, Any] | None 
     sha = hashlib.sha256(text).hexdigest()
     if not _checked(conn, ds, sha):
         _check_with_gx(ds, path, generated)
-        _record_checked(conn, ds, sha, source)
+        if record:
+            _record_checked(conn, ds, sha, source)
     data = json.loads(text)
     exps = []
     for exp in data["expectations"]:
