@@ -662,8 +662,8 @@ class ArchiveCheck:
 
 
 def check_archive(conn, landing_root: Path | None = None) -> ArchiveCheck:
-    """Every delivery the ledger says was landed is in the landing archive, and every one of its files
-    re-hashes to the sha256 the archive and the ledger name it by."""
+    """Every delivery the ledger says was landed is in the landing archive, and every one of its files (and the
+    columnar rendering of its values, where the pass wrote one) re-hashes to the sha256 it is named by."""
     from anbar.landing import LandingArchive
 
     root = Path(landing_root or settings.landing_dir())
@@ -686,7 +686,19 @@ def check_archive(conn, landing_root: Path | None = None) -> ArchiveCheck:
         if not listing.exists():
             out.problems.append(f"{label}: {listing.parent.relative_to(root)} is not in the archive")
             continue
-        for entry in json.loads(listing.read_text(encoding="utf-8")):
+        entries = json.loads(listing.read_text(encoding="utf-8"))
+        rendering = listing.with_name("rendering.json")  # the columnar rendering of the delivered values
+        if rendering.exists():
+            info = json.loads(rendering.read_text(encoding="utf-8"))
+            entries.append(
+                {
+                    "name": "rendering",
+                    "object": info["object"],
+                    "sha256": info["sha256"],
+                    "bytes": (root / info["object"]).stat().st_size if (root / info["object"]).exists() else 0,
+                }
+            )
+        for entry in entries:
             obj = root / entry["object"]
             referenced.add(obj)
             out.files += 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -396,8 +397,13 @@ def landed_delivery(archive: LandingArchive, org: Organisation, ds: Dataset, p: 
 
     landed = Path(sub.landing_path)
     listing = json.loads((landed / "files.json").read_text())
-    if org.transport.kind == "sftp":
-        manifest = parse_manifest((landed / "manifest.json").read_bytes(), org, ds, p)
+    raw_manifest = (landed / "manifest.json").read_bytes()
+    try:
+        declared = json.loads(raw_manifest.decode("utf-8-sig"))
+    except ValueError:
+        declared = None
+    if org.transport.kind == "sftp" or (isinstance(declared, dict) and "files" in declared):  # CSV files
+        manifest = parse_manifest(raw_manifest, org, ds, p)
         rows_by_name = {f.name: f.rows for f in manifest.files}
         files = [DeliveredFile(f["name"], archive.root / f["object"], rows_by_name[f["name"]]) for f in listing]
         return Landed(files, manifest.encoding, manifest.delimiter)
@@ -524,6 +530,84 @@ def _mail(conn, mail: notify.Mail) -> str:
     except notify.MailNotSent as exc:
         log.warning("%s", exc)
         return "queued"
+
+
+def land_files(
+    org_code: str,
+    dataset: str,
+    period: str,
+    paths: list[Path],
+    *,
+    encoding: str = "utf-8",
+    delimiter: str = ",",
+    rows: list[int] | None = None,
+    registry: Registry | None = None,
+    archive: LandingArchive | None = None,
+    run_id: str | None = None,
+) -> Step:
+    """Land CSV files at hand as one delivery of ``org_code``/``dataset``/``period``, as if its supplier had
+    published them with a manifest written here (sizes, sha256; records counted by the structure check, or
+    ``rows`` as declared); the step returned is ready for :func:`process`. For loading a delivery received
+    outside the transports (and for tests and benchmarks)."""
+    from anbar.engine import structure
+    from anbar.engine.read import first_line_length
+
+    registry = registry or load_registry()
+    archive = archive or LandingArchive(settings.landing_dir())
+    org, ds, p = _resolve(registry, org_code, dataset, period)
+    landed, entries = [], []
+    for n, path in enumerate(paths):
+        with open(path, "rb") as fh:
+            lf = archive.store_stream(path.name, lambda out, fh=fh: shutil.copyfileobj(fh, out, 1 << 20))
+        if rows is not None:
+            count = rows[n]
+        else:
+            with open(lf.path, "rb") as fh:
+                columns = fh.readline().count(delimiter.encode()) + 1
+            found = structure.scan(lf.path, first_line_length(lf.path), columns, delimiter)
+            if not found.clean:
+                raise ValueError(f"{path}: not well-formed CSV ({found.why}); give its rows to land it as it is")
+            count = found.records
+        landed.append(lf)
+        entries.append({"name": path.name, "bytes": lf.bytes, "sha256": lf.sha256, "rows": count})
+    manifest = {
+        "org": org.code,
+        "dataset": ds.name,
+        "period": p.label,
+        "schema_version": ds.schema_version,
+        "encoding": encoding,
+        "delimiter": delimiter,
+        "files": entries,
+    }
+    raw_manifest = json.dumps(manifest, indent=2).encode()
+    delivery_sha = sha256_bytes(raw_manifest)
+    conn = warehouse.connect()
+    try:
+        ddl.bootstrap(conn, registry)
+        step = Step(org.code, ds.name, p.label, "received")
+        sub, done = _open(
+            conn,
+            step,
+            transport="file",
+            delivery_sha256=delivery_sha,
+            raw_manifest=raw_manifest,
+            rows_of=declared_rows,
+            run_id=run_id,
+        )
+        if done:
+            return done
+        delivery_dir = archive.record_delivery(org.code, ds.name, p.label, delivery_sha, raw_manifest, landed)
+        ledger.update(
+            conn, sub, "land", "landed", landing_path=str(delivery_dir), rows_manifest=manifest_rows(manifest)
+        )
+        step.state = "landed"
+        return step
+    finally:
+        conn.close()
+
+
+def manifest_rows(manifest: dict) -> int:
+    return sum(f["rows"] for f in manifest["files"])
 
 
 def run_steps(

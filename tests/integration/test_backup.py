@@ -12,9 +12,8 @@ import uuid
 import psycopg2
 import pytest
 
-from anbar import backup, ddl
+from anbar import backup, ddl, ingest
 from anbar.cli import main
-from anbar.loader import FileToLoad, load_delivery
 from anbar.registry import load_registry
 
 pytestmark = pytest.mark.integration
@@ -30,23 +29,6 @@ CSV = (
 )
 
 
-def _submission(conn) -> int:
-    with conn.cursor() as cur:
-        cur.execute(
-            "insert into anbar.submissions (org, dataset, period, version, transport, delivery_sha256, status)"
-            " values ('sso', 'insured_persons', '1404-08', 1, 'sftp', %s, 'landed') returning submission_id",
-            (uuid.uuid4().hex,),
-        )
-        (sid,) = cur.fetchone()
-        cur.execute(
-            "insert into anbar.submission_events (submission_id, org, dataset, period, step, status, detail)"
-            " values (%s, 'sso', 'insured_persons', '1404-08', 'land', 'landed', '{\"files\": 1}')",
-            (sid,),
-        )
-    conn.commit()
-    return sid
-
-
 @pytest.fixture(scope="module")
 def warehouse(pg, tmp_path_factory):
     """A bootstrapped warehouse with one real load, and one backup of it taken before any test ran."""
@@ -56,12 +38,16 @@ def warehouse(pg, tmp_path_factory):
     ddl.bootstrap(conn, REG)
     path = tmp_path_factory.mktemp("delivery") / "persons.csv"
     path.write_text(CSV, encoding="utf-8")
-    sid = _submission(conn)
-    loaded = load_delivery(conn, SSO, PERSONS, sid, "1404-08", [FileToLoad("persons.csv", path, 3)], "utf-8", ",")
-    assert loaded.rows_loaded == 3
+    landing = tmp_path_factory.mktemp("landing")
+    with pytest.MonkeyPatch.context() as env:  # the steps connect to this warehouse and land in an archive of its own
+        env.setenv("ANBAR_WAREHOUSE_URL", pg.url(name))
+        env.setenv("ANBAR_LANDING_DIR", str(landing))
+        step = ingest.process(ingest.land_files("sso", "insured_persons", "1404-08", [path]))
+    assert step.state == "accepted" and step.detail["rows_loaded"] == 3, step
+    sid = step.submission_id
     server = backup.Server.from_url(pg.dsn(name))
     manifest = backup.take(directory=tmp_path_factory.mktemp("backups"), server=server)
-    yield {"name": name, "conn": conn, "server": server, "manifest": manifest, "sid": sid}
+    yield {"name": name, "conn": conn, "server": server, "manifest": manifest, "sid": sid, "landing": landing}
     conn.close()
 
 
@@ -99,7 +85,7 @@ def test_a_backup_of_a_loaded_warehouse_restores_identical_and_is_recorded(wareh
     partition = f"clean.sso__insured_persons_s{warehouse['sid']}"
     assert {k: tables[k]["rows"] for k in ("anbar.submissions", "anbar.submission_events", partition)} == {
         "anbar.submissions": 1,
-        "anbar.submission_events": 1,
+        "anbar.submission_events": 5,  # received, landed, loaded, validated, accepted
         partition: 3,
     }
     assert manifest["sha256"] == backup._sha256(warehouse["manifest"].with_name(manifest["file"]))
@@ -307,8 +293,9 @@ def test_a_table_truncated_after_the_snapshot_fails_the_backup_and_leaves_nothin
 def test_the_archive_check_finds_a_missing_delivery_and_a_changed_file(warehouse, pg, tmp_path, monkeypatch, capsys):
     from anbar.landing import LandingArchive
 
-    archive = LandingArchive(tmp_path / "landing")
-    landed = archive.store_bytes("persons.csv", CSV.encode())
+    archive = LandingArchive(warehouse["landing"])  # beside the delivery the warehouse's load landed
+    delivered = CSV.replace("W2", "W5")
+    landed = archive.store_bytes("persons.csv", delivered.encode())
     archive.store_bytes("later.csv", b"landed after the database backup\n")
     manifest = b'{"files": ["persons.csv"]}'
     sha = hashlib.sha256(manifest).hexdigest()
@@ -328,13 +315,14 @@ def test_the_archive_check_finds_a_missing_delivery_and_a_changed_file(warehouse
     try:
         assert main(["backup", "check-archive", "--landing", str(archive.root)]) == 1
         err = capsys.readouterr().err
-        assert err.startswith("2 deliveries of the ledger, 1 files (0.0 MiB) re-hashed: 1 problem(s); 1 object(s) ")
+        # The load's file and the rendering of its values, and the new delivery's file: three re-hashed.
+        assert err.startswith("3 deliveries of the ledger, 3 files (0.0 MiB) re-hashed: 1 problem(s); 1 object(s) ")
         assert f"submission {added[1]} (sso/insured_persons/1404-10 v1): deliveries/sso/insured_persons/1404-10/" in err
 
         landed.path.chmod(0o644)
-        landed.path.write_bytes(CSV.replace("W1", "W9").encode())
+        landed.path.write_bytes(delivered.replace("W1", "W9").encode())
         found = backup.check_archive(conn, archive.root)
-        changed = hashlib.sha256(CSV.replace("W1", "W9").encode()).hexdigest()
+        changed = hashlib.sha256(delivered.replace("W1", "W9").encode()).hexdigest()
         assert found.problems[0] == (
             f"submission {added[0]} (sso/insured_persons/1404-09 v1): persons.csv: "
             f"{landed.path.relative_to(archive.root)} has sha256 {changed}"

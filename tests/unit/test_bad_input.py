@@ -12,11 +12,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from anbar.engine import duck, read
+from anbar.engine.decode import DecodingReader
 from anbar.exchange import DeliveryRejected
-from anbar.loader import DecodingReader, jsonl_to_csv_file
 from anbar.registry import load_registry
 
-TRAINEES = load_registry().dataset("tvto", "trainees")
+REGISTRY = load_registry()
+TRAINEES = REGISTRY.dataset("tvto", "trainees")
 HEADER = "workshop_code,legal_id,workshop_name,isic_section,province,registered_on"
 
 
@@ -48,24 +50,32 @@ def _record(**values) -> dict:
     return {**base, **values}
 
 
+def _read_api(tmp_path, records: list[dict]):
+    src = tmp_path / "records.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in records))
+    con = duck.connect(tmp_path / "spill", registry=REGISTRY)
+    try:
+        result = read.read_api_delivery(con, REGISTRY.org("tvto"), TRAINEES, src, len(records), tmp_path / "work")
+        return result, con.execute('select "r:national_id", "r:hours", "r:birth_date" from delivery').fetchall()
+    finally:
+        con.close()
+
+
 @pytest.mark.parametrize(
     ("value", "words"),
     [({"code": 1}, "a JSON object"), (["a"], "a JSON array"), (True, "true/false")],
 )
 def test_api_values_other_than_string_number_or_null_are_malformed(tmp_path, value, words):
-    src = tmp_path / "records.jsonl"
-    src.write_text(json.dumps(_record(hours=240)) + "\n" + json.dumps(_record(course_code=value)) + "\n")
     with pytest.raises(DeliveryRejected) as err:
-        jsonl_to_csv_file(src, tmp_path / "out.csv", TRAINEES)
+        _read_api(tmp_path, [_record(hours=240), _record(course_code=value)])
     assert err.value.reason == "malformed_records"
     assert f"record 2, course_code: {words}" in err.value.message
 
 
 def test_api_numbers_and_nulls_are_values(tmp_path):
-    src = tmp_path / "records.jsonl"
-    src.write_text(json.dumps(_record(hours=240, national_id=11537027, birth_date=None)) + "\n")
-    assert jsonl_to_csv_file(src, tmp_path / "out.csv", TRAINEES) == 1
-    assert "11537027" in (tmp_path / "out.csv").read_text()
+    result, values = _read_api(tmp_path, [_record(hours=240, national_id=11537027, birth_date=None)])
+    assert result.rows_in == 1
+    assert values == [("11537027", "240", None)]
 
 
 @pytest.mark.parametrize(

@@ -30,9 +30,9 @@ import duckdb
 import pyarrow as pa
 
 from anbar.engine import convert, csvexact, structure
+from anbar.engine.decode import MAX_HEADER_BYTES, DecodingReader
 from anbar.engine.duck import literal, scalar
 from anbar.exchange import DeliveryRejected, match_header
-from anbar.loader import MAX_HEADER_BYTES, DecodingReader
 from anbar.registry import Dataset, Organisation
 
 DELIVERY = "delivery"
@@ -101,7 +101,7 @@ def _header(f: DeliveredFile, encoding: str, delimiter: str, ds: Dataset) -> tup
         raise DeliveryRejected(exc.reason, f"{f.name}: {exc.message}", **{**exc.detail, "file": f.name}) from None
 
 
-def _first_line_length(path: Path) -> int:
+def first_line_length(path: Path) -> int:
     """Bytes of the header line, its line ending included (read_header made sure there is one)."""
     with open(path, "rb") as fh:
         head = fh.read(MAX_HEADER_BYTES * 4 + 4)
@@ -136,7 +136,7 @@ def prepare(files: list[DeliveredFile], ds: Dataset, encoding: str, delimiter: s
             raise DeliveryRejected("invalid_header", f"{f.name}: header differs from the first file's header")
         first = first or columns
         path = _transcode(f, encoding, tmp) if encoding == "windows-1256" else f.path
-        prepared.append(_Prepared(f, path, _first_line_length(path), columns, missing))
+        prepared.append(_Prepared(f, path, first_line_length(path), columns, missing))
     return prepared
 
 

@@ -1,0 +1,195 @@
+"""The pass against a real PostgreSQL: files landed as a supplier would deliver them, read, converted,
+decided and written once — what reaches the clean table, the rejects and the ledger, and what never does."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from anbar import ingest
+from anbar.engine import load
+from anbar.ids import make_person_id
+from anbar.landing import LandingArchive
+
+from .db import fetch, rendered
+
+pytestmark = pytest.mark.integration
+
+HEADER = "national_id,workshop_code,sex,birth_date,insurance_type,days_worked,insured_wage,employment_start"
+WORKPLACES = "workshop_code,legal_id,workshop_name,isic_section,province,registered_on"
+
+
+@pytest.fixture
+def archive(tmp_path, monkeypatch) -> LandingArchive:
+    monkeypatch.setenv("ANBAR_LANDING_DIR", str(tmp_path / "landing"))
+    return LandingArchive(tmp_path / "landing")
+
+
+def _write(tmp_path, name, text, encoding="utf-8"):
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def _pass(dataset, paths, *, period="1404-08", **land) -> ingest.Step:
+    step = ingest.land_files("sso", dataset, period, paths, **land)
+    assert step.state == "landed", step
+    return ingest.process(step)
+
+
+def _ledger(conn, step) -> dict:
+    [sub] = fetch(
+        conn,
+        "select status, reason, rows_manifest, rows_loaded, rows_rejected, landing_path from anbar.submissions "
+        "where submission_id = %s",
+        step.submission_id,
+    )
+    return sub
+
+
+def test_persian_digits_arabic_letters_and_jalali_dates_are_converted(fresh_warehouse, archive, tmp_path):
+    conn = fresh_warehouse
+    pid = make_person_id(7622964)  # 0076229645
+    persian = pid.translate(str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹"))
+    text = (
+        f"{HEADER}\n"
+        f"{persian},W1,1,۱۳۶۲/۰۵/۰۷,1,٣٠,١٢٣٤٥٦٧٨٩,1400/02/05\n"
+        f"{pid.lstrip('0')},W2,2,1370/12/29,2,15,500000000,\n"
+    )
+    step = _pass("insured_persons", [_write(tmp_path, "p.csv", text)])
+    assert step.state == "accepted", step.message
+    rows = fetch(
+        conn,
+        "select national_id, birth_date, days_worked, insured_wage, employment_start, _row_no "
+        "from clean.sso__insured_persons where _submission_id = %s order by _row_no",
+        step.submission_id,
+    )
+    assert list(rows[0].values()) == [pid, dt.date(1983, 7, 29), 30, 123456789, dt.date(2021, 4, 25), 1]
+    # Left-padded national ID, and an empty optional date is NULL, not an error.
+    assert rows[1]["national_id"] == pid and rows[1]["employment_start"] is None
+    # The values as delivered are in the rendering beside the landed file, not in PostgreSQL.
+    delivered = rendered(
+        _ledger(conn, step)["landing_path"], "select national_id, days_worked from delivered order by _row_no"
+    )
+    assert delivered[0] == {"national_id": persian, "days_worked": "٣٠"}
+
+
+def test_windows_1256_file_with_arabic_letters_loads_normalised(fresh_warehouse, archive, tmp_path):
+    conn = fresh_warehouse
+    # Arabic kaf (U+0643) and yeh (U+064A), as legacy systems write them.
+    text = f"{WORKPLACES}\r\nW1,10380284790,\u0634\u0631\u0643\u062a \u0641\u0646\u064a,C,23,1399/01/15\r\n"
+    step = _pass("workplaces", [_write(tmp_path, "w.csv", text, "cp1256")], encoding="windows-1256")
+    assert step.state == "accepted", step.message
+    [row] = fetch(conn, "select workshop_name from clean.sso__workplaces where _submission_id = %s", step.submission_id)
+    assert row["workshop_name"] == "\u0634\u0631\u06a9\u062a \u0641\u0646\u06cc"  # keheh and Persian yeh
+
+
+def test_unconvertible_values_are_set_aside_with_their_reasons_and_the_balance_holds(
+    fresh_warehouse, archive, tmp_path
+):
+    conn = fresh_warehouse
+    good = make_person_id(11537027)
+    text = (
+        f"{HEADER}\n"
+        f"{good},W1,1,1362/05/07,1,30,100,\n"
+        f"{good},W2,1,1403/07/31,1,30,100,\n"  # month 7 has 30 days
+        f"{good},W3,1,1362/05/07,1,thirty,100,\n"
+        f"{good},W4,1,1362/05/07,1,30,100,\n"
+    )
+    step = _pass("insured_persons", [_write(tmp_path, "p.csv", text)])
+    # Two rows of four cannot be converted: more than the 2% the suite rejects row by row.
+    assert step.state == "rejected" and "conversion:conversion.types" in step.message
+    sub = _ledger(conn, step)
+    assert (sub["rows_manifest"], sub["rows_loaded"], sub["rows_rejected"]) == (4, 0, 4)
+    rejected = fetch(
+        conn,
+        "select row_no, reasons, record->>'workshop_code' as workshop from raw.rejected_rows "
+        "where submission_id = %s order by row_no",
+        step.submission_id,
+    )
+    assert [r["row_no"] for r in rejected] == [2, 3]
+    assert "birth_date" in rejected[0]["reasons"][0] and "1403/07/31" in rejected[0]["reasons"][0]
+    assert "days_worked" in rejected[1]["reasons"][0] and rejected[1]["workshop"] == "W3"
+    # The rendering keeps every row exactly as delivered; nothing of a rejected delivery is in clean.
+    assert rendered(sub["landing_path"])[0]["n"] == 4
+    assert (
+        fetch(conn, "select to_regclass(%s) as t", f"clean.sso__insured_persons_s{step.submission_id}")[0]["t"] is None
+    )
+
+
+def test_several_files_load_in_order_with_their_own_row_numbers(fresh_warehouse, archive, tmp_path):
+    conn = fresh_warehouse
+    pid = make_person_id(5)
+    a = _write(tmp_path, "a.csv", f"{HEADER}\n{pid},W1,1,1362/05/07,1,30,100,\n{pid},W2,1,1362/05/07,1,30,100,\n")
+    b = _write(tmp_path, "b.csv", f"{HEADER}\n{pid},W3,1,1362/05/07,1,30,100,\n")
+    step = _pass("insured_persons", [a, b])
+    assert step.state == "accepted", step.message
+    rows = fetch(
+        conn,
+        "select _file, _row_no, workshop_code from clean.sso__insured_persons "
+        "where _submission_id = %s order by _file, _row_no",
+        step.submission_id,
+    )
+    assert [tuple(r.values()) for r in rows] == [("a.csv", 1, "W1"), ("a.csv", 2, "W2"), ("b.csv", 1, "W3")]
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding", "declared", "reason"),
+    [
+        ("national_id,sex\n1,1\n", "utf-8", "utf-8", "missing_column"),
+        (HEADER + ",bonus\n", "utf-8", "utf-8", "unexpected_column"),
+        (HEADER + "\n0076229645,W1,1,1362/05/07,1,30\n", "utf-8", "utf-8", "malformed_csv"),
+        (HEADER + '\n0076229645,"W1,1,1362/05/07,1,30,100,\n', "utf-8", "utf-8", "malformed_csv"),
+        (HEADER + "\n0076229645,W1,1,1362/05/07,1,30,100,\n", "utf-8", "utf-8", "row_count_mismatch"),
+        (HEADER + "\n0076229645,کارگاه,1,1362/05/07,1,30,100,\n", "cp1256", "utf-8", "encoding_error"),
+        (HEADER + "\n0076229645,کارگاه,1,1362/05/07,1,30,100,\n", "utf-8", "windows-1256", "encoding_error"),
+        ("", "utf-8", "utf-8", "invalid_header"),
+    ],
+)
+def test_bad_files_are_rejected_and_leave_nothing_loaded(
+    fresh_warehouse, archive, tmp_path, text, encoding, declared, reason
+):
+    conn = fresh_warehouse
+    declared_rows = 5 if reason == "row_count_mismatch" else max(text.count("\n") - 1, 0)
+    step = _pass(
+        "insured_persons", [_write(tmp_path, "bad.csv", text, encoding)], encoding=declared, rows=[declared_rows]
+    )
+    assert (step.state, step.reason) == ("rejected", reason)
+    sid = step.submission_id
+    assert (
+        fetch(conn, "select count(*) as n from clean.sso__insured_persons where _submission_id = %s", sid)[0]["n"] == 0
+    )
+    assert fetch(conn, "select count(*) as n from pg_tables where tablename like %s", f"%_s{sid}")[0]["n"] == 0
+    assert fetch(conn, "select count(*) as n from raw.rejected_rows where submission_id = %s", sid)[0]["n"] == 0
+
+
+def test_a_pass_that_fails_at_its_last_write_leaves_nothing_and_the_rerun_decides_once(
+    fresh_warehouse, archive, tmp_path, monkeypatch
+):
+    conn = fresh_warehouse
+    pid = make_person_id(9)
+    step = ingest.land_files(
+        "sso", "insured_persons", "1404-08", [_write(tmp_path, "p.csv", f"{HEADER}\n{pid},W1,1,1362/05/07,1,30,100,\n")]
+    )
+
+    def attach_fails(cur, ds, submission_id):
+        raise RuntimeError("the server refused the attach")
+
+    with monkeypatch.context() as m:
+        m.setattr(load, "attach", attach_fails)
+        with pytest.raises(RuntimeError, match="refused the attach"):
+            ingest.process(step)
+    sid = step.submission_id
+    assert _ledger(conn, step)["status"] == "landed"
+    assert fetch(conn, "select count(*) as n from pg_tables where tablename like %s", f"%_s{sid}")[0]["n"] == 0
+    assert fetch(conn, "select count(*) as n from anbar.row_findings where submission_id = %s", sid)[0]["n"] == 0
+    assert ingest.process(step).state == "accepted"
+    assert ingest.process(step).state == "accepted"  # again: nothing to do
+    assert (
+        fetch(conn, "select count(*) as n from clean.sso__insured_persons where _submission_id = %s", sid)[0]["n"] == 1
+    )
+    events = fetch(
+        conn, "select step from anbar.submission_events where submission_id = %s and status = 'accepted'", sid
+    )
+    assert [e["step"] for e in events] == ["publish"]
