@@ -64,7 +64,7 @@ _QUERY = """
 with wanted (org, dataset, period) as (select * from unnest(%s::text[], %s::text[], %s::text[]))
 select s.org, s.dataset, s.period, s.due_date, s.status, s.latest_submission_id is not null as received,
        s.on_time, s.days_late, s.accepted_first_time, s.resubmissions,
-       coalesce(s.rows_manifest, s.rows_loaded + s.rows_rejected) as rows_delivered, s.rows_rejected,
+       coalesce(s.rows_counted, s.rows_manifest) as rows_delivered, s.rows_rejected,
        q.quality
 from wanted w
 join anbar.submission_status s using (org, dataset, period)

@@ -38,7 +38,7 @@ create table if not exists anbar.submissions (
     delivery_sha256   text not null,
     landing_path      text,
     manifest          jsonb,
-    rows_manifest     bigint,
+    rows_manifest     bigint,  -- what the manifest claims
     rows_loaded       bigint,
     rows_rejected     bigint,
     status            text not null,
@@ -51,9 +51,13 @@ create table if not exists anbar.submissions (
     unique (org, dataset, period, delivery_sha256),
     constraint submissions_status_known check (status in (
         'missing', 'received', 'landed', 'loaded', 'validated', 'accepted', 'rejected', 'failed')),
+    rows_counted      bigint,  -- records counted in the delivered bytes; null until (unless) they were
     constraint submissions_rows_balance check (
         status not in ('loaded', 'validated', 'accepted')
-        or rows_manifest = rows_loaded + rows_rejected)
+        or rows_manifest = rows_loaded + rows_rejected),
+    constraint submissions_rows_counted check (
+        rows_counted is null or rows_loaded is null or rows_rejected is null
+        or rows_counted = rows_loaded + rows_rejected)
 );
 comment on table anbar.submissions is
     'Submission ledger: one row per delivery (org, dataset, period, version).';
@@ -99,9 +103,24 @@ begin
 end
 $$;
 
+do $$
+begin
+    -- Ledgers from before rows_counted: the rows a load counted were the manifest's, the balance held on them.
+    if not exists (select from information_schema.columns
+                   where table_schema = 'anbar' and table_name = 'submissions' and column_name = 'rows_counted') then
+        alter table anbar.submissions add column rows_counted bigint;
+        update anbar.submissions set rows_counted = rows_loaded + rows_rejected
+        where status in ('loaded', 'validated', 'accepted') or (status = 'rejected' and reason = 'validation');
+        alter table anbar.submissions add constraint submissions_rows_counted check (
+            rows_counted is null or rows_loaded is null or rows_rejected is null
+            or rows_counted = rows_loaded + rows_rejected);
+    end if;
+end
+$$;
+
 create or replace view anbar.quarantine as
     select submission_id, org, dataset, period, version, received_at, reason, message, rows_manifest,
-           landing_path
+           landing_path, rows_counted
     from anbar.submissions
     where status = 'rejected';
 comment on view anbar.quarantine is
@@ -172,7 +191,8 @@ create or replace view anbar.submission_versions as
            s.version = max(s.version) over w as is_latest,
            s.submission_id = (array_agg(s.submission_id) filter (where s.status = 'accepted') over w)[1]
                as is_in_use,
-           lead(s.version) over (partition by s.org, s.dataset, s.period order by s.version) as superseded_by
+           lead(s.version) over (partition by s.org, s.dataset, s.period order by s.version) as superseded_by,
+           s.rows_counted
     from anbar.submissions s
     window w as (partition by s.org, s.dataset, s.period order by s.version desc
                  rows between unbounded preceding and unbounded following);
@@ -250,7 +270,7 @@ create or replace view anbar.submission_status as
                m.missing_recorded_at,
                latest.submission_id as latest_submission_id, latest.version as latest_version,
                latest.status as latest_ledger_status, latest.reason, latest.rows_manifest, latest.rows_loaded,
-               latest.rows_rejected,
+               latest.rows_rejected, latest.rows_counted,
                exists (
                    select from anbar.submissions earlier
                    where earlier.org = e.org and earlier.dataset = e.dataset and earlier.period = e.period
@@ -305,7 +325,8 @@ create or replace view anbar.submission_status as
            rows_rejected,
            in_use_submission_id,
            timezone,
-           today as status_on
+           today as status_on,
+           rows_counted
     from joined;
 comment on view anbar.submission_status is
     'One row per expected submission (anbar.expected_submissions) with its status as of today in the '

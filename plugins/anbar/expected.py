@@ -208,6 +208,10 @@ STATUS_COLUMNS = (
     "latest_submission_id",
     "latest_ledger_status",
     "reason",
+    "rows_manifest",
+    "rows_counted",
+    "rows_loaded",
+    "rows_rejected",
 )
 
 

@@ -145,6 +145,7 @@ def build(org: Organisation, ds: Dataset, submission: dict, summary: dict | None
         "reason_fa": REASONS_FA.get(reason or "", reason),
         "message": submission.get("message"),
         "rows_manifest": submission.get("rows_manifest"),
+        "rows_counted": submission.get("rows_counted"),
         "rows_loaded": submission.get("rows_loaded"),
         "rows_rejected": submission.get("rows_rejected"),
         "rows_flagged": decision.get("rows_flagged", 0),

@@ -196,9 +196,20 @@ def _causes(exc: BaseException) -> str:
 
 
 def _reject(conn, sub: ledger.Submission, step: Step, exc: DeliveryRejected, stage: str) -> Step:
-    rows = sub.rows_manifest
+    """A delivery rejected before its values were checked. Its records were counted only if the rejection
+    says so (``counted``: a row count that differs from the manifest's); otherwise the count stays unknown,
+    whatever the manifest claims (exchange standard §10.1)."""
+    counted = exc.detail.get("counted")
     updated = ledger.update(
-        conn, sub, stage, "rejected", reason=exc.reason, message=exc.message, rows_loaded=0, rows_rejected=rows
+        conn,
+        sub,
+        stage,
+        "rejected",
+        reason=exc.reason,
+        message=exc.message,
+        rows_loaded=0,
+        rows_rejected=counted,
+        rows_counted=counted,
     )
     verdict.score_rejection(conn, updated, exc.reason)
     log.warning("%s/%s/%s v%s rejected at %s: %s", step.org, step.dataset, step.period, updated.version, stage, exc)

@@ -30,6 +30,7 @@ class Submission:
     reason: str | None = None
     message: str | None = None
     landing_path: str | None = None
+    rows_counted: int | None = None  # records counted in the delivered bytes (None: not counted)
 
 
 COLUMNS = (
@@ -46,6 +47,7 @@ COLUMNS = (
     "reason",
     "message",
     "landing_path",
+    "rows_counted",
 )
 
 
@@ -176,7 +178,7 @@ def update(
 ) -> Submission:
     """Move a submission to ``status`` and log the step, in one transaction (``commit=False``: in the
     caller's transaction)."""
-    allowed = {"rows_loaded", "rows_rejected", "landing_path", "rows_manifest"}
+    allowed = {"rows_loaded", "rows_rejected", "landing_path", "rows_manifest", "rows_counted"}
     unknown = set(fields) - allowed
     if unknown:
         raise TypeError(f"unknown ledger fields: {unknown}")

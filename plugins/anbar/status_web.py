@@ -48,6 +48,11 @@ COLUMNS = (
     ("accepted first time", "accepted_first_time"),
     ("submission", "latest_submission_id"),
     ("reason", "reason"),
+    # What the manifest claimed beside what was counted in the delivered bytes (empty: not counted).
+    ("rows declared", "rows_manifest"),
+    ("rows counted", "rows_counted"),
+    ("rows loaded", "rows_loaded"),
+    ("rows rejected", "rows_rejected"),
 )
 # The Data Docs page's colours: green for done, red for what needs the supplier.
 STATUS_CLASS = {"loaded": "ok", "rejected": "failed", "missing": "failed", "late": "failed"}

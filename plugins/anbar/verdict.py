@@ -351,7 +351,12 @@ def decide_and_record(
 
 
 def _write(conn, sub: ledger.Submission, verdict: Verdict) -> None:
-    common = {"validation_summary": verdict.summary, "rows_loaded": verdict.rows_loaded, "commit": False}
+    common = {
+        "validation_summary": verdict.summary,
+        "rows_loaded": verdict.rows_loaded,
+        "rows_counted": verdict.rows_loaded + verdict.rows_rejected,
+        "commit": False,
+    }
     if verdict.status == "accepted":
         validated = ledger.update(
             conn, sub, "validate", "validated", rows_rejected=verdict.rows_rejected, **common

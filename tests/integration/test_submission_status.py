@@ -436,3 +436,26 @@ def test_the_plugin_mounts_the_page_and_links_it_from_the_navigation():
     nav, dag = anbar_plugin.AnbarSubmissionsPlugin.external_views
     assert (nav["destination"], nav["href"]) == ("nav", "anbar-submissions/")
     assert dag["destination"] == "dag" and dag["href"] == "anbar-submissions/dags/{DAG_ID}"
+
+
+def test_the_page_shows_the_rows_the_manifest_claimed_beside_those_counted(book):
+    """Issue 16.8: a delivery whose manifest claims 301 rows for 300 records shows both figures; one rejected
+    before its records were counted shows no count at all, not the manifest's claim."""
+    due = book.today - dt.timedelta(days=20)
+    for period, counted in (("1404-01", 300), ("1404-02", None)):
+        book.expect(period, due)
+        sid = book.deliver(period, tehran(due, 9))
+        with book.conn.cursor() as cur:
+            cur.execute(
+                "update anbar.submissions set status = 'rejected', reason = 'row_count_mismatch', "
+                "rows_manifest = 301, rows_counted = %s, rows_loaded = 0, rows_rejected = %s "
+                "where submission_id = %s",
+                (counted, counted, sid),
+            )
+        book.conn.commit()
+    page = _client(may_read=lambda org: True).get("/anbar-submissions/", params={"org": book.org}).text
+    head = page.split("<thead>")[1].split("</thead>")[0]
+    assert "<th>rows declared</th><th>rows counted</th><th>rows loaded</th><th>rows rejected</th>" in head
+    rows = {r.split("<td>")[3].split("<")[0]: r for r in page.split("<tbody>")[1].split("</tr>")[:-1]}
+    assert rows["1404-01"].endswith("<td>301</td><td>300</td><td>0</td><td>300</td>")
+    assert rows["1404-02"].endswith("<td>301</td><td></td><td>0</td><td></td>")

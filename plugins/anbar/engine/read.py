@@ -198,8 +198,9 @@ def read_delivery(
     reads: list[FileRead] = []
     con.execute(f"drop table if exists {DELIVERY}")
     for n, p in enumerate(prepared):
-        read = _read_file(con, org, ds, p, delimiter, lookups, create=n == 0)
-        reads.append(read)
+        reads.append(_read_file(con, org, ds, p, delimiter, lookups, create=n == 0))
+    rows_in = sum(r.rows for r in reads)
+    for p, read in zip(prepared, reads, strict=True):  # every file counted first: the ledger records the count
         if p.file.rows_declared is not None and read.rows != p.file.rows_declared:
             raise DeliveryRejected(
                 "row_count_mismatch",
@@ -207,8 +208,8 @@ def read_delivery(
                 file=p.file.name,
                 declared=p.file.rows_declared,
                 found=read.rows,
+                counted=rows_in,
             )
-    rows_in = sum(r.rows for r in reads)
     not_converted = scalar(con, f"select count(*) from {DELIVERY} where _problems is not null")
     warnings = [
         f"{r.name}: optional columns absent, loaded as empty: {', '.join(r.missing)}" for r in reads if r.missing
@@ -380,6 +381,7 @@ def read_api_delivery(
             f"the manifest declares {rows_declared} rows, the delivery holds {rows_in}",
             declared=rows_declared,
             found=rows_in,
+            counted=rows_in,
         )
     not_converted = scalar(con, f"select count(*) from {DELIVERY} where _problems is not null")
     read_file = FileRead(name, ds.column_names, [], rows_in, "duckdb")
