@@ -50,9 +50,10 @@ class Verdict:
 # -- the tables a suite's context checks read --------------------------------------------------------
 
 
-def _accepted(cur, org: str, dataset: str) -> list[tuple[str, int, str | None]]:
+def _accepted(cur, org: str, dataset: str) -> list[tuple[str, int, str | None, int | None]]:
+    """The accepted version in use of each period (the latest accepted one), latest period first."""
     cur.execute(
-        "select period, submission_id, landing_path from anbar.submissions "
+        "select distinct on (period) period, submission_id, landing_path, rows_loaded from anbar.submissions "
         "where org = %s and dataset = %s and status = 'accepted' order by period desc, version desc",
         (org, dataset),
     )
@@ -71,15 +72,17 @@ class Compared:
 def compared_deliveries(conn, registry: Registry, dataset: Dataset, period: str) -> dict[str, Compared | None]:
     """The accepted deliveries the context checks of ``dataset`` for ``period`` compare with.
 
-    ``previous``: the latest accepted delivery of an earlier period of the same dataset; ``<org>__<dataset>``:
-    the latest accepted delivery of that dataset whose period started before this period ended; None where
-    there is none."""
+    ``previous``: the accepted delivery in use of the latest earlier period of the same dataset that delivered
+    rows — a nil return (an accepted delivery of no rows, exchange standard §12.4) is passed over, so that a
+    month with nothing to report does not switch the cross-period checks off for the month after it;
+    ``<org>__<dataset>``: the latest accepted delivery of that dataset whose period started before this
+    period ended; None where there is none."""
     org = registry.org(dataset.org)
     this = Period.parse(period, org.calendar)
     found: dict[str, Compared | None] = {"previous": None}
     with conn.cursor() as cur:
-        for label, sid, landing in _accepted(cur, dataset.org, dataset.name):
-            if Period.parse(label, org.calendar).start < this.start:
+        for label, sid, landing, rows in _accepted(cur, dataset.org, dataset.name):
+            if Period.parse(label, org.calendar).start < this.start and rows:
                 found["previous"] = Compared(dataset, sid, landing)
                 break
         for other in registry.datasets:
@@ -87,7 +90,7 @@ def compared_deliveries(conn, registry: Registry, dataset: Dataset, period: str)
                 continue
             other_calendar = registry.org(other.org).calendar
             found[other.key] = None
-            for label, sid, landing in _accepted(cur, other.org, other.name):
+            for label, sid, landing, _rows in _accepted(cur, other.org, other.name):
                 if Period.parse(label, other_calendar).start < this.end:
                     found[other.key] = Compared(other, sid, landing)
                     break

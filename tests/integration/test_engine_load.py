@@ -193,3 +193,28 @@ def test_a_pass_that_fails_at_its_last_write_leaves_nothing_and_the_rerun_decide
         conn, "select step from anbar.submission_events where submission_id = %s and status = 'accepted'", sid
     )
     assert [e["step"] for e in events] == ["publish"]
+
+
+def test_a_nil_return_does_not_switch_the_row_count_check_off_for_the_month_after(fresh_warehouse, archive, tmp_path):
+    """Issue 16.12: the row count of a month is compared with the last earlier month that delivered rows, not
+    with an accepted nil return (which is no count to hold a month to)."""
+    from anbar.ids import make_legal_entity_id
+
+    def month(period: str, rows: int):
+        lines = [WORKPLACES] + [
+            f"{1000234560 + i},{make_legal_entity_id(1038028479 + i)},کارگاه {i},C,23,1399/01/15" for i in range(rows)
+        ]
+        return _pass("workplaces", [_write(tmp_path, f"w-{period}.csv", "\n".join(lines) + "\n")], period=period)
+
+    assert month("1404-05", 10).state == "accepted"
+    assert month("1404-06", 0).state == "accepted"  # nothing to report this month
+    after = month("1404-07", 3)
+    assert after.state == "rejected" and "row_count_vs_previous_period" in after.message
+    [sub] = fetch(
+        fresh_warehouse,
+        "select validation_summary from anbar.submissions where submission_id = %s",
+        after.submission_id,
+    )
+    [rule] = [e for e in sub["validation_summary"]["expectations"] if e["rule"] == "row_count_vs_previous_period"]
+    # numeric figures keep PostgreSQL's exact decimal, as text
+    assert rule["samples"] == [{"row_count": 3, "previous_row_count": 10, "change_percent": "-70.0"}]
