@@ -47,6 +47,8 @@ from pathlib import Path
 from sqlparse import tokens as T
 from sqlparse.engine import FilterStack
 
+from anbar.normalize import spreadsheet_csv_rows
+
 log = logging.getLogger(__name__)
 
 # Where person-level data lives: the loader's raw and clean tables, the pseudonymisation key, and dbt's
@@ -981,8 +983,8 @@ def format_report(rows: Iterable[dict], fmt: str = "text") -> str:
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(REPORT_COLUMNS)
-        for r in rows:
-            writer.writerow([_shown(r.get(c)) for c in REPORT_COLUMNS])
+        # A statement or a role name may start with =, +, - or @: safe to open in a spreadsheet.
+        writer.writerows(spreadsheet_csv_rows([_shown(r.get(c)) for c in REPORT_COLUMNS] for r in rows))
         return buf.getvalue()
     titles = {
         "reads": "Microdata read (per user, relation, command and day; times UTC)",

@@ -18,6 +18,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from anbar.normalize import spreadsheet_csv_rows
 from anbar.registry import Dataset, Organisation
 from anbar.rules import rule_for_reason
 from anbar.suites import PRINCIPLES
@@ -173,9 +174,10 @@ def render_html(report: dict[str, Any]) -> str:
 
 
 def findings_csv(rows: list[tuple]) -> str:
-    """``file,row_no,principle,rule,severity`` for every offending row (from ``anbar.row_findings``)."""
+    """``file,row_no,principle,rule,severity`` for every offending row (from ``anbar.row_findings``), each
+    text cell safe to open in a spreadsheet (a rule named ``=x`` would otherwise run as a formula)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["file", "row_no", "principle", "rule", "severity"])
-    writer.writerows(rows)
+    writer.writerows(spreadsheet_csv_rows(rows))
     return out.getvalue()

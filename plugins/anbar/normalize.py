@@ -16,9 +16,11 @@ two in agreement. The rules:
   holding at least one space becomes one space; repeated ZWNJs (U+200C) become one;
   spaces and ZWNJs are trimmed at both ends. A ZWNJ between two letters is kept: it
   is part of Persian spelling (می‌خواهم).
-* **spreadsheet formulas** — a text value that starts with ``=``, ``+``, ``-`` or ``@`` gets
-  a leading apostrophe (``'=cmd|...``), so no spreadsheet an analyst exports it to runs it
-  as a formula (exchange standard §8.1; the raw zone keeps the value as delivered).
+* **spreadsheet formulas** are not a conversion: text is stored as delivered (after the rules above).
+  Only where anbar writes a file meant for a spreadsheet (``findings.csv``, the CSV exports) does a
+  text cell that starts with ``=``, ``+``, ``-`` or ``@`` and is not a number get a leading
+  apostrophe (:func:`spreadsheet_cell`), so that no spreadsheet runs it as a formula (exchange
+  standard 1.3, §8.1).
 """
 
 from __future__ import annotations
@@ -111,6 +113,23 @@ def spreadsheet_safe(value: str | None) -> str | None:
     if not value or value[0] not in FORMULA_TRIGGERS:
         return value
     return "'" + value
+
+
+_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+
+
+def spreadsheet_cell(value):
+    """A cell of a file written for spreadsheets: text that a spreadsheet would run as a formula gets a
+    leading apostrophe; a number (``-3``, ``+1.5``), written as text or not, and anything else is left as
+    it is."""
+    if isinstance(value, str) and not _NUMBER.fullmatch(value):
+        return spreadsheet_safe(value)
+    return value
+
+
+def spreadsheet_csv_rows(rows):
+    """Rows for ``csv.writer`` with every cell made :func:`spreadsheet_cell`."""
+    return ([spreadsheet_cell(v) for v in row] for row in rows)
 
 
 # -- dates (the Python side of anbar.jalali_to_date / anbar.gregorian_to_date) ---------------------

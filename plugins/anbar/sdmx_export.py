@@ -65,6 +65,7 @@ from sdmx.format.csv.v2 import FormatOptions as CsvFormatOptions
 from sdmx.message import DataMessage, Header, StructureMessage
 from sdmx.model import common, v21
 
+from anbar.normalize import spreadsheet_csv_rows
 from anbar.periods import Period
 from anbar.registry import Calendar
 
@@ -624,8 +625,19 @@ def export_marts(
     for flow, ds in datasets:
         path = out_dir / flow.file_name
         sdmx.to_csv(ds, path=path, attributes="o", dtype=None, format_options=CsvFormatOptions())
+        _spreadsheet_safe(path)
         paths.append(path)
     return paths
+
+
+def _spreadsheet_safe(path: Path) -> None:
+    """SDMX-CSV is opened in spreadsheets too: a text cell that would run as a formula gets an apostrophe."""
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    safe = list(spreadsheet_csv_rows(rows))
+    if safe != rows:
+        with path.open("w", newline="", encoding="utf-8") as f:
+            csv.writer(f, lineterminator="\n").writerows(safe)
 
 
 # --------------------------------------------------------------------------- reading back

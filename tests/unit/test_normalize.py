@@ -186,3 +186,32 @@ def test_legal_entity_ids():
 )
 def test_spreadsheet_formulas_get_a_leading_apostrophe(raw, expected):
     assert spreadsheet_safe(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("cell", "written"),
+    [
+        ("=cmd|' /C calc'!A0", "'=cmd|' /C calc'!A0"),
+        ("@SUM(1+9)", "'@SUM(1+9)"),
+        ("+x", "'+x"),
+        ("-2+3+cmd", "'-2+3+cmd"),
+        ("-5", "-5"),  # a number stays a number
+        ("+1.5", "+1.5"),
+        ("-", "'-"),
+        ("plain", "plain"),
+        (12, 12),
+        (None, None),
+    ],
+)
+def test_a_cell_written_for_a_spreadsheet_never_runs_as_a_formula(cell, written):
+    """Issue 16.10: neutralised where anbar writes files for spreadsheets, not in storage."""
+    from anbar.normalize import spreadsheet_cell
+
+    assert spreadsheet_cell(cell) == written
+
+
+def test_findings_csv_is_safe_to_open_in_a_spreadsheet():
+    from anbar.feedback import findings_csv
+
+    text = findings_csv([("part-001.csv", 3, "quality", "=HYPERLINK(\"x\")", "blocking")])
+    assert text.splitlines()[1] == "part-001.csv,3,quality,\"'=HYPERLINK(\"\"x\"\")\",blocking"
