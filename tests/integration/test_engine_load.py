@@ -41,7 +41,8 @@ def _pass(dataset, paths, *, period="1404-08", **land) -> ingest.Step:
 def _ledger(conn, step) -> dict:
     [sub] = fetch(
         conn,
-        "select status, reason, rows_manifest, rows_loaded, rows_rejected, landing_path from anbar.submissions "
+        "select status, reason, rows_manifest, rows_counted, rows_loaded, rows_rejected, landing_path "
+        "from anbar.submissions "
         "where submission_id = %s",
         step.submission_id,
     )
@@ -218,3 +219,65 @@ def test_a_nil_return_does_not_switch_the_row_count_check_off_for_the_month_afte
     [rule] = [e for e in sub["validation_summary"]["expectations"] if e["rule"] == "row_count_vs_previous_period"]
     # numeric figures keep PostgreSQL's exact decimal, as text
     assert rule["samples"] == [{"row_count": 3, "previous_row_count": 10, "change_percent": "-70.0"}]
+
+
+def test_rules_the_pass_cannot_read_run_in_postgresql_and_the_outcome_is_the_same(
+    fresh_warehouse, archive, tmp_path, monkeypatch
+):
+    """SQL rules outside the shapes the pass evaluates (here PostgreSQL's regex operator, and the values as
+    delivered through {raw}) run in PostgreSQL on the delivery's own table, loaded first; their findings
+    reject rows and flag rows as the pass's own do."""
+    import json
+    import shutil
+
+    from anbar.settings import REPO_ROOT
+
+    suites = tmp_path / "expectations"
+    shutil.copytree(REPO_ROOT / "expectations", suites)
+    path = suites / "sso__insured_persons.json"
+    suite = json.loads(path.read_text(encoding="utf-8"))
+    suite["meta"]["max_rejected_percent"] = 50
+
+    def sql_rule(rule, query, severity):
+        return {
+            "type": "unexpected_rows_expectation",
+            "kwargs": {"unexpected_rows_query": query},
+            "meta": {
+                "rule": rule,
+                "principle": "quality",
+                "severity": severity,
+                "columns": ["workshop_code"],
+                "description": {"fa": "آزمون", "en": "a test rule"},
+            },
+        }
+
+    suite["expectations"] += [
+        sql_rule(
+            "w2_noted", "select _file, _row_no, workshop_code from {batch} where workshop_code ~ '^W2'", "warning"
+        ),
+        sql_rule(
+            "days_31_delivered",
+            "select b._file, b._row_no from {batch} b join {raw} r on r._file = b._file and r._row_no = b._row_no "
+            "where r.days_worked like '%31%'",
+            "blocking",
+        ),
+    ]
+    path.write_text(json.dumps(suite, ensure_ascii=False), encoding="utf-8")
+    monkeypatch.setenv("ANBAR_EXPECTATIONS_DIR", str(suites))
+
+    conn = fresh_warehouse
+    pid = make_person_id(77)
+    text = f"{HEADER}\n{pid},W1,1,1362/05/07,1,30,100,1399/01/01\n{pid},W2,1,1362/05/07,1,15,100,1399/01/01\n{pid},W3,1,1362/05/07,1,31,100,1399/01/01\n"
+    step = _pass("insured_persons", [_write(tmp_path, "p.csv", text)])
+    assert step.state == "accepted", step.message
+    sid = step.submission_id
+    sub = _ledger(conn, step)
+    assert (sub["rows_counted"], sub["rows_loaded"], sub["rows_rejected"]) == (3, 2, 1)
+    clean = fetch(
+        conn, "select workshop_code, _flags from clean.sso__insured_persons where _submission_id = %s order by 1", sid
+    )
+    assert [(r["workshop_code"], r["_flags"]) for r in clean] == [("W1", None), ("W2", ["quality: w2_noted"])]
+    [rejected] = fetch(conn, "select row_no, reasons from raw.rejected_rows where submission_id = %s", sid)
+    assert rejected == {"row_no": 3, "reasons": ["quality: days_31_delivered"]}
+    # The values as delivered went to PostgreSQL only for the rule that read them, and are gone again.
+    assert fetch(conn, "select to_regclass(%s) as t", f"raw.sso__insured_persons_s{sid}")[0]["t"] is None

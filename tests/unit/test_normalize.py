@@ -213,5 +213,5 @@ def test_a_cell_written_for_a_spreadsheet_never_runs_as_a_formula(cell, written)
 def test_findings_csv_is_safe_to_open_in_a_spreadsheet():
     from anbar.feedback import findings_csv
 
-    text = findings_csv([("part-001.csv", 3, "quality", "=HYPERLINK(\"x\")", "blocking")])
-    assert text.splitlines()[1] == "part-001.csv,3,quality,\"'=HYPERLINK(\"\"x\"\")\",blocking"
+    text = findings_csv([("part-001.csv", 3, "quality", '=HYPERLINK("x")', "blocking")])
+    assert text.splitlines()[1] == 'part-001.csv,3,quality,"\'=HYPERLINK(""x"")",blocking'

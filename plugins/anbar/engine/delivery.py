@@ -486,6 +486,8 @@ def evaluate_in_postgres(
     """The expectations the pass leaves to PostgreSQL, on the submission's table there (loaded, unattached)."""
     index = {c["id"]: n for n, c in enumerate(suite.expectations)}
     pg_context = verdict.context_tables(conn, registry, ds, sub.period)
+    if any("{raw}" in str((c.get("kwargs") or {}).get("unexpected_rows_query", "")) for c in where.in_postgres):
+        pg_context["raw"] = validate.copy_raw(conn, con, ds, sub.submission_id)
     late = {
         index[r.config["id"]]: r
         for r in validate.run_in_postgres(conn, ds, sub.submission_id, where.in_postgres, pg_context)

@@ -308,28 +308,37 @@ def _run_in_postgres(conn, config: dict[str, Any], partition: str, context: dict
 
 
 def raw_copy(ds: Dataset, submission_id: int) -> sql.Identifier:
-    """The table of the values as delivered that a GX expectation on them needs (only for one)."""
+    """The table of the values as delivered that a rule run in PostgreSQL on them needs (only for one)."""
     return sql.Identifier("raw", f"{ds.key}_s{int(submission_id)}")
+
+
+def copy_raw(conn, con: duckdb.DuckDBPyConnection, ds: Dataset, submission_id: int) -> str:
+    """The values as delivered into PostgreSQL for the rules there that read them (a GX type the pass does
+    not evaluate on the raw table, a SQL rule naming ``{raw}``); dropped with the decision. Returns its SQL
+    name."""
+    from anbar.engine import load
+
+    table = raw_copy(ds, submission_id)
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("drop table if exists {}").format(table))
+        cols = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in ds.column_names)
+        cur.execute(sql.SQL("create table {} (_file text, _row_no bigint, {})").format(table, cols))
+        query = f"select _file, _row_no, {', '.join(ident(c) for c in ds.column_names)} from {RAW_VIEW}"
+        load.copy_query(cur, con, query, table, ["_file", "_row_no", *ds.column_names])
+    conn.commit()
+    return f'raw."{ds.key}_s{int(submission_id)}"'
 
 
 def run_with_gx(conn, ds: Dataset, submission_id: int, configs: list[dict], con) -> list[RuleResult]:
     """Types the pass does not evaluate: Great Expectations itself, on PostgreSQL (the raw values, if an
     expectation wants them, copied into a table for the time of the run)."""
     from anbar import validation, warehouse
-    from anbar.engine import load
 
     runs: dict[tuple[str, str], list[dict]] = {}
     for config in configs:
         runs.setdefault((expectation_table(config), "map"), []).append(config)
-    raw_table = raw_copy(ds, submission_id)
     if ("raw", "map") in runs:
-        with conn.cursor() as cur:
-            cur.execute(sql.SQL("drop table if exists {}").format(raw_table))
-            cols = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in ds.column_names)
-            cur.execute(sql.SQL("create table {} (_file text, _row_no bigint, {})").format(raw_table, cols))
-            query = f"select _file, _row_no, {', '.join(ident(c) for c in ds.column_names)} from {RAW_VIEW}"
-            load.copy_query(cur, con, query, raw_table, ["_file", "_row_no", *ds.column_names])
-        conn.commit()
+        copy_raw(conn, con, ds, submission_id)
     # The raw table stays until the findings are recorded (anbar.engine.decide drops it).
     suite_results = validation._run_gx(warehouse.sqlalchemy_url(), ds, submission_id, runs)
     by_id = {c["id"]: c for c in configs}
