@@ -267,7 +267,8 @@ def test_rules_the_pass_cannot_read_run_in_postgresql_and_the_outcome_is_the_sam
 
     conn = fresh_warehouse
     pid = make_person_id(77)
-    text = f"{HEADER}\n{pid},W1,1,1362/05/07,1,30,100,1399/01/01\n{pid},W2,1,1362/05/07,1,15,100,1399/01/01\n{pid},W3,1,1362/05/07,1,31,100,1399/01/01\n"
+    rows = (("W1", 30), ("W2", 15), ("W3", 31))
+    text = HEADER + "\n" + "".join(f"{pid},{w},1,1362/05/07,1,{days},100,1399/01/01\n" for w, days in rows)
     step = _pass("insured_persons", [_write(tmp_path, "p.csv", text)])
     assert step.state == "accepted", step.message
     sid = step.submission_id
