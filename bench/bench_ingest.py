@@ -9,9 +9,13 @@ cross-period rules have an accepted month to compare with) and the month measure
 a fresh process of its own, which reads its own peak RSS (the PostgreSQL server's memory is not in it):
 
 - **bare COPY**: the file into a table of text columns (``COPY ... FROM STDIN``), the baseline;
-- **SFTP transfer**: the file from the simulated supplier to nowhere, the transport alone;
-- **anbar**: the ingest DAG's own steps (``anbar.ingest``: probe, receive = SFTP transfer + sha256 +
-  landing archive, process = the pass from the landed file to the recorded decision — read, structure
+- **SFTP transfer**: the file from the supplier to nowhere, the transport alone (anbar's SFTP hook), from the
+  simulated supplier and from a real OpenSSH sshd on loopback serving the same directory;
+- **OpenSSH sftp**: OpenSSH's own ``sftp`` client getting the same file from the same sshd, to disk (the
+  yardstick of the receive step). Without ``openssh-server`` installed the bench says so, and anbar's steps
+  run against the simulator;
+- **anbar**: the ingest DAG's own steps (``anbar.ingest``: probe, receive = SFTP transfer from the OpenSSH
+  sshd + sha256 + landing archive, process = the pass from the landed file to the recorded decision — read, structure
   check, conversion and the suite in DuckDB, one COPY and the decision in PostgreSQL — then the typed
   snapshot and the rendering of the delivered values, conclude = Data Docs, report, feedback files, mail),
   with the pass's own sub-steps;
@@ -35,6 +39,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import _openssh
 
 ORG, DATASET = "sso", "insured_persons"
 PREVIOUS, CURRENT = "1404-06", "1404-07"
@@ -73,8 +79,7 @@ def _worker_transfer(args: dict) -> dict:
     from anbar.ingest import source_for
     from anbar.registry import load_registry
 
-    org = load_registry().org(ORG)
-    source = source_for(org)
+    source = source_for(load_registry().org(ORG))
     sink = _Discard()
     t0 = time.perf_counter()
     try:
@@ -272,7 +277,7 @@ def measure(
     from anbar import ddl
     from anbar.devenv.postgres import LocalPostgres
     from anbar.registry import load_registry
-    from anbar.sim.serve import start_simulators
+    from anbar.sim.serve import airflow_env, start_simulators
 
     registry = load_registry()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -300,9 +305,9 @@ def measure(
         )
         result["extract"] = {"bytes": extract.bytes, "persian_rows": extract.persian_rows, "bad_ids": extract.bad_ids}
 
-        def run(kind: str, label: str, **args) -> dict:
+        def run(kind: str, label: str, run_env: dict[str, str] = env, **args) -> dict:
             _checkpoint(conn)
-            r = run_measured("bench_ingest", kind, args, env, logs / f"{label}.log")
+            r = run_measured("bench_ingest", kind, args, run_env, logs / f"{label}.log")
             out(f"  {label}: done ({r['peak_rss_mib']:.0f} MiB peak RSS)")
             return r
 
@@ -312,8 +317,32 @@ def measure(
             raise RuntimeError(f"the previous month was not accepted: {result['previous']}")
         out(f"measuring {CURRENT}:")
         result["bare"] = run("bare", "bare-copy-1", dsn=pg.dsn("bench"), file=str(csv_path), table="bare_copy")
-        result["transfer"] = run("transfer", "sftp-transfer", period=CURRENT, name=csv_path.name, bytes=extract.bytes)
-        result["anbar"] = run("anbar", "anbar", period=CURRENT)
+        transfer = {"period": CURRENT, "name": csv_path.name, "bytes": extract.bytes}
+        result["transfer"] = run("transfer", "sftp-transfer-simulator", **transfer)
+        openssh_env = env
+        result["openssh_missing"] = _openssh.missing()
+        if result["openssh_missing"]:
+            out(
+                f"  OpenSSH is not installed ({', '.join(result['openssh_missing'])}): SFTP measured against the "
+                "Python simulator only, and the receive step has no OpenSSH yardstick"
+            )
+        else:
+            sshd = _openssh.OpenSshServer(workdir / "openssh", sims.sftp_root / ORG).start()
+            try:
+                # The SSO connection now points at the real sshd, which serves the same outbox.
+                openssh_env = {**env, **airflow_env({registry.org(ORG).transport.conn_id: sshd.connection()})}
+                result["transfer_openssh"] = run("transfer", "sftp-transfer-openssh", openssh_env, **transfer)
+                remote = f"{registry.org(ORG).transport.outbox.strip('/')}/{DATASET}/{CURRENT}/{csv_path.name}"
+                got = workdir / "openssh-get.csv"
+                seconds = sshd.fetch_with_sftp_client(remote, got)
+                result["sftp_client"] = {"seconds": seconds, "bytes": got.stat().st_size}
+                got.unlink()
+                out(f"  openssh-sftp-client: done ({result['sftp_client']['bytes']:,} bytes)")
+                result["anbar"] = run("anbar", "anbar", openssh_env, period=CURRENT)
+            finally:
+                sshd.stop()
+        if "anbar" not in result:
+            result["anbar"] = run("anbar", "anbar", period=CURRENT)
         result["trial"] = run("trial", "suites-try", period=CURRENT)
         result["bare2"] = run("bare", "bare-copy-2", dsn=pg.dsn("bench"), file=str(csv_path), table="bare_copy")
         result["naive"] = run(
@@ -360,8 +389,19 @@ def summarise(r: dict, out: Callable[[str], None] = print) -> dict[str, float]:
         r["transfer"]["peak_rss_mib"],
         f"{mb / transfer:.0f} MB/s",
     )
+    client = (r.get("sftp_client") or {}).get("seconds")
+    if client:
+        t = r["transfer_openssh"]
+        speed = f"{mb / t['seconds']:.0f} MB/s"
+        line("SFTP transfer alone (OpenSSH sshd)", t["seconds"], rows, t["peak_rss_mib"], speed)
+        line("OpenSSH sftp client, same file, same sshd", client, rows, None, f"{mb / client:.0f} MB/s")
+    else:
+        out(f"  OpenSSH absent ({', '.join(r['openssh_missing'])}): no OpenSSH yardstick for the receive step")
     for name, secs in steps.items():
-        line(f"anbar {name}", secs, rows, None, f"{secs / bare:5.2f}x bare COPY")
+        note = f"{secs / bare:5.2f}x bare COPY"
+        if name == "receive" and client:
+            note += f", {secs / client:4.2f}x OpenSSH sftp (from the sshd)"
+        line(f"anbar {name}", secs, rows, None, note)
         if name == "process":
             for sub, sub_secs in passed.items():
                 note = "after the decision" if sub in AFTER_DECISION else f"{sub_secs / bare:5.2f}x bare COPY"
@@ -407,6 +447,8 @@ def summarise(r: dict, out: Callable[[str], None] = print) -> dict[str, float]:
         "anbar_seconds": anbar,
         "transfer_seconds": transfer,
         "receive_seconds": steps["receive"],
+        "receive_over_openssh": steps["receive"] / client if client else None,
+        "openssh_client_seconds": client,
         "naive_seconds": naive,
         "naive_rows": naive_rows,
     }

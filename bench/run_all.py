@@ -93,6 +93,15 @@ def main(argv: list[str] | None = None) -> int:
                     "",
                 ),
                 (
+                    "anbar receive step (SFTP, sha256, landing) / OpenSSH sftp client, same file, same sshd",
+                    f"{s['receive_over_openssh']:.2f}x "
+                    f"({s['receive_seconds']:.1f} s / {s['openssh_client_seconds']:.1f} s)"
+                    if s["receive_over_openssh"]
+                    else "OpenSSH not installed (apt-get install openssh-server)",
+                    "<= 1.5x",
+                    _verdict(s["receive_over_openssh"], 1.5, unit="x") if s["receive_over_openssh"] else "NOT MEASURED",
+                ),
+                (
                     "anbar suites try on the landed month / bare COPY",
                     f"{s['trial_over_copy']:.2f}x ({s['trial_seconds']:.1f} s)",
                     "<= 1.5x",

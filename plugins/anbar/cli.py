@@ -291,6 +291,21 @@ def _audit(args) -> int:
         conn.close()
 
 
+def _docs(args) -> int:
+    from anbar import data_docs, settings
+    from anbar.registry import load_registry
+
+    registry = load_registry(args.registry)
+    pending = data_docs.pending_sites(settings.data_docs_dir())
+    failed = 0
+    for site in pending:
+        index = data_docs.build_pending(site, registry)
+        failed += index is None
+        print(f"{'built' if index else 'NOT BUILT'}: {site}")
+    print(f"{len(pending) - failed} of {len(pending)} pending Data Docs site(s) built")
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="anbar", description="anbar: the ministry's microdata warehouse")
     parser.add_argument("--registry", default=None, help="registry directory (default: registry/ of the repo)")
@@ -391,6 +406,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--role", default="anbar", help="setup-sql: the role that runs the ingest (default: anbar)")
     p.add_argument("--database", default="warehouse", help="setup-sql: the warehouse database (default: warehouse)")
     p.set_defaults(func=_audit)
+
+    p = sub.add_parser(
+        "docs", help="build the GX Data Docs of every decided delivery not built yet (else built when first opened)"
+    )
+    p.add_argument("action", choices=["build"])
+    p.set_defaults(func=_docs)
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 SITE_NAME = "anbar"
 MANIFEST = "anbar.json"  # the site's pages and their outcome, read by anbar.web
+PENDING = "anbar-pending.json"  # a decided delivery whose site is built when first opened
 URL_PREFIX = "/anbar-docs"
 
 # Every asset GX's page templates load from a public CDN or GX's own bucket, and what replaces it: pages load
@@ -246,26 +247,29 @@ def build_data_docs(
     return site_dir / "index.html"
 
 
+def _run_meta(org_code: str, period: str, version: int | str, submission_id: int | None) -> dict[str, Any]:
+    """What a site's manifest says of the delivery and, inside an Airflow task, of the DAG run that decided it
+    (for the run's "Data Docs" tab)."""
+    return {
+        "org": org_code,
+        "period": period,
+        "version": version,
+        "submission_id": submission_id,
+        "airflow_dag_id": os.environ.get("AIRFLOW_CTX_DAG_ID"),
+        "airflow_run_id": os.environ.get("AIRFLOW_CTX_DAG_RUN_ID"),
+    }
+
+
 def publish_data_docs(
-    run: Any, dataset: Dataset, org_code: str, period: str, version: int | str
+    run: Any, dataset: Dataset, org_code: str, period: str, version: int | str, meta: Mapping[str, Any] | None = None
 ) -> tuple[Path, str] | None:
     """Build the Data Docs of one :class:`anbar.validation.SuiteRun` into the delivery's directory under
     :func:`anbar.settings.data_docs_dir`; returns ``(index.html, url)``, or None (logged) when they could
-    not be built: Data Docs never make a validation fail.
-
-    Inside an Airflow task, the DAG run is recorded with the site, for the run's "Data Docs" tab.
-    """
+    not be built: Data Docs never make a validation fail."""
     try:
         site = settings.data_docs_dir() / site_path(org_code, dataset.name, period, version)
         submission = (getattr(run, "summary", None) or {}).get("submission_id")
-        meta = {
-            "org": org_code,
-            "period": period,
-            "version": version,
-            "submission_id": submission,
-            "airflow_dag_id": os.environ.get("AIRFLOW_CTX_DAG_ID"),
-            "airflow_run_id": os.environ.get("AIRFLOW_CTX_DAG_RUN_ID"),
-        }
+        meta = dict(meta) if meta is not None else _run_meta(org_code, period, version, submission)
         run_name = f"submission-{submission}" if submission is not None else "validation"
         index = build_data_docs(run.gx_results, site, dataset, run_name=run_name, meta=meta)
         url = data_docs_url(org_code, dataset.name, period, version)
@@ -310,23 +314,60 @@ def results_from_json(document: dict[str, Any]) -> Any:
     )
 
 
-def publish_from_results(
+def schedule_from_results(
     landing_dir: Path, dataset: Dataset, org_code: str, period: str, version: int | str, submission_id: int
 ) -> str | None:
-    """Build the Data Docs of a decided delivery from the GX results the pass wrote beside it; the URL, or
-    None when there are none or they could not be built (Data Docs never change a decision)."""
+    """Record that a decided delivery's Data Docs are to be built from the GX results the pass wrote beside
+    it, and return their URL (None when there are no results).
+
+    Nothing of GX is imported here: the site is built when it is first opened (:func:`build_pending`, from
+    the web app), or by ``anbar docs build``. Until then the site's directory holds only :data:`PENDING`."""
     from anbar.engine.delivery import GX_RESULTS
 
-    path = Path(landing_dir) / GX_RESULTS
-    if not path.is_file():
+    results = Path(landing_dir) / GX_RESULTS
+    if not results.is_file():
         return None
-    document = json.loads(path.read_text(encoding="utf-8"))
+    site = settings.data_docs_dir() / site_path(org_code, dataset.name, period, version)
+    site.mkdir(parents=True, exist_ok=True)
+    pending = {
+        **_run_meta(org_code, period, version, submission_id),
+        "dataset": dataset.name,
+        "results": str(results),
+        "pending": True,
+    }
+    staged = site / f".{PENDING}.{uuid.uuid4().hex[:8]}"
+    staged.write_text(json.dumps(pending, ensure_ascii=False, indent=2), encoding="utf-8")
+    os.replace(staged, site / PENDING)
+    return data_docs_url(org_code, dataset.name, period, version)
 
+
+def pending_sites(root: Path) -> list[Path]:
+    """Sites recorded by :func:`schedule_from_results` and not built yet."""
+    return sorted(p.parent for p in Path(root).glob(f"*/*/*/v*/{PENDING}") if not (p.parent / "index.html").exists())
+
+
+def build_pending(site: Path, registry: Any = None) -> Path | None:
+    """Build a pending site from the results it names; its ``index.html``, or None when it could not be built
+    (the results are gone, or GX failed: logged, and the site stays pending)."""
     from types import SimpleNamespace
 
-    run = SimpleNamespace(summary={"submission_id": submission_id}, gx_results=[results_from_json(document)])
-    published = publish_data_docs(run, dataset, org_code, period, version)
-    return published[1] if published else None
+    from anbar.registry import load_registry
+
+    site = Path(site)
+    if (site / "index.html").is_file():
+        return site / "index.html"
+    try:
+        pending = json.loads((site / PENDING).read_text(encoding="utf-8"))
+        dataset = (registry or load_registry()).dataset(pending["org"], pending["dataset"])
+        document = json.loads(Path(pending["results"]).read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("the pending Data Docs at %s cannot be built: %s", site, exc)
+        return None
+    meta = {k: v for k, v in pending.items() if k not in ("dataset", "results", "pending")}
+    results = [results_from_json(document)]
+    run = SimpleNamespace(summary={"submission_id": pending.get("submission_id")}, gx_results=results)
+    published = publish_data_docs(run, dataset, pending["org"], pending["period"], pending["version"], meta)
+    return published[0] if published else None
 
 
 # -- preparing results ----------------------------------------------------------------------------

@@ -402,25 +402,6 @@ def _receive_api(
 # -- step 3: the pass: read, convert, validate, load, decide -----------------------------------------------
 
 
-def landed_delivery(archive: LandingArchive, org: Organisation, ds: Dataset, p: Period, sub: ledger.Submission):
-    """What the pass reads of a landed submission: its files, as its manifest declares them."""
-    from anbar.engine.read import DeliveredFile, Landed
-
-    landed = Path(sub.landing_path)
-    listing = json.loads((landed / "files.json").read_text())
-    raw_manifest = (landed / "manifest.json").read_bytes()
-    try:
-        declared = json.loads(raw_manifest.decode("utf-8-sig"))
-    except ValueError:
-        declared = None
-    if org.transport.kind == "sftp" or (isinstance(declared, dict) and "files" in declared):  # CSV files
-        manifest = parse_manifest(raw_manifest, org, ds, p)
-        rows_by_name = {f.name: f.rows for f in manifest.files}
-        files = [DeliveredFile(f["name"], archive.root / f["object"], rows_by_name[f["name"]]) for f in listing]
-        return Landed(files, manifest.encoding, manifest.delimiter)
-    return Landed([], api_records=archive.root / listing[0]["object"], api_rows_declared=sub.rows_manifest)
-
-
 def process(step: Step, registry: Registry | None = None, archive: LandingArchive | None = None) -> Step:
     """The landed delivery through one vectorised pass (:mod:`anbar.engine.delivery`) to its decision.
 
@@ -428,7 +409,7 @@ def process(step: Step, registry: Registry | None = None, archive: LandingArchiv
     done again from its landed bytes (its unattached table is rebuilt; nothing of it was visible)."""
     if step.decided:
         return step
-    from anbar.engine import delivery
+    from anbar.engine import delivery, read
 
     registry = registry or load_registry()
     archive = archive or LandingArchive(settings.landing_dir())
@@ -441,7 +422,8 @@ def process(step: Step, registry: Registry | None = None, archive: LandingArchiv
             step.state = sub.status
             return step
         try:
-            outcome = delivery.process(conn, archive, registry, org, ds, sub, landed_delivery(archive, org, ds, p, sub))
+            landed = read.landed_delivery(archive, org, ds, p, sub)
+            outcome = delivery.process(conn, archive, registry, org, ds, sub, landed)
         except DeliveryRejected as exc:
             conn.rollback()
             return _reject(conn, ledger.get(conn, sub.submission_id), step, exc, "load")
@@ -516,11 +498,12 @@ def conclude(step: Step, registry: Registry | None = None, archive: LandingArchi
 
 
 def _publish_docs(conn, ds: Dataset, sub: ledger.Submission, summary: dict) -> dict:
-    """GX Data Docs of a validated delivery, built after its decision from the results the pass kept beside it
-    (GX is imported here, never on the pass); their address goes into the summary the feedback quotes."""
-    from anbar.data_docs import publish_from_results
+    """The address of a validated delivery's GX Data Docs, into the summary the feedback quotes. The site is
+    built from the results the pass kept beside the delivery when it is first opened (GX is imported there,
+    never in an ingest task)."""
+    from anbar.data_docs import schedule_from_results
 
-    url = publish_from_results(Path(sub.landing_path), ds, sub.org, sub.period, sub.version, sub.submission_id)
+    url = schedule_from_results(Path(sub.landing_path), ds, sub.org, sub.period, sub.version, sub.submission_id)
     if url:
         summary = {**summary, "data_docs_url": url}
         with conn.cursor() as cur:

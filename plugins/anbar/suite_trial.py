@@ -72,7 +72,6 @@ def _submission(conn, ds: Dataset, period: str, version: int | None) -> ledger.S
 def _read(con, archive, registry: Registry, ds: Dataset, sub: ledger.Submission, tmp: Path):
     from anbar.engine import read
     from anbar.engine.delivery import RENDERING
-    from anbar.ingest import landed_delivery
     from anbar.periods import Period
 
     org = registry.org(ds.org)
@@ -81,7 +80,7 @@ def _read(con, archive, registry: Registry, ds: Dataset, sub: ledger.Submission,
         info = json.loads((delivery_dir / RENDERING).read_text())
         return read.read_rendering(con, org, ds, archive.root / info["object"])
     period = Period.parse(sub.period, org.calendar, ds.period)
-    return read.read_landed(con, org, ds, landed_delivery(archive, org, ds, period, sub), tmp / "read")
+    return read.read_landed(con, org, ds, read.landed_delivery(archive, org, ds, period, sub), tmp / "read")
 
 
 def try_suite(

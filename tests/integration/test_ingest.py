@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 def _ledger(conn, org, dataset, period):
     with conn.cursor() as cur:
         cur.execute(
-            "select submission_id, version, status, reason, message, rows_manifest, rows_loaded, "
+            "select submission_id, version, status, reason, message, rows_manifest, rows_counted, rows_loaded, "
             "rows_rejected, landing_path from anbar.submissions where org = %s and dataset = %s "
             "and period = %s order by version",
             (org, dataset, period),
@@ -119,9 +119,13 @@ def test_bad_deliveries_end_rejected_with_a_reason_and_nothing_loaded(
     [sub] = _ledger(conn, org, dataset, period)
     assert (sub["status"], sub["reason"]) == (status, reason)
     assert words in sub["message"]
-    # Nothing reaches the warehouse: the ledger shows every row rejected, and staging only reads
-    # accepted submissions.
-    assert sub["rows_loaded"] == 0 and sub["rows_rejected"] == sub["rows_manifest"]
+    # Nothing reaches the warehouse: the ledger shows every row it counted rejected (a delivery refused
+    # before its records were counted leaves both unknown), and staging only reads accepted submissions.
+    assert sub["rows_loaded"] == 0 and sub["rows_rejected"] == sub["rows_counted"]
+    if reason in {"checksum_mismatch", "size_mismatch", "unsafe_file_name"}:
+        assert sub["rows_counted"] is None
+    if reason in {"validation", "row_count_mismatch"}:
+        assert sub["rows_counted"] > 0
     # The landed delivery is kept, with the outcome beside it.
     landing = Path(sub["landing_path"])
     assert (landing / "manifest.json").exists()

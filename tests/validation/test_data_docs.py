@@ -11,7 +11,14 @@ from fastapi import FastAPI
 from starlette.testclient import TestClient
 
 from anbar import web
-from anbar.data_docs import build_data_docs, data_docs_url, publish_data_docs, site_path
+from anbar.data_docs import (
+    build_data_docs,
+    data_docs_url,
+    pending_sites,
+    publish_data_docs,
+    schedule_from_results,
+    site_path,
+)
 from anbar.suites import suite_path
 from anbar.validation import SuiteRun, mask, run_suite
 
@@ -536,3 +543,43 @@ def test_the_plugin_mounts_the_app():
     assert entry["url_prefix"] == "/anbar-docs" and entry["app"] is web.app
     (view,) = anbar_plugin.AnbarPlugin.external_views
     assert view["destination"] == "dag_run" and "{RUN_ID}" in view["href"]
+
+
+def test_a_decided_delivery_has_its_site_built_when_first_opened(failed_run, tvto, tmp_path, monkeypatch):
+    from anbar.cli import main as anbar_cli
+    from anbar.engine.delivery import GX_RESULTS
+
+    run, _ = failed_run
+    root = tmp_path / "dd"
+    monkeypatch.setenv("ANBAR_DATA_DOCS_DIR", str(root))
+    monkeypatch.setenv("AIRFLOW_CTX_DAG_ID", "anbar_ingest__tvto")
+    monkeypatch.setenv("AIRFLOW_CTX_DAG_RUN_ID", "manual__7")
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    (landing / GX_RESULTS).write_text(json.dumps(run.gx_results[0].to_json_dict()), encoding="utf-8")
+
+    # The ingest records the site and quotes its address; nothing is rendered yet.
+    url = schedule_from_results(landing, tvto, "tvto", "2025-10", 3, 7)
+    site = root / site_path("tvto", "trainees", "2025-10", 3)
+    assert url == data_docs_url("tvto", "trainees", "2025-10", 3)
+    assert pending_sites(root) == [site] and not (site / "index.html").exists()
+    client = _client(root)
+    assert "when first opened" in client.get("/anbar-docs/").text
+    assert "2025-10" in client.get("/anbar-docs/runs/anbar_ingest__tvto/manual__7/").text
+
+    # Opened: built from the results beside the delivery, with the run that decided it.
+    page = client.get("/anbar-docs/tvto/trainees/2025-10/v3/")
+    assert page.status_code == 200 and "Data Docs" in page.text
+    manifest = json.loads((site / "anbar.json").read_text(encoding="utf-8"))
+    assert (manifest["airflow_run_id"], manifest["submission_id"]) == ("manual__7", 7)
+    assert [p["success"] for p in manifest["pages"]] == [False]
+    assert pending_sites(root) == []
+
+    # Or built ahead, by the command; a site whose results are gone stays pending and says so.
+    schedule_from_results(landing, tvto, "tvto", "2025-10", 4, 8)
+    assert anbar_cli(["docs", "build"]) == 0
+    assert (root / site_path("tvto", "trainees", "2025-10", 4) / "index.html").is_file()
+    schedule_from_results(landing, tvto, "tvto", "2025-10", 5, 9)
+    (landing / GX_RESULTS).unlink()
+    assert anbar_cli(["docs", "build"]) == 1
+    assert pending_sites(root) == [root / site_path("tvto", "trainees", "2025-10", 5)]

@@ -32,7 +32,10 @@ import pyarrow as pa
 from anbar.engine import convert, csvexact, structure
 from anbar.engine.decode import MAX_HEADER_BYTES, DecodingReader
 from anbar.engine.duck import literal, scalar
-from anbar.exchange import DeliveryRejected, match_header
+from anbar.exchange import DeliveryRejected, match_header, parse_manifest
+from anbar.landing import LandingArchive
+from anbar.ledger import Submission
+from anbar.periods import Period
 from anbar.registry import Dataset, Organisation
 
 DELIVERY = "delivery"
@@ -423,3 +426,20 @@ def read_rendering(con: duckdb.DuckDBPyConnection, org: Organisation, ds: Datase
     not_converted = scalar(con, f"select count(*) from {DELIVERY} where _problems is not null")
     reads = [FileRead(name, ds.column_names, [], rows, "rendering") for name, rows in files]
     return DeliveryRead(reads, rows_declared, rows_declared - not_converted, not_converted, [])
+
+
+def landed_delivery(archive: LandingArchive, org: Organisation, ds: Dataset, p: Period, sub: Submission) -> Landed:
+    """What the pass reads of a landed submission: its files, as its manifest declares them."""
+    landed = Path(sub.landing_path)
+    listing = json.loads((landed / "files.json").read_text())
+    raw_manifest = (landed / "manifest.json").read_bytes()
+    try:
+        declared = json.loads(raw_manifest.decode("utf-8-sig"))
+    except ValueError:
+        declared = None
+    if org.transport.kind == "sftp" or (isinstance(declared, dict) and "files" in declared):  # CSV files
+        manifest = parse_manifest(raw_manifest, org, ds, p)
+        rows_by_name = {f.name: f.rows for f in manifest.files}
+        files = [DeliveredFile(f["name"], archive.root / f["object"], rows_by_name[f["name"]]) for f in listing]
+        return Landed(files, manifest.encoding, manifest.delimiter)
+    return Landed([], api_records=archive.root / listing[0]["object"], api_rows_declared=sub.rows_manifest)
