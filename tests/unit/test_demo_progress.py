@@ -57,7 +57,7 @@ def test_a_stage_that_fails_is_not_reported_done():
 
 def test_make_demo_s_start_makes_the_install_the_first_stage(monkeypatch):
     lines: list[str] = []
-    monkeypatch.setenv(STARTED_AT_ENV, f"{time.time() - 30:.3f}")
+    monkeypatch.setenv(STARTED_AT_ENV, f"{time.time() - 30.5:.3f}")
     stages = Stages.from_environment(lines.append)
     (name, seconds), *_ = stages.times
     assert name == "install" and seconds >= 30
