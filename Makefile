@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.anbar-installed
 
-.PHONY: demo test stop install lint format dbt-parse docs clean bench
+.PHONY: demo test stop install lint format dbt-parse docs clean bench redis-server
 
 $(STAMP): pyproject.toml constraints.txt
 	@echo "[anbar] creating $(VENV) and installing the pinned dependencies (about a minute) ..."
@@ -17,11 +17,22 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-demo: $(STAMP)
-	$(BIN)/anbar demo up
+# The demo times its stages from here, the install of the virtual environment included (anbar.devenv.progress).
+demo:
+	@started=$$(date +%s.%N) && $(MAKE) --no-print-directory install && \
+	  ANBAR_DEMO_STARTED_AT=$$started $(BIN)/anbar demo up
 
-test: $(STAMP) dbt-parse
+test: $(STAMP) dbt-parse redis-server
 	$(BIN)/pytest
+
+# The Celery test layer (tests/celery) starts a real Redis as the broker: Debian's redis-server, installed here
+# when it is absent (as root, else through sudo). Only the binary is used: the tests start their own server.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "[anbar] installing Debian's redis-server (the broker of the Celery test layer) ..."; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }
 
 # Cosmos renders the warehouse DAG from dbt's manifest, so DAG parsing never runs dbt.
 dbt-parse: $(STAMP)

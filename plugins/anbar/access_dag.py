@@ -101,7 +101,7 @@ def build_access_expiry_dag() -> DAG:
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
-        default_args=default_args(settings.OWNER),
+        default_args=default_args(settings.OWNER, queue=settings.GOVERNANCE_QUEUE),  # the administrator's worker
         tags=["anbar", "access", "security"],
         doc_md=DOC_MD,
     ) as dag:

@@ -13,6 +13,7 @@ import logging
 
 from airflow.sdk import DAG, task
 
+from anbar import settings
 from anbar.dag_defaults import START_DATE, default_args
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def build_audit_dag() -> DAG:
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
-        default_args=default_args(),
+        default_args=default_args(queue=settings.GOVERNANCE_QUEUE),  # the administrator's worker
         tags=["anbar", "audit", "security"],
         doc_md=DOC_MD,
     ) as dag:

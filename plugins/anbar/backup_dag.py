@@ -73,7 +73,7 @@ def build_backup_dag() -> DAG:
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
-        default_args=default_args(settings.OWNER),
+        default_args=default_args(settings.OWNER, queue=settings.GOVERNANCE_QUEUE),  # the administrator's worker
         tags=["anbar", "backup", "operations"],
         doc_md=DOC_MD,
     ) as dag:

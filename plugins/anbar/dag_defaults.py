@@ -30,8 +30,10 @@ def on_task_failure(context) -> None:
         log.exception("could not send the failure alert %s", key)
 
 
-def default_args(owner: str = settings.OWNER) -> dict:
-    return {
+def default_args(owner: str = settings.OWNER, queue: str | None = None) -> dict:
+    """Owner, retries with backoff, a mail on failure; ``queue`` (e.g. ``settings.GOVERNANCE_QUEUE``) routes the
+    DAG's tasks to other Celery workers than the default queue's."""
+    args = {
         "owner": owner,
         "retries": 2,
         "retry_delay": dt.timedelta(minutes=2),
@@ -39,3 +41,6 @@ def default_args(owner: str = settings.OWNER) -> dict:
         "max_retry_delay": dt.timedelta(minutes=30),
         "on_failure_callback": on_task_failure,
     }
+    if queue is not None:
+        args["queue"] = queue
+    return args

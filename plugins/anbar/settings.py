@@ -16,6 +16,10 @@ TRANSFORMER_CONN_ID = os.environ.get("ANBAR_TRANSFORMER_CONN_ID", WAREHOUSE_CONN
 LEDGER_READER_CONN_ID = os.environ.get("ANBAR_LEDGER_READER_CONN_ID", WAREHOUSE_CONN_ID)
 SMTP_CONN_ID = os.environ.get("ANBAR_SMTP_CONN_ID", "anbar_smtp")
 OWNER = "anbar-data-engineering"
+# The Celery queue of the DAGs that act as the warehouse's administrator (anbar_access_expiry, anbar_audit,
+# anbar_backup): only its worker holds the superuser's password (docker-compose.yml, docs/operations.md). Every
+# other task, the suppliers' files included, runs on Airflow's default queue.
+GOVERNANCE_QUEUE = "governance"
 
 
 def landing_dir() -> Path:

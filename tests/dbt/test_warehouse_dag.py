@@ -1,5 +1,6 @@
-"""(c) The Cosmos warehouse DAG: imports cleanly, has the expected tasks, is scheduled on
-the registry datasets' Assets, and does no work (no dbt, no database) at parse time."""
+"""(c) The Cosmos warehouse DAG: imports cleanly, has the expected tasks — one `dbt build` of the whole project
+(Cosmos' watcher mode) after the gate that coalesces deliveries, then per model a task group reading what the
+build did —, is scheduled on the registry datasets' Assets, and does no work (no dbt, no database) at parse time."""
 
 from __future__ import annotations
 
@@ -32,27 +33,78 @@ def test_dag_file_imports_without_errors(dbt_manifest, tmp_path):
 
 def test_expected_tasks(dag):
     assert set(dag.task_dict) == EXPECTED_TASKS
-    assert dag.task_dict["int_person_records_model_build"].upstream_task_ids == {
-        "stg_anbar__accepted_submissions_model_build",
-        "stg_sso__insured_persons_model_build",
-        "stg_sso__workplaces_model_build",
-        "stg_tvto__trainees_model_build",
-        "stg_cspf__pensioners_model_build",
-        "stg_swo__beneficiaries_model_build",
+    assert dag.task_dict["int_person_records.run"].upstream_task_ids == {
+        "stg_anbar__accepted_submissions.test",
+        "stg_sso__insured_persons.test",
+        "stg_sso__workplaces.test",
+        "stg_tvto__trainees.test",
+        "stg_cspf__pensioners.test",
+        "stg_swo__beneficiaries.test",
     }
     # a model reading another incremental model takes its lineage from that model's build state
-    assert dag.task_dict["fct_insured_employment_monthly_model_build"].upstream_task_ids == {
-        "fct_insured_employment_model_build",
-        "stg_ref__code_list_values_model_build",
+    assert dag.task_dict["fct_insured_employment_monthly.run"].upstream_task_ids == {
+        "fct_insured_employment.test",
+        "stg_ref__code_list_values.test",
     }
-    assert dag.task_dict["assert_insured_employment_reconciles_test"].upstream_task_ids == {
-        "fct_insured_employment_model_build",
-        "fct_insured_employment_monthly_model_build",
+    assert dag.task_dict["fct_insured_employment_monthly.test"].upstream_task_ids == {
+        "fct_insured_employment_monthly.run"
     }
-    # the first parent's build must not run the cross-model reconciliation early
-    build = dag.task_dict["fct_insured_employment_model_build"]
+
+
+def test_one_dbt_build_of_the_whole_project(dag):
+    """The producer builds every model and runs every test: no selection, no --resource-type, 4 dbt threads."""
+    from cosmos.operators.watcher import DbtProducerWatcherOperator
+
+    build = dag.task_dict["dbt_producer_watcher"]
+    assert isinstance(build, DbtProducerWatcherOperator)
     assert build.base_cmd == ["build"]
-    assert "assert_insured_employment_reconciles" in build.exclude
+    assert not build.select and not build.exclude and not build.selector
+    assert "--resource-type" not in build.add_cmd_flags()
+    assert build.upstream_task_ids == {"coalesce_deliveries"}
+    assert build.profile_config.profile_mapping.profile_args["threads"] == 4
+    # A retried producer only skips (Cosmos): it fails at once instead, and the model tasks retry model by model.
+    assert build.retries == 0
+    # Tests over several models count in the outcome of each of their models' `.test` task.
+    tests = build.tests_per_model
+    for model in ("fct_insured_employment", "fct_insured_employment_monthly"):
+        assert "test.anbar.assert_insured_employment_reconciles" in tests[f"model.anbar.{model}"]
+    assert "test.anbar.assert_no_published_count_under_threshold" in tests["model.anbar.mart_trainees"]
+
+
+def test_the_model_tasks_read_the_build_once_it_has_ended(dag):
+    from cosmos.operators.watcher import DbtRunWatcherOperator, DbtTestWatcherOperator
+
+    build = dag.task_dict["dbt_producer_watcher"]
+    after = {t.task_id for t in build.get_flat_relatives(upstream=False)}
+    assert after == EXPECTED_TASKS - {"coalesce_deliveries", "dbt_producer_watcher"}
+    for task_id in build.downstream_task_ids:
+        # ... whatever the build's outcome, so a failed build still shows which models it built
+        assert dag.task_dict[task_id].trigger_rule == "all_done", task_id
+    assert "stg_sso__insured_persons.run" in build.downstream_task_ids
+    for task_id in EXPECTED_TASKS - {"coalesce_deliveries", "dbt_producer_watcher"}:
+        task = dag.task_dict[task_id]
+        kind = DbtTestWatcherOperator if task_id.endswith(".test") else DbtRunWatcherOperator
+        assert type(task) is kind, task_id
+        # poking, not deferred: no triggerer round trip, and no deferral race (apache/airflow#67287)
+        assert not task.deferrable and task.mode == "poke", task_id
+        assert task.producer_task_id == "dbt_producer_watcher"
+
+
+def test_deliveries_accepted_close_together_are_built_once(dag, registry):
+    from airflow.providers.standard.operators.python import ShortCircuitOperator
+
+    from anbar.dbt import coalesce
+    from anbar.dbt.dag import dataset_assets
+
+    gate = dag.task_dict["coalesce_deliveries"]
+    assert isinstance(gate, ShortCircuitOperator)
+    assert gate.python_callable is coalesce.coalesce_deliveries
+    # a run it skips skips every task, the model tasks' all_done notwithstanding
+    assert gate.ignore_downstream_trigger_rules
+    assert not gate.upstream_task_ids and gate.downstream_task_ids == {"dbt_producer_watcher"}
+    # it reads when each dataset was last updated through its inlets
+    assert set(gate.inlets) == set(dataset_assets(registry))
+    assert gate.owner == "anbar-data-engineering"
 
 
 def test_scheduled_on_the_registry_assets(dag, registry):
@@ -77,19 +129,22 @@ def test_dag_metadata(dag):
     assert dag.max_active_runs == 1
     assert not dag.catchup
     assert "Triage" in dag.doc_md and "anbar_warehouse" in dag.doc_md
-    task = dag.task_dict["stg_sso__insured_persons_model_build"]
-    assert task.owner == "anbar-data-engineering"
-    assert task.retries == dag.default_args["retries"]
-    assert task.retry_delay == dag.default_args["retry_delay"] > dt.timedelta(0)
+    for task_id in ("stg_sso__insured_persons.run", "stg_sso__insured_persons.test", "coalesce_deliveries"):
+        task = dag.task_dict[task_id]
+        assert task.owner == "anbar-data-engineering"
+        assert task.retries == dag.default_args["retries"]
+        assert task.retry_delay == dag.default_args["retry_delay"] > dt.timedelta(0)
 
 
 def test_tasks_run_the_venv_dbt_on_the_warehouse_connection(dag):
-    task = dag.task_dict["fct_insured_employment_monthly_model_build"]
-    assert str(task.dbt_executable_path) == str(dbt_executable())
-    profile = task.profile_config
-    assert (profile.profile_name, profile.target_name) == ("anbar", "prod")
-    assert profile.profile_mapping.conn_id == "anbar_warehouse"
-    assert profile.profile_mapping.profile_args == {"schema": "analytics"}
+    # the build, and a model task's own dbt when it is retried
+    for task_id in ("dbt_producer_watcher", "fct_insured_employment_monthly.run"):
+        task = dag.task_dict[task_id]
+        assert str(task.dbt_executable_path) == str(dbt_executable())
+        profile = task.profile_config
+        assert (profile.profile_name, profile.target_name) == ("anbar", "prod")
+        assert profile.profile_mapping.conn_id == "anbar_warehouse"
+        assert profile.profile_mapping.profile_args == {"schema": "analytics", "threads": 4}
 
 
 def test_parse_runs_no_dbt_and_opens_no_connection(dbt_manifest, registry, monkeypatch):

@@ -118,3 +118,24 @@ def test_dag_run_built_the_mart(dag_run, local_pg):
         conn.close()
     assert got == {k: tuple(v.values()) for k, v in expected.items()}
     assert persons == len(dag_run["synthetic"].expected_persons())
+
+
+def test_one_dbt_build_ran_every_model_and_test(dag_run, dbt_manifest):
+    """Cosmos' watcher mode: the producer's `dbt build` is the run's only dbt process (the model tasks read what
+    it did), and it ran every model and every data test of the project."""
+    import re
+
+    log = dag_run["log"].read_text(errors="replace")
+    commands = re.findall(r"Running command: \[([^\]]*)\]", log)
+    assert len(commands) == 1, commands
+    argv = [a.strip(" '") for a in commands[0].split(",")]
+    assert Path(argv[0]).name == "dbt" and argv[1] == "build"
+    assert "--select" not in argv and "--resource-type" not in argv
+    (done,) = re.findall(r"Done\. PASS=(\d+) WARN=(\d+) ERROR=(\d+) SKIP=(\d+) NO-OP=\d+ TOTAL=(\d+)", log)
+    passed, warned, errors, skipped, total = map(int, done)
+    assert (errors, skipped) == (0, 0) and passed + warned == total
+    manifest = json.loads(dbt_manifest.read_text())
+    kinds = [n["resource_type"] for n in manifest["nodes"].values()]
+    assert total >= kinds.count("model") + kinds.count("test") > kinds.count("model") > 0
+    # the model tasks only read the build's outcome
+    assert log.count("Success criteria met") >= len(EXPECTED_TASKS) - 2

@@ -45,8 +45,11 @@ AIRFLOW = {
     "airflow-scheduler": "scheduler",
     "airflow-dag-processor": "dag-processor",
     "airflow-triggerer": "triggerer",
-    "airflow-worker": "celery worker",
+    "airflow-worker": "celery worker --queues default",
+    "airflow-worker-governance": "celery worker --queues governance",
 }
+WORKERS = ("airflow-worker", "airflow-worker-governance")
+GOVERNANCE_WORKER = "airflow-worker-governance"
 INIT = "airflow-init"
 ACCESS_APPLY = "anbar-access-apply"  # `anbar access apply` as the administrator, before any DAG runs
 # Issue 7: PostgreSQL (warehouse and Airflow metadata), Redis, an SMTP relay and Airflow's components.
@@ -218,9 +221,10 @@ def test_every_service_has_a_health_check_and_waits_for_what_it_needs(config):
         assert deps["postgres"]["condition"] == deps["redis"]["condition"] == "service_healthy", name
     for name in AIRFLOW:
         assert services[name]["depends_on"][INIT]["condition"] == "service_completed_successfully", name
-    worker = services["airflow-worker"]["depends_on"]
-    # Tasks call the api-server's Execution API and mail through the relay.
-    assert worker["airflow-apiserver"]["condition"] == worker["smtp-relay"]["condition"] == "service_healthy"
+    for name in WORKERS:
+        worker = services[name]["depends_on"]
+        # Tasks call the api-server's Execution API and mail through the relay.
+        assert worker["airflow-apiserver"]["condition"] == worker["smtp-relay"]["condition"] == "service_healthy"
     assert one_shot(services[INIT]) and services[INIT]["environment"]["_AIRFLOW_DB_MIGRATE"] == "true"
 
 
@@ -263,9 +267,10 @@ def test_airflow_components_are_wired_as_airflow_3_expects(config):
     assert ":8974/health" in " ".join(scheduler["healthcheck"]["test"])
     assert "/api/v2/monitor/health" in " ".join(services["airflow-apiserver"]["healthcheck"]["test"])
     # Workers scale with --scale: no fixed name, no published port, warm shutdown.
-    worker = services["airflow-worker"]
-    assert "container_name" not in worker and not worker.get("ports")
-    assert worker["environment"]["DUMB_INIT_SETSID"] == "0"
+    for name in WORKERS:
+        worker = services[name]
+        assert "container_name" not in worker and not worker.get("ports")
+        assert worker["environment"]["DUMB_INIT_SETSID"] == "0"
 
 
 def test_simulators_run_only_under_their_profile(cli, tmp_path, raw, config):
@@ -407,19 +412,21 @@ def volume_targets(svc: dict) -> dict[str, dict]:
 
 
 def test_anbar_directories_are_volumes_where_settings_look(config, monkeypatch):
-    worker = config["services"]["airflow-worker"]
-    env, mounts = worker["environment"], volume_targets(worker)
-    for var, setting in [
-        ("ANBAR_LANDING_DIR", settings.landing_dir),
-        ("ANBAR_DATA_DOCS_DIR", settings.data_docs_dir),
-        ("ANBAR_REPORTS_DIR", settings.reports_dir),
-        ("ANBAR_BACKUP_DIR", settings.backup_dir),
+    services = config["services"]
+    for var, setting, name in [
+        ("ANBAR_LANDING_DIR", settings.landing_dir, "airflow-worker"),
+        ("ANBAR_DATA_DOCS_DIR", settings.data_docs_dir, "airflow-worker"),
+        ("ANBAR_REPORTS_DIR", settings.reports_dir, "airflow-worker"),
+        ("ANBAR_BACKUP_DIR", settings.backup_dir, GOVERNANCE_WORKER),  # anbar_backup runs there
     ]:
+        env = services[name]["environment"]
         monkeypatch.setenv(var, env[var])
         assert setting() == Path(env[var])
-        volume = mounts[env[var]]
+        volume = volume_targets(services[name])[env[var]]
         assert volume["type"] == "volume" and not volume.get("read_only"), var
         assert volume["source"] in config["volumes"]
+    worker = services["airflow-worker"]
+    env, mounts = worker["environment"], volume_targets(worker)
     # The api-server serves the Data Docs the workers write, read-only.
     api = volume_targets(config["services"]["airflow-apiserver"])
     docs = mounts[env["ANBAR_DATA_DOCS_DIR"]]["source"]
@@ -449,8 +456,9 @@ def test_dags_and_plugin_are_where_the_image_puts_them(config):
 def test_connections_point_at_the_services(config):
     services = config["services"]
     env = services["airflow-worker"]["environment"]
+    admin = services[GOVERNANCE_WORKER]["environment"][f"AIRFLOW_CONN_{access.ADMIN_CONN_ID.upper()}"]
     for conn_id in (settings.WAREHOUSE_CONN_ID, env["ANBAR_TRANSFORMER_CONN_ID"], access.ADMIN_CONN_ID):
-        warehouse = urlsplit(env[f"AIRFLOW_CONN_{conn_id.upper()}"])
+        warehouse = urlsplit(env[f"AIRFLOW_CONN_{conn_id.upper()}"] if conn_id != access.ADMIN_CONN_ID else admin)
         assert (warehouse.scheme, warehouse.hostname, warehouse.port, warehouse.path) == (
             "postgresql",
             "postgres",
@@ -485,9 +493,9 @@ def test_pseudonym_key_is_a_secret_of_the_services_that_install_it(config, tmp_p
 
 # --- each part of anbar as its own role (docs/access.md) ---------------------------------------------------
 
-# The services that act as the warehouse's administrator: the access plan at every `up`, the workers
-# (anbar_access_expiry, anbar_audit) and airflow-cli (`anbar access …`, `anbar audit …`).
-ADMIN_SERVICES = {ACCESS_APPLY, "airflow-worker", "airflow-cli"}
+# The services that act as the warehouse's administrator: the access plan at every `up`, the governance worker
+# (anbar_access_expiry, anbar_audit, anbar_backup) and airflow-cli (`anbar access …`, `anbar audit …`).
+ADMIN_SERVICES = {ACCESS_APPLY, GOVERNANCE_WORKER, "airflow-cli"}
 
 
 def airflow_services(cfg: dict) -> dict[str, dict]:
@@ -549,11 +557,12 @@ def test_each_part_connects_as_its_own_role(config):
 
 
 def test_the_administrator_logs_in_with_the_secret_file(config, tmp_path, monkeypatch):
-    """anbar.access.connect_admin in a worker's environment: the superuser, with the mounted secret's password."""
+    """anbar.access.connect_admin in the governance worker's environment: the superuser, with the mounted
+    secret's password."""
     import psycopg2
 
     services = config["services"]
-    env = services["airflow-worker"]["environment"]
+    env = services[GOVERNANCE_WORKER]["environment"]
     secret = tmp_path / "postgres_superuser_password"
     secret.write_text("0f1e2d3c" * 8 + "\n")  # as `openssl rand -hex 32 | tee` writes it
     conn_var = f"AIRFLOW_CONN_{access.ADMIN_CONN_ID.upper()}"
@@ -579,7 +588,7 @@ def test_the_access_plan_is_applied_before_any_dag_runs(config, capsys):
     assert apply["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert apply["depends_on"][INIT]["condition"] == "service_completed_successfully"
     # Nothing is scheduled, no task runs and the Submissions page reads no ledger before it has exited 0.
-    for name in ("airflow-scheduler", "airflow-worker", "airflow-apiserver"):
+    for name in ("airflow-scheduler", *WORKERS, "airflow-apiserver"):
         assert services[name]["depends_on"][ACCESS_APPLY]["condition"] == "service_completed_successfully", name
     # It runs `anbar access apply --bootstrap` (Airflow's entrypoint runs a bash command as it is) ...
     shell, flag, line = apply["command"]
@@ -668,3 +677,46 @@ def test_service_passwords_come_only_from_the_env_file(cli, tmp_path):
         assert {op for name, op in uses if name == var} == {":?"}, var
         out = render(cli, tmp_path / f"without-{var}", env_text=filled_env("a", drop=(var,)))
         assert out.returncode != 0 and var in out.stderr, var
+
+
+# --- the Celery queues (tests/celery runs the same layout) ------------------------------------------------
+
+
+def queues_of(service: dict) -> set[str]:
+    argv = shlex.split(command(service))
+    return set(argv[argv.index("--queues") + 1].split(","))
+
+
+def test_the_administrator_s_dags_run_only_on_the_governance_worker(config):
+    """The governance queue's worker alone holds the superuser's password; the default queue's workers, which
+    parse what suppliers send, get neither the secret nor a connection or URL that would use it."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk.definitions._internal.abstractoperator import DEFAULT_QUEUE
+
+    services = config["services"]
+    workers = {n: s for n, s in services.items() if command(s).startswith("celery worker")}
+    assert set(workers) == set(WORKERS)
+    assert queues_of(workers["airflow-worker"]) == {DEFAULT_QUEUE}
+    assert queues_of(workers[GOVERNANCE_WORKER]) == {settings.GOVERNANCE_QUEUE}
+    # Tasks go where their DAG sends them: the administrator's DAGs to the governance queue, all else to the default.
+    governance_dags = {"anbar_access_expiry", "anbar_audit", "anbar_backup"}
+    bag = DagBag(str(REPO / "dags"))
+    assert governance_dags <= set(bag.dags) and not bag.import_errors
+    for dag_id, dag in bag.dags.items():
+        expected = settings.GOVERNANCE_QUEUE if dag_id in governance_dags else DEFAULT_QUEUE
+        assert {t.queue for t in dag.tasks} == {expected}, dag_id
+    # The secret and everything that uses it: only on the governance worker.
+    default, governance = workers["airflow-worker"], workers[GOVERNANCE_WORKER]
+    secret_file = services["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"]
+    assert "postgres_superuser_password" in {s["source"] for s in governance["secrets"]}
+    assert "postgres_superuser_password" not in {s["source"] for s in default.get("secrets") or []}
+    admin_keys = {f"AIRFLOW_CONN_{access.ADMIN_CONN_ID.upper()}", access.ADMIN_PASSWORD_FILE_ENV}
+    backup_keys = {"ANBAR_BACKUP_URL", "ANBAR_BACKUP_PASSWORD_FILE"}
+    assert admin_keys | backup_keys <= set(governance["environment"])
+    assert not (admin_keys | backup_keys) & set(default["environment"])
+    assert secret_file not in json.dumps(default)
+    superuser = services["postgres"]["environment"]["POSTGRES_USER"]
+    assert not any(urlsplit(v).username == superuser for v in default["environment"].values() if "://" in v)
+    # The backups volume is the governance worker's; the suppliers' archive is not mounted there.
+    assert "/opt/anbar/backups" in volume_targets(governance) and "/opt/anbar/backups" not in volume_targets(default)
+    assert settings.landing_dir().name not in {Path(t).name for t in volume_targets(governance)}

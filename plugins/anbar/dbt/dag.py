@@ -1,9 +1,22 @@
-"""The warehouse DAG: the dbt project rendered by astronomer-cosmos, one task group per model.
+"""The warehouse DAG: the dbt project built by one ``dbt build`` (astronomer-cosmos, ``ExecutionMode.WATCHER``),
+with one task group per model showing what that build did to the model and its tests.
 
 It is scheduled on the registry datasets' Assets: the ingest DAG publishes a dataset's
-Asset when a delivery is accepted, and any of them triggers a rebuild. Parsing reads
-only the registry and ``dbt_project/target/manifest.json`` (``LoadMode.DBT_MANIFEST``):
-no dbt command, no database connection at parse time.
+Asset when a delivery is accepted, and any of them triggers a rebuild; deliveries accepted
+close together are built once (``anbar.dbt.coalesce``). Parsing reads only the registry and
+``dbt_project/target/manifest.json`` (``LoadMode.DBT_MANIFEST``): no dbt command, no database
+connection at parse time.
+
+    coalesce_deliveries ─► dbt_producer_watcher ─► <model>.run ─► <model>.test ─► <downstream model>.run ...
+    (skip, or wait for      (dbt build: every model   (each reads its model's outcome, and its tests',
+     a quiet moment)         and test, dbt threads)     from what the build published; no dbt of its own)
+
+The per-model tasks run once the build has ended: each then only reads what the build recorded (one
+XCom read), in a task that holds its slot for about a second, instead of waiting beside the build
+(Cosmos' default) — on a small machine the waiting tasks took CPU from dbt, and deferring them to the
+triggerer hits Airflow 3.3's scheduler/triggerer race (a trigger that fires right after the deferral
+gets the task failed, apache/airflow#67287, #72716). A model task that is retried (or cleared) runs dbt
+for its model alone, as Cosmos' local mode would.
 """
 
 from __future__ import annotations
@@ -17,6 +30,7 @@ from anbar.dbt import MANIFEST_PATH, PROJECT_DIR, PROJECT_NAME, dbt_executable
 from anbar.registry import Registry
 
 DAG_ID = "anbar_warehouse"
+DBT_THREADS = 4  # the build's dbt threads: PostgreSQL works while dbt waits, so more than the 2 cores help
 WAREHOUSE_CONN_ID = settings.TRANSFORMER_CONN_ID  # anbar_transformer's connection; default "anbar_warehouse"
 TARGET_SCHEMA = "analytics"
 ASSET_GROUP = "anbar-clean"  # the group the ingest DAGs give the same Assets
@@ -25,13 +39,19 @@ DOC_MD = """
 # Warehouse build (dbt via Cosmos)
 
 Builds the `anbar` dbt project (`dbt_project/`) into PostgreSQL schemas `staging`,
-`intermediate` and `marts`. Each dbt model is one task, `<model>_model_build`: `dbt build` of the model, then its tests
-(a failing test fails the task and stops everything downstream). Tests over several models
-(`assert_*_test`, `relationships_*_test`) run once, after all their models.
+`intermediate`, `core`, `marts` and `catalog` with **one `dbt build`** (`dbt_producer_watcher`,
+4 dbt threads): every model, then its tests; a failing test stops everything downstream of it.
+Each model then has a task group, `<model>.run` and `<model>.test`, that shows what the build did
+to the model and to its tests (their log has dbt's message for the model); a group fails when its
+model or one of its tests failed, and the groups after it are `upstream_failed`.
 
 **Trigger**: any accepted delivery. The ingest DAG publishes the dataset's Asset
 (`anbar://warehouse/clean/<org>__<dataset>`) when a submission is accepted; this DAG is
 scheduled on all of them combined with `|`. A manual trigger rebuilds everything too.
+`coalesce_deliveries` first waits until no delivery has been accepted for
+`ANBAR_WAREHOUSE_QUIET_SECONDS` (60; at most `ANBAR_WAREHOUSE_MAX_WAIT_SECONDS`, 900), so deliveries
+accepted close together are built once, and skips a run (all its tasks `skipped`) whose deliveries
+the previous, successful build already read.
 
 **Data read**: `clean.<org>__<dataset>`, restricted by the `latest_accepted` macro to the
 latest *accepted* version of each period in `anbar.submissions`; `anbar.jalali_calendar`;
@@ -39,7 +59,9 @@ latest *accepted* version of each period in `anbar.submissions`; `anbar.jalali_c
 `anbar.pseudonymise`, whose key dbt never sees) in staging.
 
 ## Triage: what to check when a task fails
-1. **Open the task log**: Cosmos logs the exact `dbt` command and dbt's own error.
+1. **Open the log of `dbt_producer_watcher`**: the `dbt build` command and dbt's own output, every
+   model and test with its result; a failed `<model>.run` or `<model>.test` names the model and dbt's
+   message. Clearing a failed `<model>.run` / `.test` runs `dbt run` / `dbt test` for that model alone.
 2. **Connection errors** (`could not connect`, `password authentication failed`): the Airflow
    connection `anbar_warehouse` (host, port, login, password, schema = database name), or the one
    `ANBAR_TRANSFORMER_CONN_ID` names (login `anbar_transformer`; docs/access.md).
@@ -68,8 +90,13 @@ latest *accepted* version of each period in `anbar.submissions`; `anbar.jalali_c
    model and everything after it from all deliveries: `dbt build --full-refresh --select <model>+`
    (see `dbt_project/README.md`).
 
-Owner: anbar-data-engineering. Retries: 2 with backoff (connection blips), then a mail to the
-warehouse team; data errors fail again, so read the log before clearing.
+11. **A run is `skipped`** (every task): `coalesce_deliveries` found that the previous build, which
+   succeeded, had already read its deliveries (its log says which run). Nothing to do.
+
+Owner: anbar-data-engineering. Retries: the build is not retried (a retried `dbt_producer_watcher` only
+skips); a failed model or test task is retried twice with backoff, running dbt for its model alone
+(connection blips), then a mail goes to the warehouse team; data errors fail again, so read the log
+before clearing.
 """
 
 
@@ -119,7 +146,7 @@ def build_warehouse_dag(
     dag_id: str = DAG_ID,
     target_name: str = "prod",
 ):
-    """The Cosmos ``DbtDag`` of the warehouse, rendered from the dbt manifest."""
+    """The Cosmos ``DbtDag`` of the warehouse, rendered from the dbt manifest: one ``dbt build``."""
     from cosmos import DbtDag, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
     from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
     from cosmos.profiles import PostgresUserPasswordProfileMapping
@@ -131,14 +158,14 @@ def build_warehouse_dag(
             "Produce it with `python -m anbar.dbt parse` (no database needed)."
         )
 
-    return DbtDag(
+    dag = DbtDag(
         dag_id=dag_id,
         description="Builds the dbt warehouse (staging, intermediate, marts) on new deliveries.",
         doc_md=DOC_MD,
         schedule=warehouse_schedule(registry),
         start_date=START_DATE,
         catchup=False,
-        max_active_runs=1,  # rebuilds are full: one at a time, later triggers queue
+        max_active_runs=1,  # one build at a time; the events of deliveries accepted meanwhile queue one more run
         tags=["anbar", "warehouse", "dbt"],
         # owner anbar-data-engineering, retries with backoff, a mail to the team on failure
         default_args=default_args(),
@@ -149,27 +176,66 @@ def build_warehouse_dag(
             # (postgres://host:port/db/schema/table), so they change between environments;
             # they also cost an OpenLineage pass per task. Not emitted.
             emit_datasets=False,
-            # One `dbt build` task per model (its tests inside) rather than a run and a test
-            # task: half the tasks, and each task's fixed cost (a process, dbt's start-up,
-            # the manifest) dominates a model's own time at a month's volume.
-            test_behavior=TestBehavior.BUILD,
+            # A `.run` and a `.test` task per model (the watcher mode has no per-model build task). The
+            # build itself is one `dbt build`: dbt runs each test after its models and skips what follows
+            # a failure, tests over several models (the reconciliation, the national-ID guard) included.
+            test_behavior=TestBehavior.AFTER_EACH,
             enable_owner_inheritance=False,
-            # Tests over several models (the reconciliation, the national-ID guard) run once, after
-            # all their parents, not inside the first parent's test task.
-            should_detach_multiple_parents_tests=True,
+            # Not detached: in the watcher mode a detached test's task finds no result of its own and,
+            # not deferred, waits forever. A test over several models counts in each of their `.test`.
+            should_detach_multiple_parents_tests=False,
         ),
         execution_config=ExecutionConfig(
-            execution_mode=ExecutionMode.LOCAL,
+            execution_mode=ExecutionMode.WATCHER,
             invocation_mode=InvocationMode.SUBPROCESS,
             dbt_executable_path=str(dbt_executable()),
             dbt_project_path=Path(project_dir),
+            # A retried producer does not build again (it only skips): fail at once, so the model tasks
+            # report without waiting out a retry delay; their own retries run dbt model by model.
+            setup_operator_args={"retries": 0},
         ),
         profile_config=ProfileConfig(
             profile_name=PROJECT_NAME,
             target_name=target_name,
             profile_mapping=PostgresUserPasswordProfileMapping(
-                conn_id=WAREHOUSE_CONN_ID, profile_args={"schema": TARGET_SCHEMA}
+                conn_id=WAREHOUSE_CONN_ID, profile_args={"schema": TARGET_SCHEMA, "threads": DBT_THREADS}
             ),
         ),
-        operator_args={"install_deps": False},
+        # The model tasks poke (no deferral: see the module's docstring), once the build has ended.
+        operator_args={"install_deps": False, "deferrable": False, "poke_interval": 5},
     )
+    _report_after_the_build(dag)
+    _coalesce_first(dag, registry)
+    return dag
+
+
+def _report_after_the_build(dag) -> None:
+    """Start the model tasks when the build has ended (in whatever state), not beside it."""
+    from airflow.sdk import TriggerRule
+    from cosmos.constants import PRODUCER_WATCHER_TASK_ID
+
+    producer = dag.task_dict[PRODUCER_WATCHER_TASK_ID]
+    for task in dag.tasks:
+        if task is producer:
+            continue
+        if not task.upstream_task_ids or producer.task_id in task.upstream_task_ids:
+            producer >> task
+            task.trigger_rule = TriggerRule.ALL_DONE
+
+
+def _coalesce_first(dag, registry: Registry) -> None:
+    """``coalesce_deliveries`` before the build (anbar.dbt.coalesce): a run it skips skips every task."""
+    from airflow.providers.standard.operators.python import ShortCircuitOperator
+    from cosmos.constants import PRODUCER_WATCHER_TASK_ID
+
+    from anbar.dbt import coalesce
+
+    gate = ShortCircuitOperator(
+        task_id=coalesce.TASK_ID,
+        python_callable=coalesce.coalesce_deliveries,
+        ignore_downstream_trigger_rules=True,  # the model tasks run after a failed build too, not a skipped one
+        inlets=dataset_assets(registry),  # it reads when each dataset was last updated
+        doc_md=coalesce.__doc__,
+        dag=dag,
+    )
+    gate >> dag.task_dict[PRODUCER_WATCHER_TASK_ID]

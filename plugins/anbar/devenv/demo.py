@@ -13,6 +13,7 @@ import psycopg2
 
 from anbar import access, alerts, audit, ddl, expected
 from anbar.devenv.postgres import bin_path
+from anbar.devenv.progress import Stages
 from anbar.devenv.stack import WAREHOUSE_DB, Stack, demo_periods, say
 from anbar.periods import Period
 from anbar.timetables import data_interval_for
@@ -121,52 +122,88 @@ def _demo_overrides(periods: dict[str, list[str]]) -> list[str]:
 
 
 def up(today: dt.date | None = None, n_periods: int = 3, timeout: float = 1800) -> None:
+    stages = Stages.from_environment(say)
     stack = Stack()
     today = today or dt.date.today()
     periods = _with_follow_up(demo_periods(stack.registry, today, n_periods))
-    stack.start_postgres()
-    conn = psycopg2.connect(stack.pg.dsn(WAREHOUSE_DB))
-    try:
-        ddl.bootstrap(conn, stack.registry)
-        audit.install(conn)  # every statement of the warehouse database logged from now on (docs/audit.md)
-    finally:
-        conn.close()
     late = _late_period(stack.registry, periods, today)
     served = {org: [p for p in labels if (org, p) != late] for org, labels in periods.items()}
-    connections = stack.start_simulators(served, overrides=_demo_overrides(periods), civil_servants=DEMO_CIVIL_SERVANTS)
-    env = stack.airflow_env(connections)
-    env["ANBAR_REPORTS_DIR"] = str(_reports_dir(stack))
+    env = prepare(stack, served, stages, overrides=_demo_overrides(periods), civil_servants=DEMO_CIVIL_SERVANTS)
     env_file = stack.write_env_file(env)
-    _dbt_parse(env)
-    _apply_access_plan(stack)
-    stack.start_airflow(env)
+    with stages.stage("Airflow up"):
+        stack.start_airflow(env)
     api = AirflowApi(stack.airflow_url(), "admin", stack.admin_password)
     ingest_dags = [f"anbar_ingest__{code}" for code in stack.registry.organisations]
     wanted = [*ingest_dags, WAREHOUSE_DAG, REPORT_DAG]
-    say("waiting for the DAG processor to parse the DAGs ...")
-    deadline = time.monotonic() + 180
-    while not set(wanted) <= set(api.dag_ids()):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"DAGs not parsed: {set(wanted) - set(api.dag_ids())}; see {stack.airflow.log_file}")
-        time.sleep(3)
-    # Every period is triggered before the DAGs are unpaused: an unpaused DAG at once gets a
-    # scheduled run for its latest period, which would then be decided before the earlier ones.
-    for code, labels in periods.items():
-        calendar = stack.registry.org(code).calendar
-        for label in labels:
-            interval = data_interval_for(Period.parse(label, calendar))
-            api.trigger(f"anbar_ingest__{code}", f"demo__{label}", {"period": label}, interval)
-            say(f"triggered anbar_ingest__{code} for period {label}")
-    for dag_id in (*ingest_dags, WAREHOUSE_DAG):
-        api.unpause(dag_id)
-    _wait_for_runs(api, ingest_dags, sum(len(v) for v in periods.values()), timeout)
-    _wait_for_warehouse(api, timeout)
+    with stages.stage("DAGs parsed"):
+        say("waiting for the DAG processor to parse the DAGs ...")
+        deadline = time.monotonic() + 180
+        while not set(wanted) <= set(api.dag_ids()):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"DAGs not parsed: {set(wanted) - set(api.dag_ids())}; see {stack.airflow.log_file}")
+            time.sleep(3)
+    with stages.stage(f"ingest ({sum(len(v) for v in periods.values())} runs)"):
+        # Every period is triggered before the DAGs are unpaused: an unpaused DAG at once gets a
+        # scheduled run for its latest period, which would then be decided before the earlier ones.
+        for code, labels in periods.items():
+            for label in labels:
+                trigger_period(api, stack.registry, code, label)
+                say(f"triggered anbar_ingest__{code} for period {label}")
+        for dag_id in (*ingest_dags, WAREHOUSE_DAG):
+            api.unpause(dag_id)
+        _wait_for_runs(api, ingest_dags, sum(len(v) for v in periods.values()), timeout)
+    with stages.stage("warehouse build"):
+        _wait_for_warehouse(api, timeout)
     if late:
-        _replay_alerts(stack, env, *late)
-    _run_monthly_report(api, stack, today, timeout)
-    reads = _show_access(stack)
-    _run_audit_and_backup(api, stack, timeout)
-    _print_summary(stack, env_file, reads)
+        with stages.stage("late-supplier alerts replay"):
+            _replay_alerts(stack, env, *late)
+    with stages.stage("monthly report"):
+        _run_monthly_report(api, stack, today, timeout)
+    with stages.stage("access tiers"):
+        reads = _show_access(stack)
+    for dag_id in (AUDIT_DAG, BACKUP_DAG):
+        with stages.stage(dag_id):
+            _run_governance_dag(api, dag_id, timeout)
+    _print_summary(stack, env_file, reads, stages)
+
+
+def prepare(
+    stack: Stack,
+    served: dict[str, list[str]],
+    stages: Stages,
+    *,
+    overrides: list[str] | None = None,
+    civil_servants: int = 0,
+) -> dict[str, str]:
+    """Everything before Airflow starts: PostgreSQL with the warehouse bootstrapped and audited, the simulated
+    suppliers serving ``served`` ({org: [period, ...]}), the dbt manifest and the access plan (the loader, the
+    transformer and the demo users, with their passwords); the environment of Airflow's components."""
+    with stages.stage("PostgreSQL"):
+        stack.start_postgres()
+    with stages.stage("warehouse bootstrap"):
+        conn = psycopg2.connect(stack.pg.dsn(WAREHOUSE_DB))
+        try:
+            ddl.bootstrap(conn, stack.registry)
+            audit.install(conn)  # every statement of the warehouse database logged from now on (docs/audit.md)
+        finally:
+            conn.close()
+    with stages.stage("simulated suppliers"):
+        connections = stack.start_simulators(served, overrides=overrides, civil_servants=civil_servants)
+    env = stack.airflow_env(connections)
+    env["ANBAR_REPORTS_DIR"] = str(_reports_dir(stack))
+    with stages.stage("dbt parse"):
+        _dbt_parse(env)
+    with stages.stage("access plan"):
+        _apply_access_plan(stack)
+    return env
+
+
+def trigger_period(api: AirflowApi, registry, org: str, label: str) -> str:
+    """Trigger ``anbar_ingest__<org>`` for one period as its scheduled run would be (same data interval); the run id."""
+    run_id = f"demo__{label}"
+    interval = data_interval_for(Period.parse(label, registry.org(org).calendar))
+    api.trigger(f"anbar_ingest__{org}", run_id, {"period": label}, interval)
+    return run_id
 
 
 def _wait_for_runs(api: AirflowApi, dag_ids: list[str], expected: int, timeout: float) -> None:
@@ -196,12 +233,22 @@ def _wait_for_warehouse(api: AirflowApi, timeout: float) -> None:
         if runs and all(r["state"] in ("success", "failed") for r in runs):
             # Asset events arriving during a build queue one more run; wait until none is pending.
             time.sleep(10)
-            if all(r["state"] in ("success", "failed") for r in api.runs(WAREHOUSE_DAG)):
-                say(f"warehouse build runs: {', '.join(r['state'] for r in api.runs(WAREHOUSE_DAG))}")
+            runs = api.runs(WAREHOUSE_DAG)
+            if all(r["state"] in ("success", "failed") for r in runs):
+                say(f"warehouse build runs: {', '.join(_run_outcome(r) for r in runs)}")
                 return
         if time.monotonic() > deadline:
             raise RuntimeError("the warehouse build did not finish in time; look at the Airflow UI")
         time.sleep(5)
+
+
+def _run_outcome(run: dict) -> str:
+    """``success in 41 s`` — a DAG run's state and how long it ran (from the REST API's start and end dates)."""
+    try:
+        start, end = (dt.datetime.fromisoformat(run[k].replace("Z", "+00:00")) for k in ("start_date", "end_date"))
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return run["state"]
+    return f"{run['state']} in {(end - start).total_seconds():.0f} s"
 
 
 def _reports_dir(stack: Stack):
@@ -214,11 +261,11 @@ def _run_monthly_report(api: AirflowApi, stack: Stack, today: dt.date, timeout: 
     month = Period.containing(today, "jalali").previous()
     say(f"triggered {REPORT_DAG} for {month.label} ...")
     conf = {"report_month": month.label}
-    state = _run_dag(api, REPORT_DAG, f"demo__report__{month.label}", timeout, conf, data_interval_for(month))
+    state = run_dag(api, REPORT_DAG, f"demo__report__{month.label}", timeout, conf, data_interval_for(month))
     say(f"monthly report {month.label}: {state}; PDFs in {_reports_dir(stack) / month.label}")
 
 
-def _run_dag(api: AirflowApi, dag_id: str, run_id: str, timeout: float, conf: dict | None = None, interval=None) -> str:
+def run_dag(api: AirflowApi, dag_id: str, run_id: str, timeout: float, conf: dict | None = None, interval=None) -> str:
     """Trigger one run of a DAG, unpause the DAG, wait for the run to end; its final state."""
     api.trigger(dag_id, run_id, conf or {}, interval)
     api.unpause(dag_id)
@@ -363,13 +410,12 @@ def _show_access(stack: Stack) -> list[str]:
     return lines
 
 
-def _run_audit_and_backup(api: AirflowApi, stack: Stack, timeout: float) -> None:
+def _run_governance_dag(api: AirflowApi, dag_id: str, timeout: float) -> None:
     """The audit DAG (the server log so far — loads, grants, the demo users' reads — into the audit schema),
-    then the backup DAG (the warehouse and Airflow's database dumped, restored into a scratch database and
+    or the backup DAG (the warehouse and Airflow's database dumped, restored into a scratch database and
     checked table by table against the fingerprint taken with the dump)."""
-    for dag_id in (AUDIT_DAG, BACKUP_DAG):
-        say(f"triggered {dag_id} ...")
-        say(f"{dag_id}: {_run_dag(api, dag_id, f'demo__{dag_id}', timeout)}")
+    say(f"triggered {dag_id} ...")
+    say(f"{dag_id}: {run_dag(api, dag_id, f'demo__{dag_id}', timeout)}")
 
 
 def _dbt_parse(env: dict[str, str]) -> None:
@@ -379,7 +425,7 @@ def _dbt_parse(env: dict[str, str]) -> None:
     dbt_parse(env)
 
 
-def _print_summary(stack: Stack, env_file, access_lines: list[str]) -> None:
+def _print_summary(stack: Stack, env_file, access_lines: list[str], stages: Stages) -> None:
     conn = psycopg2.connect(stack.pg.dsn(WAREHOUSE_DB))
     with conn, conn.cursor() as cur:
         cur.execute(
@@ -401,6 +447,7 @@ def _print_summary(stack: Stack, env_file, access_lines: list[str]) -> None:
     _print_audit(stack)
     _print_backups(stack)
     mails = sorted(stack.mail_dir.glob("*.eml")) if stack.mail_dir.exists() else []
+    print(f"\n{stages.summary()}")
     print(f"""
 anbar demo is up.
   Airflow UI   {stack.airflow_url()}   login: admin / {stack.admin_password}

@@ -47,6 +47,10 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    # A service this process started (tests/celery) that has exited stays a zombie until it is reaped.
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
     return True
 
 
@@ -227,6 +231,11 @@ class Stack:
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.airflow_passwords_file),
                 "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "30",
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "20",
+                # The warehouse DAG's model tasks run one after another once its dbt build has ended: a scheduler
+                # that sleeps less between idle loops starts each of them sooner (default 1 s).
+                "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
+                # Deliveries accepted within 30 s of each other make one warehouse build (production: 60 s).
+                "ANBAR_WAREHOUSE_QUIET_SECONDS": "30",
                 "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
                 "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
                 "GX_ANALYTICS_ENABLED": "False",
