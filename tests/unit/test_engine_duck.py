@@ -21,7 +21,7 @@ _ALPHABET = (
 
 @pytest.fixture(scope="module")
 def con(tmp_path_factory):
-    connection = duck.connect(tmp_path_factory.mktemp("spill"), threads=1)
+    connection = duck.connect(tmp_path_factory.mktemp("spill"), threads=1, lookups=True)
     yield connection
     connection.close()
 
