@@ -21,19 +21,21 @@ import logging
 import posixpath
 import stat
 import time
-from collections.abc import Iterator
-from typing import BinaryIO
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack
+from typing import BinaryIO, TypeVar
 
 import asyncssh
-import paramiko
 import requests
 from airflow.providers.http.hooks.http import HttpHook
-from airflow.providers.sftp.hooks.sftp import SFTPHook, SFTPHookAsync
+from airflow.providers.sftp.hooks.sftp import SFTPHookAsync
+from airflow.sdk import BaseHook
 
 from anbar import settings
 from anbar.exchange import MANIFEST_NAME, MAX_MANIFEST_BYTES, DeliveryRejected
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # A file is read in blocks of READ_BLOCK with READ_REQUESTS of them in flight: 16 MiB in memory at most,
 # and enough requests outstanding to keep a long link busy.
@@ -55,34 +57,63 @@ def _sftp_failure(exc: BaseException) -> bool:
     """An error of the SFTP connection itself (not a missing or forbidden file)."""
     if isinstance(exc, asyncssh.SFTPError):
         return isinstance(exc, (asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection))
-    return (
-        isinstance(exc, (paramiko.SSHException, asyncssh.Error, EOFError, ConnectionError, TimeoutError))
-        or type(exc) is OSError
-    )
+    return isinstance(exc, (asyncssh.Error, EOFError, ConnectionError, TimeoutError)) or type(exc) is OSError
 
 
 class SupplierSftpHook:
-    """An organisation's SFTP outbox: ``<outbox>/<dataset>/<period>/``."""
+    """An organisation's SFTP outbox: ``<outbox>/<dataset>/<period>/``.
+
+    Over asyncssh (the provider's ``SFTPHookAsync``), one connection for everything a task asks (listing,
+    manifest, files) until :meth:`close`. A file is read with ``READ_REQUESTS`` reads of ``READ_BLOCK`` in
+    flight, where paramiko waits for each window: a 645 MB file took paramiko 12.5 s, OpenSSH's own
+    ``sftp`` 7.5 s and asyncssh 4.6 s from the same sshd (bench_ingest measures it each run)."""
 
     def __init__(self, conn_id: str, outbox: str):
         self.conn_id = conn_id
         self.outbox = outbox.strip("/")
-        self._hook: SFTPHook | None = None
-
-    @property
-    def hook(self) -> SFTPHook:
-        if self._hook is None:
-            hook = SFTPHook(ssh_conn_id=self.conn_id)
-            if hook.no_host_key_check or hook.host_key is None:
-                raise RuntimeError(
-                    f"connection {self.conn_id!r} does not pin the supplier's host key; "
-                    "set the host_key extra (anbar never trusts a host key on first use)"
-                )
-            self._hook = hook
-        return self._hook
+        self._pinned = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._session: AsyncExitStack | None = None
+        self._sftp: asyncssh.SFTPClient | None = None
 
     def period_dir(self, dataset: str, period: str) -> str:
         return posixpath.join(self.outbox, dataset, period)
+
+    def _require_pinned_host_key(self) -> None:
+        if self._pinned:
+            return
+        extra = BaseHook.get_connection(self.conn_id).extra_dejson or {}
+        if not extra.get("host_key") or str(extra.get("no_host_key_check", "false")).lower() == "true":
+            raise RuntimeError(
+                f"connection {self.conn_id!r} does not pin the supplier's host key; "
+                "set the host_key extra (anbar never trusts a host key on first use)"
+            )
+        self._pinned = True
+
+    def _run(self, describe: Callable[[], str], operation: Callable[[asyncssh.SFTPClient], Awaitable[T]]) -> T:
+        """``operation`` on the open SFTP session (opened on first use); a failure of the connection itself
+        is ``SupplierUnavailable``, described by ``describe()`` at the time it failed."""
+        self._require_pinned_host_key()
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        try:
+            return self._loop.run_until_complete(self._on_session(operation))
+        except Exception as exc:
+            if _sftp_failure(exc):
+                raise self._unavailable(describe(), exc) from exc
+            raise
+
+    async def _on_session(self, operation: Callable[[asyncssh.SFTPClient], Awaitable[T]]) -> T:
+        if self._sftp is None:
+            session = AsyncExitStack()
+            try:
+                hook = SFTPHookAsync(sftp_conn_id=self.conn_id)
+                self._sftp = await session.enter_async_context(hook.get_managed_conn())
+            except BaseException:
+                await session.aclose()
+                raise
+            self._session = session
+        return await operation(self._sftp)
 
     def _unavailable(self, what: str, exc: BaseException) -> SupplierUnavailable:
         self.close_quietly()
@@ -94,77 +125,72 @@ class SupplierSftpHook:
     def list_period(self, dataset: str, period: str) -> list[str] | None:
         """File names in the period directory, or None if it does not exist."""
         path = self.period_dir(dataset, period)
-        try:
-            if not self.hook.path_exists(path):
+
+        async def listing(sftp: asyncssh.SFTPClient) -> list[str] | None:
+            try:
+                names = await sftp.listdir(path)
+            except asyncssh.SFTPNoSuchFile:
                 return None
-            return sorted(self.hook.list_directory(path) or [])
-        except Exception as exc:
-            if _sftp_failure(exc):
-                raise self._unavailable(f"listing {path}", exc) from exc
-            raise
+            return sorted(n for n in names if n not in (".", ".."))
+
+        return self._run(lambda: f"listing {path}", listing)
 
     def read_manifest(self, dataset: str, period: str) -> bytes | None:
         path = posixpath.join(self.period_dir(dataset, period), MANIFEST_NAME)
-        try:
-            if not self.hook.path_exists(path):
+
+        async def manifest(sftp: asyncssh.SFTPClient) -> bytes | None:
+            try:
+                async with sftp.open(path, "rb") as fh:
+                    return await fh.read(MAX_MANIFEST_BYTES + 1)
+            except asyncssh.SFTPNoSuchFile:
                 return None
-            with self.hook.get_managed_conn() as sftp, sftp.open(path, "rb") as fh:
-                return fh.read(2_000_000)
-        except Exception as exc:
-            if _sftp_failure(exc):
-                raise self._unavailable(f"reading {path}", exc) from exc
-            raise
+
+        return self._run(lambda: f"reading {path}", manifest)
 
     def stream_file(self, dataset: str, period: str, name: str, out: BinaryIO, max_bytes: int) -> None:
-        """Copy a delivered file to ``out``; refuse more than ``max_bytes`` (the manifest's size + slack).
-
-        The bytes come over asyncssh (the provider's ``SFTPHookAsync``, host key pinned the same way):
-        it keeps ``READ_REQUESTS`` reads of ``READ_BLOCK`` in flight, where paramiko waits for each
-        window. A 645 MB file: paramiko 12.5 s, OpenSSH's sftp 7.5 s, asyncssh 4.6 s (bench_ingest)."""
+        """Copy a delivered file to ``out``; refuse more than ``max_bytes`` (the manifest's size + slack)."""
         if "/" in name or name in ("", ".", ".."):
             raise DeliveryRejected("unsafe_file_name", f"file name {name!r} is not allowed")
-        _ = self.hook  # refuses a connection without a pinned host key before anything is opened
         path = posixpath.join(self.period_dir(dataset, period), name)
         copied = 0
 
-        async def copy() -> None:
+        async def copy(sftp: asyncssh.SFTPClient) -> None:
             nonlocal copied
-            async with SFTPHookAsync(sftp_conn_id=self.conn_id).get_managed_conn() as sftp:
-                try:
-                    attrs = await sftp.lstat(path)
-                except asyncssh.SFTPNoSuchFile:
-                    raise DeliveryRejected(
-                        "missing_file", f"{name} is listed in the manifest but not delivered", file=name
-                    ) from None
-                _refuse_unless_regular_file(attrs.permissions or 0, name)
-                async with sftp.open(path, "rb", block_size=READ_BLOCK, max_requests=READ_REQUESTS) as fh:
-                    while chunk := await fh.read(READ_BLOCK * READ_REQUESTS):
-                        copied += len(chunk)
-                        if copied > max_bytes:
-                            raise DeliveryRejected(
-                                "size_mismatch", f"{name} is larger than the manifest declares", file=name
-                            )
-                        out.write(chunk)
+            try:
+                attrs = await sftp.lstat(path)
+            except asyncssh.SFTPNoSuchFile:
+                raise DeliveryRejected(
+                    "missing_file", f"{name} is listed in the manifest but not delivered", file=name
+                ) from None
+            _refuse_unless_regular_file(attrs.permissions or 0, name)
+            async with sftp.open(path, "rb", block_size=READ_BLOCK, max_requests=READ_REQUESTS) as fh:
+                while chunk := await fh.read(READ_BLOCK * READ_REQUESTS):
+                    copied += len(chunk)
+                    if copied > max_bytes:
+                        raise DeliveryRejected(
+                            "size_mismatch", f"{name} is larger than the manifest declares", file=name
+                        )
+                    out.write(chunk)
 
-        try:
-            asyncio.run(copy())
-        except Exception as exc:
-            if _sftp_failure(exc):
-                raise self._unavailable(f"reading {name} after {copied} of {max_bytes} bytes", exc) from exc
-            raise
+        self._run(lambda: f"reading {name} after {copied} of {max_bytes} bytes", copy)
 
     def close(self) -> None:
-        if self._hook is not None:
-            self._hook.close_conn()
+        """End the session (a failure to end it cleanly is the server's: logged)."""
+        self.close_quietly()
 
     def close_quietly(self) -> None:
-        """Forget a broken connection, so the next call opens a new one."""
-        if self._hook is not None:
-            try:
-                self._hook.close_conn()
-            except Exception:  # the connection is already gone
-                log.debug("closing a failed SFTP connection", exc_info=True)
-            self._hook = None
+        """Forget the connection, so the next call opens a new one."""
+        session, self._session, self._sftp = self._session, None, None
+        loop, self._loop = self._loop, None
+        if loop is None:
+            return
+        try:
+            if session is not None:
+                loop.run_until_complete(session.aclose())
+        except Exception:  # the connection is already gone
+            log.debug("closing a failed SFTP connection", exc_info=True)
+        finally:
+            loop.close()
 
 
 class SupplierApiHook:

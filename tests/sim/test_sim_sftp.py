@@ -235,3 +235,39 @@ def test_async_hook_pins_the_host_key_too(sftp, monkeypatch, tmp_path):
     assert set(SSO_PERIODS) <= set(names)
     with pytest.raises(asyncssh.HostKeyNotVerifiable):
         asyncio.run(listing("sim_async_bad"))
+
+
+def test_anbar_s_sftp_hook_reads_a_delivery_over_one_connection_and_pins_the_host_key(sftp, monkeypatch, tmp_path):
+    """anbar.hooks.SupplierSftpHook: what the ingest uses (asyncssh); an unpinned or wrong host key never reads."""
+    import io
+
+    from anbar.hooks import SupplierSftpHook, SupplierUnavailable
+
+    impostor = ensure_keypair(tmp_path / "impostor", "ed25519")
+    keys = {"anbar_ok": sftp["host"].host_key, "anbar_bad": impostor.host_key, "anbar_no": None}
+    for conn_id, host_key in keys.items():
+        _connection(
+            monkeypatch, conn_id, sftp["server"].port, host_key=host_key, private_key=sftp["client"].private_openssh
+        )
+
+    source = SupplierSftpHook("anbar_ok", "/outbox")
+    try:
+        names = source.list_period("insured_persons", "1405-06")
+        assert "manifest.json" in names and "." not in names
+        assert source.list_period("insured_persons", "1300-01") is None
+        manifest = json.loads(source.read_manifest("insured_persons", "1405-06"))
+        for entry in manifest["files"]:
+            out = io.BytesIO()
+            source.stream_file("insured_persons", "1405-06", entry["name"], out, max_bytes=entry["bytes"])
+            assert hashlib.sha256(out.getvalue()).hexdigest() == entry["sha256"]
+        assert source._sftp is not None  # one session served every call
+    finally:
+        source.close()
+    assert source._sftp is None
+
+    with pytest.raises(RuntimeError, match="does not pin the supplier's host key"):
+        SupplierSftpHook("anbar_no", "/outbox").list_period("insured_persons", "1405-06")
+    wrong = SupplierSftpHook("anbar_bad", "/outbox")
+    with pytest.raises(SupplierUnavailable, match="HostKeyNotVerifiable"):
+        wrong.list_period("insured_persons", "1405-06")
+    wrong.close()
