@@ -1,11 +1,14 @@
-"""``make bench``: the benchmarks of issue 7 in one run, each printed as a ratio against its target.
+"""``make bench``: the benchmarks of issues 7 and 14 in one run, each printed as a ratio against its target.
 
     .venv/bin/python bench/run_all.py [--rows 10000000] [--quick] [--naive-rows 1000000]
-                                      [--months 24] [--scale 10] [--only ingest,parse,dbt] [--workdir DIR]
+                                      [--months 24] [--scale 10] [--only ingest,small,parse,dbt] [--workdir DIR]
 
 - ingest (``bench_ingest.py``): a synthetic SSO insured-persons month of ``--rows`` rows through anbar's
   ingest steps, against a bare COPY of the same file and against the naive path (pandas + GX on pandas +
-  to_sql, on ``--naive-rows`` rows and compared per row when fewer), each in a process of its own;
+  to_sql, on ``--naive-rows`` rows and compared per row when fewer), each in a process of its own; the
+  SFTP receive against OpenSSH's own ``sftp`` client from a real sshd on loopback (when installed);
+- small (``bench_small.py``): one SSO month of about 2,000 rows through the ingest DAG with ``dag.test()``:
+  the run's wall time and the validate sub-step of its deliveries;
 - parse (``bench_parse.py``): Airflow parsing dags/ against a registry of 20 organisations x 5 datasets,
   the real registry as the baseline;
 - dbt (``bench_dbt_incremental.py``): the build when month 24 arrives against when month 2 arrives.
@@ -27,6 +30,7 @@ from pathlib import Path
 import bench_dbt_incremental
 import bench_ingest
 import bench_parse
+import bench_small
 from _common import machine
 
 
@@ -52,14 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--orgs", type=int, default=20)
     parser.add_argument("--datasets", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=3, help="parses per DAG file (the median is kept)")
-    parser.add_argument("--only", default="ingest,parse,dbt", help="comma-separated: ingest, parse, dbt")
+    parser.add_argument("--only", default="ingest,small,parse,dbt", help="comma-separated: ingest, small, parse, dbt")
     parser.add_argument("--workdir", type=Path, help="where servers, deliveries and logs go (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, PostgreSQL's log)")
     args = parser.parse_args(argv)
     if args.quick:
         args.rows, args.naive_rows, args.months, args.scale, args.repeat = 200_000, 200_000, 6, 1.0, 1
     only = {x.strip() for x in args.only.split(",") if x.strip()}
-    unknown = only - {"ingest", "parse", "dbt"}
+    unknown = only - {"ingest", "small", "parse", "dbt"}
     if unknown:
         parser.error(f"--only: unknown {', '.join(sorted(unknown))}")
 
@@ -118,6 +122,24 @@ def main(argv: list[str] | None = None) -> int:
                     f"{s['naive_over_anbar']:.1f}x",
                     ">= 10x",
                     _verdict(s["naive_over_anbar"], 10.0, at_most=False, unit="x"),
+                ),
+            ]
+
+        if "small" in only:
+            _say("\n== a small delivery through the ingest DAG (dag.test()) ==")
+            s = bench_small.summarise(bench_small.measure(workdir / "small", out=_say), out=_say)
+            rows_out += [
+                (
+                    f"a {s['rows']:,}-row delivery: the validate sub-step of its process task",
+                    f"{s['validate']:.2f} s",
+                    "<= 1 s",
+                    _verdict(s["validate"], 1.0, unit=" s"),
+                ),
+                (
+                    "one month (two deliveries) through the ingest DAG, wall time in dag.test()",
+                    f"{s['wall']:.1f} s",
+                    "<= 10 s",
+                    _verdict(s["wall"], 10.0, unit=" s"),
                 ),
             ]
 

@@ -431,6 +431,10 @@ def process(step: Step, registry: Registry | None = None, archive: LandingArchiv
             _record_failure(step, "process", exc)
             raise
         v = outcome.verdict
+        # The pass's sub-steps, kept with the delivery's other steps (what a slow month spent its time on).
+        ledger.log_event(conn, sub.org, sub.dataset, sub.period, "process", "timed", sub.submission_id,
+                         seconds=outcome.timings.steps)  # fmt: skip
+        conn.commit()
         step.state = v.status
         if v.status == "rejected":
             step.reason, step.message = "validation", v.message
