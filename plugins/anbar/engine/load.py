@@ -14,6 +14,8 @@ values as delivered, to ``raw.rejected_rows``.
 from __future__ import annotations
 
 import io
+import queue
+import threading
 from collections.abc import Iterator
 
 import duckdb
@@ -27,6 +29,8 @@ from anbar.engine.read import DELIVERY
 from anbar.registry import Dataset
 
 BATCH_ROWS = 256 * 1024
+AHEAD = 2  # CSV batches made ahead of COPY (about 25 MB each)
+_END = object()
 
 
 class WarehouseConnectionLost(ConnectionError):
@@ -64,13 +68,45 @@ class _Chunks(io.RawIOBase):
 
 
 def csv_chunks(con: duckdb.DuckDBPyConnection, query: str) -> Iterator[bytes]:
-    """The query's rows as CSV (PostgreSQL's CSV: NULL unquoted and empty, text quoted when it must be)."""
-    reader = con.sql(query).to_arrow_reader(BATCH_ROWS)
-    for batch in reader:
-        if batch.num_rows:
-            sink = pa.BufferOutputStream()
-            pacsv.write_csv(batch, sink, _CSV)
-            yield sink.getvalue().to_pybytes()
+    """The query's rows as CSV (PostgreSQL's CSV: NULL unquoted and empty, text quoted when it must be).
+
+    Made by a thread of their own, up to ``AHEAD`` batches ahead of the reader: DuckDB and pyarrow release
+    the GIL, so the next batch is queried and encoded while PostgreSQL parses this one (on another core)."""
+    batches: queue.Queue = queue.Queue(maxsize=AHEAD)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for batch in con.sql(query).to_arrow_reader(BATCH_ROWS):
+                if batch.num_rows:
+                    sink = pa.BufferOutputStream()
+                    pacsv.write_csv(batch, sink, _CSV)
+                    if not _put(batches, sink.getvalue().to_pybytes(), stop):
+                        return
+            _put(batches, _END, stop)
+        except BaseException as exc:  # handed to the reader, raised there
+            _put(batches, exc, stop)
+
+    producer = threading.Thread(target=produce, name="copy-csv", daemon=True)
+    producer.start()
+    try:
+        while (item := batches.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()  # the reader stopped early (COPY failed): the producer ends at its next batch
+        producer.join()
+
+
+def _put(batches: queue.Queue, item: object, stop: threading.Event) -> bool:
+    while not stop.is_set():
+        try:
+            batches.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
 
 
 def copy_query(cur, con: duckdb.DuckDBPyConnection, query: str, table: sql.Composable, columns: list[str]) -> int:
@@ -83,10 +119,20 @@ def copy_query(cur, con: duckdb.DuckDBPyConnection, query: str, table: sql.Compo
 
 
 def create_partition(cur, ds: Dataset, submission_id: int) -> None:
-    """A fresh table for the submission's typed rows, like the clean table, unattached."""
+    """A fresh table for the submission's typed rows, like the clean table, unattached.
+
+    Its CHECK (every row is the submission's) lets :func:`attach` skip its validation scan; made with the
+    table, it is checked as the rows arrive rather than by a scan of them all when it is added."""
     part = partition(ds, submission_id)
     cur.execute(sql.SQL("drop table if exists {}").format(part))
-    cur.execute(sql.SQL("create table {} (like {} including defaults)").format(part, sql.Identifier("clean", ds.key)))
+    cur.execute(
+        sql.SQL("create table {} (like {} including defaults, constraint {} check (_submission_id = {}))").format(
+            part,
+            sql.Identifier("clean", ds.key),
+            sql.Identifier(f"{ds.key}_s{int(submission_id)}_only"),
+            sql.Literal(int(submission_id)),
+        )
+    )
 
 
 def copy_typed_rows(cur, con: duckdb.DuckDBPyConnection, ds: Dataset, submission_id: int, period: str) -> int:
@@ -126,12 +172,7 @@ def copy_rejected_rows(cur, con: duckdb.DuckDBPyConnection, ds: Dataset, submiss
 def attach(cur, ds: Dataset, submission_id: int) -> None:
     """Make an accepted submission's rows part of the clean table staging reads."""
     part = partition(ds, submission_id)
-    # The CHECK lets ATTACH skip its validation scan of the whole table.
-    cur.execute(
-        sql.SQL("alter table {} add constraint {} check (_submission_id = {})").format(
-            part, sql.Identifier(f"{ds.key}_s{int(submission_id)}_only"), sql.Literal(int(submission_id))
-        )
-    )
+    # The table's CHECK (create_partition) lets ATTACH skip its validation scan of the whole table.
     cur.execute(
         sql.SQL("alter table {} attach partition {} for values in ({})").format(
             sql.Identifier("clean", ds.key), part, sql.Literal(int(submission_id))

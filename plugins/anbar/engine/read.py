@@ -199,9 +199,12 @@ def read_delivery(
 
         install_lookups(con)
     reads: list[FileRead] = []
-    con.execute(f"drop table if exists {DELIVERY}")
+    _drop_delivery(con)
     for n, p in enumerate(prepared):
-        reads.append(_read_file(con, org, ds, p, delimiter, lookups, create=n == 0))
+        reads.append(_read_file(con, org, ds, p, delimiter, lookups, f"{DELIVERY}_{n}"))
+    # One relation over the files' tables (no copy of them), in manifest order.
+    files = " union all ".join(f"select * from {DELIVERY}_{n}" for n in range(len(prepared)))
+    con.execute(f"create or replace temporary view {DELIVERY} as {files}")
     rows_in = sum(r.rows for r in reads)
     for p, read in zip(prepared, reads, strict=True):  # every file counted first: the ledger records the count
         if p.file.rows_declared is not None and read.rows != p.file.rows_declared:
@@ -228,27 +231,34 @@ def _read_file(
     p: _Prepared,
     delimiter: str,
     lookups: bool,
-    *,
-    create: bool,
+    table: str,
 ) -> FileRead:
-    # The vectorised structure check runs beside DuckDB's parse (numpy releases the GIL); its verdict
-    # decides whether DuckDB's rows are kept.
+    """The file's records, converted, into ``table``.
+
+    DuckDB parses the file into a table of its own first, and its records are numbered by their place in it
+    (insertion order is kept: the rowid is the file's order). A ``row_number()`` over the parse would hold
+    all of it in one thread, and the conversion's joins do not keep the order: a third of the read's time.
+    The vectorised structure check runs beside DuckDB's parse (numpy releases the GIL); its verdict decides
+    whether DuckDB's rows are kept."""
     checked: list[structure.Structure] = []
     checker = threading.Thread(
         target=lambda: checked.append(structure.scan(p.path, p.data_offset, len(p.columns), delimiter)),
         name=f"structure-{p.file.name}",
     )
     checker.start()
-    table = f"{DELIVERY}_file"
     duck_error: duckdb.Error | None = None
     try:
-        raw = _file_select(p, _duck_source(p, delimiter), ds, "row_number() over ()", "null::varchar")
-        _create(con, table, convert.conversion_sql(org, ds, f"({raw})", lookups=lookups, keep_raw=True))
+        _create(
+            con, f"{table}_parsed", _file_select(p, _duck_source(p, delimiter), ds, "null::bigint", "null::varchar")
+        )
     except duckdb.Error as exc:
         duck_error = exc
     checker.join()
     structure_ok = checked and checked[0].clean
     if duck_error is None and structure_ok:
+        numbered = f"(select * replace (rowid + 1 as _row_no) from {table}_parsed)"
+        _create(con, table, convert.conversion_sql(org, ds, numbered, lookups=lookups, keep_raw=True))
+        con.execute(f"drop table {table}_parsed")
         rows = scalar(con, f"select count(*) from {table}")
         if rows != checked[0].records:  # two readers of the same bytes disagree: trust neither
             raise RuntimeError(
@@ -256,6 +266,7 @@ def _read_file(
             )
         reader, stray = "duckdb", {}
     else:
+        con.execute(f"drop table if exists {table}_parsed")
         if p.path == p.file.path and duck_error is not None and "unicode" in str(duck_error).lower():
             _check_utf8(p.file, "utf-8")  # raises the standard's encoding_error with the byte offset
         outcome: list = []
@@ -272,16 +283,23 @@ def _read_file(
             raise outcome[-1] if outcome else RuntimeError(f"{p.file.name}: the exact reader ended without a word")
         reader, stray = "exact", outcome[-1].stray_quote_rows
         rows = scalar(con, f"select count(*) from {table}")
-    if create:
-        con.execute(f"alter table {table} rename to {DELIVERY}")
-    else:
-        con.execute(f"insert into {DELIVERY} select * from {table}")
-        con.execute(f"drop table {table}")
     return FileRead(p.file.name, p.columns, p.missing, rows, reader, stray)
 
 
 def _create(con: duckdb.DuckDBPyConnection, table: str, query: str) -> None:
+    if table == DELIVERY:
+        _drop_delivery(con)
     con.execute(f"create or replace temporary table {table} as {query}")
+
+
+def _drop_delivery(con: duckdb.DuckDBPyConnection) -> None:
+    """The connection's :data:`DELIVERY`, a view over the files' tables or a table, gone."""
+    for (kind,) in con.execute(
+        "select 'view' from duckdb_views() where view_name = $name and temporary "
+        "union all select 'table' from duckdb_tables() where table_name = $name and temporary",
+        {"name": DELIVERY},
+    ).fetchall():
+        con.execute(f"drop {kind} {DELIVERY}")
 
 
 # -- API deliveries: the landed JSON Lines -----------------------------------------------------------------
