@@ -13,6 +13,10 @@ This module turns them into PostgreSQL roles and grants (docs/access.md):
 ``anbar_ledger_reader`` the web pages of the Airflow api-server (the Submissions page): SELECT on the ledger
                        views they show (:data:`LEDGER_READER_VIEWS`) and nothing else, so the api-server holds
                        no credential that reads microdata or writes anything.
+``anbar_validator``    statisticians' SQL rules, run by the ingest (:mod:`anbar.engine.validator`): CONNECT and
+                       USAGE on ``clean`` and ``raw``, read-only by default, nothing else; for the time of a
+                       validation the loader grants it SELECT on exactly the tables the rules read (the
+                       submission's, its ``{raw}`` copy, the partitions it is compared with) and revokes it after.
 ``anbar_analyst``      group: reads the published layers (marts, catalog): open and internal models.
 ``anbar_researcher``   group: nothing by itself.
 ``anbar_access_<id>``  one per approved decision of the data-exchange committee: SELECT on exactly
@@ -70,9 +74,14 @@ AUDITOR = "anbar_auditor"
 LEDGER_READER = "anbar_ledger_reader"
 # The ledger views the web pages read (anbar.status_web): the ledger reader's only privilege.
 LEDGER_READER_VIEWS = ("submission_status",)
+VALIDATOR = "anbar_validator"
+# Held while a validation's grants to the validator are in place (anbar.engine.validator); the plan waits for it.
+VALIDATOR_LOCK = "anbar.validator"
+# The schemas of the tables a validation grants the validator (the submission's, its {raw} copy, the compared ones).
+VALIDATOR_SCHEMAS = ("clean", "raw")
 DECISION_ROLE_PREFIX = "anbar_access_"
 # login roles (services) and group roles (people log in as roles of their own, members of these)
-SERVICE_ROLES = (LOADER, TRANSFORMER, LEDGER_READER)
+SERVICE_ROLES = (LOADER, TRANSFORMER, LEDGER_READER, VALIDATOR)
 GROUP_ROLES = (ANALYST, RESEARCHER, AUDITOR)
 MANAGED_ROLES = SERVICE_ROLES + GROUP_ROLES
 USER_KINDS = {"analyst": ANALYST, "researcher": RESEARCHER, "auditor": AUDITOR}
@@ -80,6 +89,7 @@ PASSWORD_ENV = {
     LOADER: "ANBAR_LOADER_PASSWORD",
     TRANSFORMER: "ANBAR_TRANSFORMER_PASSWORD",
     LEDGER_READER: "ANBAR_LEDGER_READER_PASSWORD",
+    VALIDATOR: "ANBAR_VALIDATOR_PASSWORD",
 }
 
 LOADER_SCHEMAS = ("raw", "clean", "ref", "anbar_secret")  # owned by the loader
@@ -656,7 +666,11 @@ def build_plan(conn, registry: Registry, manifest: dict | Path | str) -> Plan:
         )
     )
 
-    revoke = [f"revoke all on database {db} from {', '.join(ident(r) for r in MANAGED_ROLES)}"]
+    revoke = [
+        # a validation running now keeps the tables it was granted until it ends (this revokes them)
+        f"select pg_advisory_xact_lock(hashtext({literal(VALIDATOR_LOCK)}))",
+        f"revoke all on database {db} from {', '.join(ident(r) for r in MANAGED_ROLES)}",
+    ]
     managed_schemas = [*LOADER_SCHEMAS, LEDGER_SCHEMA, *model_schemas] + ([AUDIT_SCHEMA] if audit else [])
     for schema in managed_schemas:
         # never from the owner: that would take away the owner's own privileges on its tables
@@ -681,7 +695,7 @@ def build_plan(conn, registry: Registry, manifest: dict | Path | str) -> Plan:
 
     grant = [
         f"grant connect, create, temporary on database {db} to {ident(LOADER)}, {ident(TRANSFORMER)}",
-        f"grant connect on database {db} to {', '.join(ident(r) for r in (*GROUP_ROLES, LEDGER_READER))}",
+        f"grant connect on database {db} to {', '.join(ident(r) for r in (*GROUP_ROLES, LEDGER_READER, VALIDATOR))}",
         # the ledger: schema of the administrator, tables of the loader, read by the transformer
         f"grant usage, create on schema {ident(LEDGER_SCHEMA)} to {ident(LOADER)}, {ident(TRANSFORMER)}",
         f"grant usage on schema clean, ref to {ident(TRANSFORMER)}",
@@ -700,6 +714,9 @@ def build_plan(conn, registry: Registry, manifest: dict | Path | str) -> Plan:
     grant += [
         f"grant select on {ident(LEDGER_SCHEMA)}.{ident(v)} to {ident(LEDGER_READER)}" for v in LEDGER_READER_VIEWS
     ]
+    # statisticians' SQL rules: the schemas of the tables a validation grants it for its time, read-only sessions
+    grant.append(f"grant usage on schema {', '.join(VALIDATOR_SCHEMAS)} to {ident(VALIDATOR)}")
+    grant.append(f"alter role {ident(VALIDATOR)} set default_transaction_read_only = on")
     for owner, schema, grantee in _default_privilege_pairs(model_schemas, published, audit):
         grant.append(
             f"alter default privileges for role {ident(owner)} in schema {ident(schema)} "

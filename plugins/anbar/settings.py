@@ -14,6 +14,10 @@ TRANSFORMER_CONN_ID = os.environ.get("ANBAR_TRANSFORMER_CONN_ID", WAREHOUSE_CONN
 # The connection the Airflow api-server's pages (Submissions) read the ledger views with: anbar_ledger_reader,
 # which reads those views and nothing else (docs/access.md); the warehouse connection where roles are not set up.
 LEDGER_READER_CONN_ID = os.environ.get("ANBAR_LEDGER_READER_CONN_ID", WAREHOUSE_CONN_ID)
+# The connection statisticians' SQL rules run on (anbar.engine.validator): anbar_validator, read-only, granted the
+# tables of one validation for its time (docs/access.md). Where roles are not set up, the warehouse connection: the
+# rules then run as the warehouse's own login, read-only, on everything that login reads.
+VALIDATOR_CONN_ID = os.environ.get("ANBAR_VALIDATOR_CONN_ID", WAREHOUSE_CONN_ID)
 SMTP_CONN_ID = os.environ.get("ANBAR_SMTP_CONN_ID", "anbar_smtp")
 OWNER = "anbar-data-engineering"
 # The Celery queue of the DAGs that act as the warehouse's administrator (anbar_access_expiry, anbar_audit,

@@ -6,8 +6,10 @@ rows each would reject or flag, and what the decision would be. The trial is the
 pass (:mod:`anbar.engine.delivery`) without its writes: the delivery is read back from the
 columnar rendering of its delivered values beside it in the landing archive (or, for one landed
 before renderings existed, from its landed files), converted, and the suite evaluated in DuckDB;
-a rule the pass cannot read runs in PostgreSQL on the delivery's own table when it was accepted.
-Every PostgreSQL connection is read-only: the ledger, the findings and the scorecard stay as they were.
+a rule the pass cannot read runs in PostgreSQL on the delivery's own table when it was accepted, as the
+ingest runs it: as ``anbar_validator``, granted that table and the ones it compares with for the time of the
+trial (:mod:`anbar.engine.validator`). Every other PostgreSQL connection is read-only: the ledger, the findings
+and the scorecard stay as they were.
 """
 
 from __future__ import annotations

@@ -720,3 +720,36 @@ def test_the_administrator_s_dags_run_only_on_the_governance_worker(config):
     # The backups volume is the governance worker's; the suppliers' archive is not mounted there.
     assert "/opt/anbar/backups" in volume_targets(governance) and "/opt/anbar/backups" not in volume_targets(default)
     assert settings.landing_dir().name not in {Path(t).name for t in volume_targets(governance)}
+
+
+# Where the ingest runs statisticians' SQL rules: its tasks on the default queue's workers, and airflow-cli's
+# `anbar ingest` and `anbar suites try`.
+INGEST_SERVICES = {"airflow-worker", "airflow-cli"}
+
+
+def test_the_validators_login_is_only_where_the_ingest_runs(config):
+    """Statisticians' SQL rules run as anbar_validator (docs/access.md): its connection is in the services that run
+    the ingest and in no other — not the api-server, the governance worker, the scheduler, the dag-processor, the
+    triggerer or airflow-init — and anbar reads it there; anbar access apply sets its password from the env file."""
+    services = config["services"]
+    holders = {n for n, s in airflow_services(config).items() if access.VALIDATOR in warehouse_logins(s["environment"])}
+    assert holders == INGEST_SERVICES
+    for name in INGEST_SERVICES:
+        env = services[name]["environment"]
+        probe = subprocess.run(
+            [sys.executable, "-c", "from anbar import settings; print(settings.VALIDATOR_CONN_ID)"],
+            env={"PATH": os.environ.get("PATH", ""), **{k: v for k, v in env.items() if k.startswith("ANBAR_")}},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert probe.returncode == 0, probe.stderr
+        conn_id = probe.stdout.strip()
+        assert conn_id == env["ANBAR_VALIDATOR_CONN_ID"] != settings.WAREHOUSE_CONN_ID, name
+        url = urlsplit(env[f"AIRFLOW_CONN_{conn_id.upper()}"])
+        assert (url.username, url.hostname, url.port, url.path) == (access.VALIDATOR, "postgres", 5432, "/warehouse")
+        # the password anbar access apply sets on the role
+        assert url.password and url.password == services[ACCESS_APPLY]["environment"]["ANBAR_VALIDATOR_PASSWORD"]
+    for name, svc in airflow_services(config).items():
+        if name not in INGEST_SERVICES:  # nothing there runs a rule: no setting naming a connection it lacks
+            assert "ANBAR_VALIDATOR_CONN_ID" not in svc["environment"], name

@@ -78,6 +78,17 @@ class AccessWarehouse:
 
 
 _BUILT: dict[str, AccessWarehouse] = {}
+_SERVICE_PASSWORDS: dict[str, str] = {}
+
+
+def service_passwords() -> dict[str, str]:
+    """The service roles' passwords in this test session. Roles are the cluster's: every database of the test
+    server the plan is applied to gives them these, so that each test logs in with them whatever ran before."""
+    from anbar import access
+
+    if not _SERVICE_PASSWORDS:
+        _SERVICE_PASSWORDS.update({role: secrets.token_urlsafe(12) for role in access.SERVICE_ROLES})
+    return dict(_SERVICE_PASSWORDS)
 
 
 def apply(wh: AccessWarehouse) -> None:
@@ -92,6 +103,21 @@ def apply(wh: AccessWarehouse) -> None:
         conn.close()
 
 
+def apply_to_another_database(conn, manifest: Path) -> None:
+    """The access plan applied to another warehouse database of the test server (``conn``: as its administrator),
+    with :func:`service_passwords`. Decision roles are the cluster's too: this database's plan would drop the
+    access warehouse's (its decisions are not this database's), so its statements about them are left out."""
+    from anbar import access
+    from anbar.registry import load_registry
+
+    plan = access.build_plan(conn, load_registry(), manifest)
+    others = (f"drop role if exists {access.DECISION_ROLE_PREFIX}", f"drop owned by {access.DECISION_ROLE_PREFIX}")
+    for step in plan.steps:
+        step.statements = [s for s in step.statements if not s.startswith(others)]
+    access.apply_plan(conn, plan)
+    access.set_service_passwords(conn, {var: service_passwords()[role] for role, var in access.PASSWORD_ENV.items()})
+
+
 def access_warehouse(pg) -> AccessWarehouse:
     """Synthetic deliveries loaded, the access plan applied, users added, every model built by dbt as the
     transformer, the plan applied again (as after a deployment). Built once per test session."""
@@ -104,7 +130,7 @@ def access_warehouse(pg) -> AccessWarehouse:
     make_warehouse(pg, load_registry(), DBNAME)
     target = Path(tempfile.mkdtemp(prefix="anbar-access-dbt-"))
     wh = AccessWarehouse(pg=pg, dbname=DBNAME, manifest=target / "manifest.json", target=target)
-    wh.passwords = {name: secrets.token_urlsafe(12) for name in (*USERS, *access.SERVICE_ROLES)}
+    wh.passwords = {**{name: secrets.token_urlsafe(12) for name in USERS}, **service_passwords()}
     wh.dbt("parse")
     apply(wh)
     conn = wh.admin()

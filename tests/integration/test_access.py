@@ -209,6 +209,49 @@ def test_the_ledger_reader_reads_the_status_views_and_nothing_else(wh):
             assert not can(conn, query), query
 
 
+def test_the_validator_reads_nothing_by_itself_and_writes_nothing(wh):
+    """The login statisticians' SQL rules run as (anbar.engine.validator): the plan gives it CONNECT and USAGE on
+    clean and raw, read-only sessions, and nothing else; a validation grants it its tables for its time."""
+    with wh.session() as conn:
+        partition = one(
+            conn,
+            "select c.oid::regclass::text from pg_inherits i join pg_class c on c.oid = i.inhrelid "
+            "where i.inhparent = 'clean.sso__insured_persons'::regclass limit 1",
+        )
+    with wh.session(access.VALIDATOR) as conn:
+        assert one(conn, "show transaction_read_only") == "on"
+        assert one(conn, "select has_schema_privilege('clean', 'usage') and has_schema_privilege('raw', 'usage')")
+        readable = (  # a table it may select from, in a schema it may use
+            "select string_agg(c.oid::regclass::text, ', ') from pg_class c join pg_namespace n "
+            "on n.oid = c.relnamespace where c.relkind in ('r', 'p', 'v', 'm', 'f') "
+            "and n.nspname not in ('pg_catalog', 'information_schema') "
+            "and has_schema_privilege(n.oid, 'usage') and has_table_privilege(c.oid, 'select')"
+        )
+        assert one(conn, readable) is None
+        with conn.cursor() as cur:
+            cur.execute("set default_transaction_read_only = off")  # not even a read-write session writes
+        for query in (
+            f"select * from {partition} limit 1",
+            "select * from clean.sso__insured_persons limit 1",
+            "select * from raw.rejected_rows limit 1",
+            "select * from anbar_secret.pseudonym_key",
+            "select * from anbar.submissions limit 1",
+            "select * from anbar.submission_status limit 1",
+            "select * from ref.code_list_values limit 1",
+            "select * from staging.stg_sso__insured_persons limit 1",
+            "select * from core.fct_insured_employment limit 1",
+            "select * from marts.mart_insured_employment limit 1",
+            "select anbar.pseudonymise('0076229645')",
+            "select nextval('anbar.submissions_submission_id_seq')",
+            "select set_config('role', 'anbar_loader', false)",
+            f"delete from {partition}",
+            "insert into anbar.submission_events (submission_id) values (1)",
+            "create table clean.mine (x int)",
+            "create table raw.mine (x int)",
+        ):
+            assert not can(conn, query), query
+
+
 def test_loader_does_not_read_the_warehouse_models(wh):
     with wh.session("anbar_loader") as conn:
         assert not can(conn, "select * from marts.mart_insured_employment limit 1")

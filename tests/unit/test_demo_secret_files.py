@@ -81,6 +81,7 @@ def test_every_demo_secret_file_is_0600_from_its_first_byte(witnessed, tmp_path)
         "anbar-loader.secret",
         "anbar-transformer.secret",
         "anbar-ledger-reader.secret",
+        "anbar-validator.secret",
         "user-analyst_demo.secret",
         "airflow-admin.secret",
         "airflow-passwords.json",

@@ -338,7 +338,8 @@ def _replay_alerts(stack: Stack, env: dict[str, str], org: str, period: str) -> 
 
 def _apply_access_plan(stack: Stack) -> None:
     """Roles and grants from the registry and the dbt manifest (docs/access.md), before any DAG runs: the
-    ingest connects as anbar_loader, dbt as anbar_transformer, and nobody else writes raw."""
+    ingest connects as anbar_loader (its SQL rules as anbar_validator), dbt as anbar_transformer, and nobody
+    else writes raw."""
     conn = psycopg2.connect(stack.pg.dsn(WAREHOUSE_DB))
     try:
         plan = access.build_plan(conn, stack.registry, access.manifest_path())

@@ -34,6 +34,7 @@ AIRFLOW_DB = "airflow"
 ADMIN_USER = "admin"
 TRANSFORMER_CONN = "anbar_transformer"  # the Airflow connection dbt runs on (ANBAR_TRANSFORMER_CONN_ID)
 LEDGER_READER_CONN = "anbar_ledger_reader"  # the Submissions page's connection (ANBAR_LEDGER_READER_CONN_ID)
+VALIDATOR_CONN = "anbar_validator"  # the connection statisticians' SQL rules run on (ANBAR_VALIDATOR_CONN_ID)
 
 
 def say(msg: str) -> None:
@@ -152,6 +153,7 @@ class Stack:
             access.PASSWORD_ENV[access.LOADER]: self._secret("anbar-loader"),
             access.PASSWORD_ENV[access.TRANSFORMER]: self._secret("anbar-transformer"),
             access.PASSWORD_ENV[access.LEDGER_READER]: self._secret("anbar-ledger-reader"),
+            access.PASSWORD_ENV[access.VALIDATOR]: self._secret("anbar-validator"),
         }
 
     # -- services -------------------------------------------------------------------------------------------
@@ -250,6 +252,7 @@ class Stack:
                 "ANBAR_WH_DBNAME": WAREHOUSE_DB,
                 "ANBAR_TRANSFORMER_CONN_ID": TRANSFORMER_CONN,
                 "ANBAR_LEDGER_READER_CONN_ID": LEDGER_READER_CONN,
+                "ANBAR_VALIDATOR_CONN_ID": VALIDATOR_CONN,
                 **self.service_passwords(),
                 "ANBAR_PG_LOG_DIR": str(self.pg.log_dir),
                 # the nightly backup runs as the superuser: it reads every schema and creates scratch databases
@@ -325,8 +328,8 @@ def connection_env(pg: LocalPostgres, sim_connections: dict, service_passwords: 
     """Airflow connections as AIRFLOW_CONN_* variables (JSON form).
 
     Each part of anbar connects as its own role (docs/access.md): the ingest, the alerts and the
-    monthly report as the loader, dbt as the transformer, the Submissions page as the ledger reader, the
-    access-expiry and audit DAGs as the warehouse's administrator."""
+    monthly report as the loader, statisticians' SQL rules as the validator, dbt as the transformer, the
+    Submissions page as the ledger reader, the access-expiry and audit DAGs as the warehouse's administrator."""
 
     def warehouse(login: str, password: str) -> dict:
         return {
@@ -344,6 +347,7 @@ def connection_env(pg: LocalPostgres, sim_connections: dict, service_passwords: 
         LEDGER_READER_CONN: warehouse(
             access.LEDGER_READER, service_passwords[access.PASSWORD_ENV[access.LEDGER_READER]]
         ),
+        VALIDATOR_CONN: warehouse(access.VALIDATOR, service_passwords[access.PASSWORD_ENV[access.VALIDATOR]]),
         access.ADMIN_CONN_ID: warehouse(SUPERUSER, pg.password),
         **sim_connections,
     }

@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from psycopg2 import sql
 
 from anbar import ledger, verdict
-from anbar.engine import duck, load, read, snapshot, validate
+from anbar.engine import duck, load, read, snapshot, validate, validator
 from anbar.engine.convert import ident
 from anbar.engine.duck import literal, scalar
 from anbar.engine.read import DELIVERY
@@ -484,18 +484,27 @@ def evaluate_in_postgres(
     where: validate.Plan,
     tmp: Path,
 ) -> tuple[dict[int, validate.RuleResult], dict[int, int]]:
-    """The expectations the pass leaves to PostgreSQL, on the submission's table there (loaded, unattached)."""
+    """The expectations the pass leaves to PostgreSQL, on the submission's table there (loaded, unattached):
+    statisticians' SQL (and the queries naming its rows) as ``anbar_validator``, on the tables it reads only."""
     index = {c["id"]: n for n, c in enumerate(suite.expectations)}
     pg_context = verdict.context_tables(conn, registry, ds, sub.period)
     if any("{raw}" in str((c.get("kwargs") or {}).get("unexpected_rows_query", "")) for c in where.in_postgres):
         pg_context["raw"] = validate.copy_raw(conn, con, ds, sub.submission_id)
-    late = {
-        index[r.config["id"]]: r
-        for r in validate.run_in_postgres(conn, ds, sub.submission_id, where.in_postgres, pg_context)
-    }
+    late: dict[int, validate.RuleResult] = {}
+    rows: dict[int, int] = {}
+    if where.in_postgres:
+        tables = validate.tables_read(ds, sub.submission_id, where.in_postgres, pg_context)
+        with validator.session(tables) as reader:
+            late = {
+                index[r.config["id"]]: r
+                for r in validate.run_in_postgres(reader, ds, sub.submission_id, where.in_postgres, pg_context)
+            }
+            rows = _record_findings(con, reader, late, tmp / "rows", late=True)
     if where.by_gx:
-        late |= {index[r.config["id"]]: r for r in validate.run_with_gx(conn, ds, sub.submission_id, where.by_gx, con)}
-    return late, _record_findings(con, conn, late, tmp / "rows", late=True)
+        by_gx = {index[r.config["id"]]: r for r in validate.run_with_gx(conn, ds, sub.submission_id, where.by_gx, con)}
+        rows |= _record_findings(con, conn, by_gx, tmp / "rows", late=True)
+        late |= by_gx
+    return late, rows
 
 
 def outcomes_of(

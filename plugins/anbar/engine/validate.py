@@ -5,7 +5,9 @@
   the typed snapshots of the accepted deliveries they compare with (:mod:`anbar.engine.snapshot`).
 - SQL written by statisticians (GX's ``unexpected_rows_expectation``) runs in PostgreSQL, the dialect it
   is written in, on the delivery's unattached table, as GX runs it: the rows the query returns are the
-  unexpected ones, their count the observed value, the first 200 the details; a read-only transaction.
+  unexpected ones, their count the observed value, the first 200 the details; a read-only transaction, as
+  ``anbar_validator``, which reads the tables :func:`tables_read` names and nothing else
+  (:mod:`anbar.engine.validator`).
 - Anything else is left to Great Expectations itself on PostgreSQL (imported only then).
 
 The suite file is read as JSON; GX checks it once per version (its sha256, recorded in
@@ -266,6 +268,17 @@ def run_in_postgres(conn, ds: Dataset, submission_id: int, configs: list[dict], 
     """SQL rules on the submission's table in PostgreSQL (loaded, not attached)."""
     partition = f'clean."{ds.key}_s{int(submission_id)}"'
     return [_run_in_postgres(conn, config, partition, context) for config in configs]
+
+
+def tables_read(ds: Dataset, submission_id: int, configs: list[dict], context: dict[str, str | None]) -> list[str]:
+    """The tables the SQL rules ``configs`` read: the submission's, and those their placeholders name in
+    ``context`` (``{raw}``, ``{previous}``, other datasets' partitions)."""
+    tables = {f'clean."{ds.key}_s{int(submission_id)}"'}
+    for config in configs:
+        with contextlib.suppress(ValueError):  # a query that cannot be read: its rule reports it
+            names = placeholders(_query_of(config)) - {"batch", "period_start", "period_end"}
+            tables |= {context[k] for k in names if context.get(k)}
+    return sorted(tables)
 
 
 def row_count(con: duckdb.DuckDBPyConnection) -> int:
