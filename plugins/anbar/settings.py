@@ -30,6 +30,13 @@ def landing_dir() -> Path:
     return Path(os.environ.get("ANBAR_LANDING_DIR", REPO_ROOT / ".anbar" / "landing"))
 
 
+def validator_statement_timeout() -> str:
+    """How long one statement of a statisticians' SQL rule may run in PostgreSQL (``ANBAR_VALIDATOR_STATEMENT_TIMEOUT``,
+    PostgreSQL's units, default 30 min): a rule that sleeps or waits on a lock fails as the rule's error instead
+    of holding its task, and the validations queued behind it, for ever."""
+    return os.environ.get("ANBAR_VALIDATOR_STATEMENT_TIMEOUT", "").strip() or "30min"
+
+
 def api_retry_policy() -> tuple[int, float, float]:
     """How often one request to a supplier API is tried within a task, and how long it waits in between:
     (attempts, first backoff in seconds — doubled each time, longest wait in seconds). A ``Retry-After``

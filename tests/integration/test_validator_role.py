@@ -273,3 +273,28 @@ def test_a_suite_tried_on_an_accepted_delivery_runs_its_sql_as_the_validator_too
     for rule, (_, refusal) in REFUSED.items():
         assert outcomes[rule]["error"] and outcomes[rule]["error"].startswith(refusal), (rule, outcomes[rule])
     assert _validator_grants(conn) == []
+
+
+def test_a_rule_that_never_ends_is_stopped_as_its_own_error(planned, tmp_path, monkeypatch):
+    """A rule that sleeps, or waits on the lock the validation holds, ends at the validator's statement timeout
+    (ANBAR_VALIDATOR_STATEMENT_TIMEOUT) as that rule's error; the delivery is decided, no grant is left."""
+    conn = planned
+    monkeypatch.setenv("ANBAR_VALIDATOR_STATEMENT_TIMEOUT", "1s")
+    assert _deliver(tmp_path, "1404-07", ("W1",)).state == "accepted"
+    waits = {
+        "sleeps": "select _file, _row_no from {batch} where pg_sleep(30) is not null",
+        "waits_on_the_validations_lock": (
+            f"select _file, _row_no from {{batch}} where pg_advisory_lock(hashtext('{access.VALIDATOR_LOCK}')) "
+            "is not null"
+        ),
+    }
+    _suite_with(tmp_path, waits)
+
+    step = _deliver(tmp_path, "1404-08", ("W1",))
+
+    assert step.state == "accepted", step.message  # warnings: the rules' errors do not block
+    results = _results(conn, step)
+    for rule in waits:
+        info = results[rule]["exception_info"]
+        assert info["raised_exception"] and "statement timeout" in info["exception_message"], (rule, info)
+    assert _validator_grants(conn) == []

@@ -53,7 +53,9 @@ def session(tables: Iterable[str]) -> Iterator[Any]:
         with reader.cursor() as cur:
             cur.execute("select session_user")
             (user,) = cur.fetchone()
-        reader.rollback()
+            # Bounded, so a rule that sleeps or waits on a lock ends as that rule's error.
+            cur.execute("select set_config('statement_timeout', %s, false)", (settings.validator_statement_timeout(),))
+        reader.commit()
         if user != access.VALIDATOR:
             log.warning(
                 "statisticians' SQL rules run as %s (read-only), not as %s: connection %s is not the validator's "
