@@ -408,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_audit)
 
     p = sub.add_parser(
-        "docs", help="build the GX Data Docs of every decided delivery not built yet (else built when first opened)"
+        "docs", help="build the GX Data Docs of every decided delivery not built yet (what anbar_data_docs does)"
     )
     p.add_argument("action", choices=["build"])
     p.set_defaults(func=_docs)

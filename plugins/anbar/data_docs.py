@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 SITE_NAME = "anbar"
 MANIFEST = "anbar.json"  # the site's pages and their outcome, read by anbar.web
-PENDING = "anbar-pending.json"  # a decided delivery whose site is built when first opened
+PENDING = "anbar-pending.json"  # a decided delivery whose site anbar_data_docs builds
 URL_PREFIX = "/anbar-docs"
 
 # Every asset GX's page templates load from a public CDN or GX's own bucket, and what replaces it: pages load
@@ -320,8 +320,9 @@ def schedule_from_results(
     """Record that a decided delivery's Data Docs are to be built from the GX results the pass wrote beside
     it, and return their URL (None when there are no results).
 
-    Nothing of GX is imported here: the site is built when it is first opened (:func:`build_pending`, from
-    the web app), or by ``anbar docs build``. Until then the site's directory holds only :data:`PENDING`."""
+    Nothing of GX is imported here: the site is built by the ``anbar_data_docs`` DAG (:func:`build_pending`,
+    for every pending site in one process), or by ``anbar docs build``. Until then the site's directory holds
+    only :data:`PENDING`."""
     from anbar.engine.delivery import GX_RESULTS
 
     results = Path(landing_dir) / GX_RESULTS

@@ -503,7 +503,7 @@ def conclude(step: Step, registry: Registry | None = None, archive: LandingArchi
 
 def _publish_docs(conn, ds: Dataset, sub: ledger.Submission, summary: dict) -> dict:
     """The address of a validated delivery's GX Data Docs, into the summary the feedback quotes. The site is
-    built from the results the pass kept beside the delivery when it is first opened (GX is imported there,
+    built from the results the pass kept beside the delivery by ``anbar_data_docs`` (GX is imported there,
     never in an ingest task)."""
     from anbar.data_docs import schedule_from_results
 

@@ -17,6 +17,7 @@ from airflow.sdk.bases.sensor import PokeReturnValue
 
 from anbar import alerts, expected
 from anbar.dag_defaults import START_DATE, default_args
+from anbar.data_docs_dag import DOCS_PENDING
 from anbar.registry import Organisation, Registry
 from anbar.timetables import resolve_run_period, timetable_for
 
@@ -101,9 +102,9 @@ Focal points: {", ".join(org.focal_points)}.
    runs `expectations/{org.code}__<dataset>.json` with Great Expectations' semantics (SQL rules in
    PostgreSQL), COPYs the typed rows into the submission's own table and decides: accepted, the table is
    attached to `clean`; rejected, it is dropped (rows in = loaded + rejected, always).
-4. `conclude` — Data Docs, `report.json`, `feedback.html` and `findings.csv` beside the delivery; mails the
-   supplier its feedback (accepted or rejected, per principle); publishes the dataset's Asset when accepted
-   (which triggers `anbar_warehouse`).
+4. `conclude` — `report.json`, `feedback.html` and `findings.csv` beside the delivery; mails the supplier
+   its feedback (accepted or rejected, per principle); publishes the dataset's Asset when accepted (which
+   triggers `anbar_warehouse`); records the delivery's Data Docs, which `anbar_data_docs` then builds.
 5. `escalation_due` → `escalation_window` — a scheduled run stays open (deferred in the triggerer, no worker
    slot) until the escalation time of a dataset without an accepted delivery, so Airflow keeps its deadline.
 
@@ -211,7 +212,8 @@ def build_ingest_dag(org: Organisation, registry: Registry) -> DAG:
             ingest = _ingest()
             return ingest.process(ingest.Step.from_xcom(step), registry=registry).to_xcom()
 
-        @task(map_index_template=MAP_LABEL, outlets=[accepted_alias(org)])
+        # DOCS_PENDING: its update starts anbar_data_docs, which builds the Data Docs conclude recorded.
+        @task(map_index_template=MAP_LABEL, outlets=[accepted_alias(org), DOCS_PENDING])
         def conclude(step: dict) -> dict:
             context = get_current_context()
             _label(context, step)

@@ -16,11 +16,10 @@ Routes (relative to ``/anbar-docs``):
   Font Awesome, Vega, ...), vendored in the package (:data:`anbar.data_docs.VENDORED_ASSETS`): the pages
   load nothing from outside the server.
 - ``/<org>/<dataset>/<period>/v<version>/...`` — the files of a site, through Starlette's
-  ``StaticFiles``. A delivery's site is built when it is first opened (the ingest records it as pending,
-  :func:`anbar.data_docs.schedule_from_results`: Great Expectations is imported by this server, once, not
-  by every ingest task); a path with a ``.`` or ``..`` segment (even percent-encoded) is refused, the permission
-  is checked on the organisation of the path that is served, and absolute paths and symlinks out of the
-  data docs directory are refused.
+  ``StaticFiles`` (a site the ingest recorded and ``anbar_data_docs`` has not built yet is listed as being
+  built, and its pages are not there yet): a path with a ``.`` or ``..`` segment (even percent-encoded) is
+  refused, the permission is checked on the organisation of the path that is served, and absolute paths and
+  symlinks out of the data docs directory are refused.
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ import functools
 import html
 import json
 import os
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -41,7 +39,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.staticfiles import StaticFiles
 
 from anbar import settings
-from anbar.data_docs import ASSETS_DIR, ASSETS_ROUTE, MANIFEST, PENDING, build_pending
+from anbar.data_docs import ASSETS_DIR, ASSETS_ROUTE, MANIFEST, PENDING
 
 INGEST_DAG_PREFIX = "anbar_ingest__"
 
@@ -141,11 +139,7 @@ def create_app(root: Path | Callable[[], Path] = settings.data_docs_dir) -> Fast
         # Authorised on the path that is served: its first segment is the organisation.
         if not await run_in_threadpool(may_read, relative.split(os.sep)[0]):  # an auth manager may ask its database
             raise HTTPException(status_code=403, detail="Forbidden")
-        root = docs_root()
-        site = root.joinpath(*relative.split(os.sep)[:4])
-        if len(relative.split(os.sep)) >= 4 and _is_inside(site, root) and (site / PENDING).is_file():
-            await run_in_threadpool(_build_once, site)
-        static = StaticFiles(directory=root, html=True, check_dir=False)
+        static = StaticFiles(directory=docs_root(), html=True, check_dir=False)
         # lookup_path refuses anything outside the directory (symlinks, absolute paths) too.
         response = await static.get_response(relative, request.scope)
         response.headers.setdefault("Cache-Control", "no-cache")
@@ -153,23 +147,6 @@ def create_app(root: Path | Callable[[], Path] = settings.data_docs_dir) -> Fast
         return response
 
     return app
-
-
-_build_locks: dict[Path, threading.Lock] = {}
-_build_locks_guard = threading.Lock()
-
-
-def _is_inside(path: Path, root: Path) -> bool:
-    return path.resolve().is_relative_to(root.resolve())
-
-
-def _build_once(site: Path) -> None:
-    """Build a pending site; requests for it that arrive meanwhile wait for the one build."""
-    with _build_locks_guard:
-        lock = _build_locks.setdefault(site, threading.Lock())
-    with lock:
-        if not (site / "index.html").is_file():
-            build_pending(site)
 
 
 def list_sites(root: Path) -> list[dict[str, Any]]:
@@ -239,7 +216,7 @@ def _sites_table(sites: list[dict[str, Any]], to_root: str) -> str:
                 f"({int(p.get('failed') or 0)} of {int(p.get('evaluated') or 0)} checks failed)</li>"
             )
         cells = [s["org"], s["dataset"], s["period"], f"v{s['version']}"]
-        built = "when first opened" if s["manifest"].get("pending") else s["manifest"].get("built_at") or ""
+        built = "being built (anbar_data_docs)" if s["manifest"].get("pending") else s["manifest"].get("built_at") or ""
         rows.append(
             "<tr>"
             + "".join(f"<td>{html.escape(c)}</td>" for c in cells)

@@ -545,8 +545,11 @@ def test_the_plugin_mounts_the_app():
     assert view["destination"] == "dag_run" and "{RUN_ID}" in view["href"]
 
 
-def test_a_decided_delivery_has_its_site_built_when_first_opened(failed_run, tvto, tmp_path, monkeypatch):
+def test_a_decided_delivery_is_recorded_by_the_ingest_and_built_by_anbar_data_docs(
+    failed_run, tvto, tmp_path, monkeypatch
+):
     from anbar.cli import main as anbar_cli
+    from anbar.data_docs_dag import build_data_docs_dag
     from anbar.engine.delivery import GX_RESULTS
 
     run, _ = failed_run
@@ -564,10 +567,13 @@ def test_a_decided_delivery_has_its_site_built_when_first_opened(failed_run, tvt
     assert url == data_docs_url("tvto", "trainees", "2025-10", 3)
     assert pending_sites(root) == [site] and not (site / "index.html").exists()
     client = _client(root)
-    assert "when first opened" in client.get("/anbar-docs/").text
+    assert "being built (anbar_data_docs)" in client.get("/anbar-docs/").text
     assert "2025-10" in client.get("/anbar-docs/runs/anbar_ingest__tvto/manual__7/").text
+    assert client.get("/anbar-docs/tvto/trainees/2025-10/v3/").status_code == 404
 
-    # Opened: built from the results beside the delivery, with the run that decided it.
+    # The DAG's task builds it from the results beside the delivery, with the run that decided it.
+    task = build_data_docs_dag().get_task("build_pending")
+    assert task.python_callable() == {"built": [str(site)], "not_built": []}
     page = client.get("/anbar-docs/tvto/trainees/2025-10/v3/")
     assert page.status_code == 200 and "Data Docs" in page.text
     manifest = json.loads((site / "anbar.json").read_text(encoding="utf-8"))
@@ -575,7 +581,7 @@ def test_a_decided_delivery_has_its_site_built_when_first_opened(failed_run, tvt
     assert [p["success"] for p in manifest["pages"]] == [False]
     assert pending_sites(root) == []
 
-    # Or built ahead, by the command; a site whose results are gone stays pending and says so.
+    # Or by hand; a site whose results are gone stays pending and says so.
     schedule_from_results(landing, tvto, "tvto", "2025-10", 4, 8)
     assert anbar_cli(["docs", "build"]) == 0
     assert (root / site_path("tvto", "trainees", "2025-10", 4) / "index.html").is_file()

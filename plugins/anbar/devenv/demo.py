@@ -26,6 +26,7 @@ DEMO_DEFECTS = {
     ("cspf", "pensioners", 2): "count_drop",  # consistency across periods: rejected
 }
 WAREHOUSE_DAG = "anbar_warehouse"
+DATA_DOCS_DAG = "anbar_data_docs"  # builds the Data Docs the ingest recorded, beside the warehouse build
 # The late supplier: its newest period past its grace is never delivered. The real run records it missing;
 # then its reminder, late notice and escalation are replayed on a simulated clock (anbar.devenv.alerts_replay).
 LATE_SUPPLIER = "swo"
@@ -134,7 +135,7 @@ def up(today: dt.date | None = None, n_periods: int = 3, timeout: float = 1800) 
         stack.start_airflow(env)
     api = AirflowApi(stack.airflow_url(), "admin", stack.admin_password)
     ingest_dags = [f"anbar_ingest__{code}" for code in stack.registry.organisations]
-    wanted = [*ingest_dags, WAREHOUSE_DAG, REPORT_DAG]
+    wanted = [*ingest_dags, WAREHOUSE_DAG, DATA_DOCS_DAG, REPORT_DAG]
     with stages.stage("DAGs parsed"):
         say("waiting for the DAG processor to parse the DAGs ...")
         deadline = time.monotonic() + 180
@@ -149,7 +150,7 @@ def up(today: dt.date | None = None, n_periods: int = 3, timeout: float = 1800) 
             for label in labels:
                 trigger_period(api, stack.registry, code, label)
                 say(f"triggered anbar_ingest__{code} for period {label}")
-        for dag_id in (*ingest_dags, WAREHOUSE_DAG):
+        for dag_id in (*ingest_dags, WAREHOUSE_DAG, DATA_DOCS_DAG):
             api.unpause(dag_id)
         _wait_for_runs(api, ingest_dags, sum(len(v) for v in periods.values()), timeout)
     with stages.stage("warehouse build"):
