@@ -15,6 +15,7 @@ import logging
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from anbar import ddl, feedback, ledger, notify, settings, verdict, warehouse
 from anbar.exchange import (
@@ -26,10 +27,12 @@ from anbar.exchange import (
     shown,
 )
 from anbar.expected import expected_submission, record_expected
-from anbar.hooks import SupplierApiHook, SupplierSftpHook
 from anbar.landing import LandedFile, LandingArchive, sha256_bytes
 from anbar.periods import Period
 from anbar.registry import Dataset, Organisation, Registry, load_registry
+
+if TYPE_CHECKING:
+    from anbar.hooks import SupplierApiHook, SupplierSftpHook
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,9 @@ def _resolve(registry: Registry, org_code: str, dataset: str, period: str) -> tu
 
 
 def source_for(org: Organisation) -> SupplierSftpHook | SupplierApiHook:
+    # Imported here: the SFTP and HTTP providers are for the tasks that talk to suppliers, not process/conclude.
+    from anbar.hooks import SupplierApiHook, SupplierSftpHook
+
     if org.transport.kind == "sftp":
         return SupplierSftpHook(org.transport.conn_id, org.transport.outbox)
     return SupplierApiHook(org.transport.conn_id)
@@ -108,7 +114,7 @@ def probe(org_code: str, dataset: str, period: str, now: dt.datetime, registry: 
         if now < last_moment:
             return Step(org.code, ds.name, p.label, "waiting")
         detail = f"no manifest for {org.code}/{ds.name}/{p.label} by {last_moment.isoformat()}"
-        if isinstance(source, SupplierSftpHook):
+        if org.transport.kind == "sftp":
             names = source.list_period(ds.name, p.label)
             if names:
                 detail += (
@@ -151,7 +157,7 @@ def receive(
     source = source_for(org)
     try:
         ddl.bootstrap(conn, registry)
-        if isinstance(source, SupplierSftpHook):
+        if org.transport.kind == "sftp":
             return _receive_sftp(conn, source, archive, org, ds, p, step, run_id)
         return _receive_api(conn, source, archive, org, ds, p, step, run_id)
     except Exception as exc:
