@@ -38,6 +38,11 @@ redis-server:
 dbt-parse: $(STAMP)
 	@$(BIN)/python -m anbar.dbt ensure-manifest
 
+# make test runs on TEST_WORKERS pytest-xdist workers, each with a PostgreSQL, Airflow home and simulators of its
+# own (tests/conftest.py); a test module runs whole on one worker, the modules in collection order. 0: serial.
+TEST_WORKERS ?= 2
+test: export PYTEST_ADDOPTS := $(PYTEST_ADDOPTS) -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+
 # The benchmarks of issue 7 (bench/run_all.py): a 10,000,000-row ingest against a bare COPY and the naive
 # path, the DAG parse of a 20 x 5 registry, dbt month 24 against month 2; each ratio against its target.
 # About 25 minutes on 2 cores; BENCH_ARGS=--quick for 200,000 rows. Results: bench/RESULTS.md.

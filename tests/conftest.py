@@ -2,12 +2,20 @@
 
 Airflow reads its configuration when first imported, so the environment is set here,
 at import time, before any test module imports airflow.
+
+Under pytest-xdist every worker is a process of its own with a state directory of its own
+(``<state>/<worker id>`` when ``ANBAR_TEST_STATE`` is kept): its own PostgreSQL server, Airflow
+home and metadata database, landing archive, simulators and mailbox. A server per worker costs
+an ``initdb`` (about 5 s) and keeps the fault tests that restart or kill PostgreSQL from touching
+another worker's tests. The xdist controller imports this file too but runs no test: the
+server is initialised by the ``pg`` fixture, not here.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -18,13 +26,22 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-STATE = Path(os.environ.get("ANBAR_TEST_STATE") or tempfile.mkdtemp(prefix="anbar-test-"))
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ... under xdist; "" otherwise
+KEPT = os.environ.get("ANBAR_TEST_STATE")
+if KEPT:
+    STATE = Path(KEPT) / WORKER if WORKER else Path(KEPT)
+else:
+    STATE = Path(tempfile.mkdtemp(prefix=f"anbar-test-{WORKER}-" if WORKER else "anbar-test-"))
 STATE.mkdir(parents=True, exist_ok=True)
 
 from anbar.devenv.postgres import LocalPostgres  # noqa: E402
+from anbar.devenv.secret_files import write_secret  # noqa: E402
 
 PG = LocalPostgres(STATE / "pg")
-PG.init()  # fixes the password, so URLs can be written into the environment now
+# The password is fixed now, so URLs can be written into the environment; initdb waits for the pg fixture.
+PG.state_dir.mkdir(parents=True, exist_ok=True)
+if not PG.password_file.exists():
+    write_secret(PG.password_file, secrets.token_urlsafe(24))
 
 os.environ.update(
     {
@@ -34,9 +51,12 @@ os.environ.update(
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+        "AIRFLOW__COSMOS__CACHE_DIR": str(STATE / "cosmos"),  # not the machine's /tmp/cosmos, shared by workers
         "GX_ANALYTICS_ENABLED": "False",
         "ANBAR_LANDING_DIR": str(STATE / "landing"),
         "ANBAR_DATA_DOCS_DIR": str(STATE / "data_docs"),
+        "ANBAR_REPORTS_DIR": str(STATE / "reports"),
+        "ANBAR_BACKUP_DIR": str(STATE / "backups"),
         "ANBAR_WAREHOUSE_URL": PG.url("warehouse"),
         "ANBAR_PSEUDONYM_KEY": "test-only-pseudonym-key",
         "AIRFLOW_CONN_ANBAR_WAREHOUSE": json.dumps(
@@ -53,6 +73,23 @@ os.environ.update(
 )
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``make test``: ``--dist loadgroup``) a test module is one unit of work, run whole by one
+    worker, unless it joins a group of modules (``pytest.mark.xdist_group``): its module fixtures are set up once.
+    The units are handed out in collection order (``--no-loadscope-reorder``), which starts the slow dbt and
+    end-to-end modules first."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+
+
+def pytest_unconfigure(config):
+    """A state directory of our own (not ``ANBAR_TEST_STATE``) goes when the session ends, the server stopped."""
+    if not KEPT:
+        shutil.rmtree(STATE, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def pg() -> LocalPostgres:
     PG.start()
@@ -64,8 +101,6 @@ def pg() -> LocalPostgres:
 
         airflow_settings.dispose_orm()
     PG.stop("fast")
-    if not os.environ.get("ANBAR_TEST_STATE"):
-        shutil.rmtree(STATE, ignore_errors=True)
 
 
 @pytest.fixture

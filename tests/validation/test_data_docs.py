@@ -468,7 +468,10 @@ def test_airflow_authentication_applies(docs_root, airflow_db, monkeypatch):
 
 @pytest.fixture
 def teams_of_organisations(airflow_db, monkeypatch):
-    """Airflow in multi-team mode, each organisation's ingest DAG in a bundle its team owns (tvto, sso)."""
+    """Airflow in multi-team mode, each organisation's ingest DAG in a bundle its team owns (tvto, sso).
+
+    The session's Airflow database may know those DAGs already (an end-to-end test of the same worker ran
+    them): they are moved into the teams' bundles for the test, and back after it."""
     from airflow.models.dag import DagModel
     from airflow.models.dagbundle import DagBundleModel
     from airflow.models.team import Team
@@ -476,6 +479,7 @@ def teams_of_organisations(airflow_db, monkeypatch):
 
     monkeypatch.setenv("AIRFLOW__CORE__MULTI_TEAM", "True")
     orgs = ("tvto", "sso")
+    known: dict[str, str] = {}  # dag_id: its bundle before the test
     with create_session() as session:
         for org in orgs:
             team = Team(name=org)
@@ -483,9 +487,15 @@ def teams_of_organisations(airflow_db, monkeypatch):
             bundle.teams = [team]
             session.add_all([team, bundle])
             session.flush()
+            dag_id = f"{web.INGEST_DAG_PREFIX}{org}"
+            dag = session.get(DagModel, dag_id)
+            if dag is not None:
+                known[dag_id] = dag.bundle_name
+                dag.bundle_name = bundle.name
+                continue
             session.add(
                 DagModel(
-                    dag_id=f"{web.INGEST_DAG_PREFIX}{org}",
+                    dag_id=dag_id,
                     bundle_name=bundle.name,
                     max_active_tasks=16,
                     max_consecutive_failed_dag_runs=0,
@@ -495,7 +505,12 @@ def teams_of_organisations(airflow_db, monkeypatch):
     yield orgs
     with create_session() as session:
         for org in orgs:
-            session.query(DagModel).filter(DagModel.dag_id == f"{web.INGEST_DAG_PREFIX}{org}").delete()
+            dag_id = f"{web.INGEST_DAG_PREFIX}{org}"
+            if dag_id in known:
+                session.get(DagModel, dag_id).bundle_name = known[dag_id]
+            else:
+                session.query(DagModel).filter(DagModel.dag_id == dag_id).delete()
+            session.flush()
             session.query(DagBundleModel).filter(DagBundleModel.name == f"anbar_{org}").delete()
             session.query(Team).filter(Team.name == org).delete()
 

@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -104,6 +105,12 @@ def dbt_parse(env: Mapping[str, str] | None = None) -> Path:
     """Run ``dbt parse`` and return the path of the manifest it wrote.
 
     Unset connection variables get placeholders: parsing reads no database.
+
+    dbt writes into a target directory of this call's own (beside ``target/``, with the last parse's
+    ``partial_parse.msgpack`` copied in so that it parses only what changed), and each file then takes
+    its place in ``target/`` in one step, the manifest last: whatever reads the manifest meanwhile (the
+    warehouse DAG is rendered from it, by a scheduler or another test worker) reads the old one or the
+    new one, never half a file, and two parses at once do not write into each other.
     """
     env = dict(env if env is not None else os.environ)
     # dbt never needs the pseudonym key; keep the secret out of every artifact.
@@ -111,9 +118,20 @@ def dbt_parse(env: Mapping[str, str] | None = None) -> Path:
     for key, value in PROFILE_ENV_PLACEHOLDERS.items():
         env.setdefault(key, value)
     env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
-    run_dbt(["parse", "--quiet"], env=env, capture=True)
-    if not MANIFEST_PATH.exists():
-        raise RuntimeError(f"dbt parse succeeded but wrote no manifest at {MANIFEST_PATH}")
+    TARGET_DIR.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".parse-", dir=TARGET_DIR))
+    try:
+        partial = TARGET_DIR / "partial_parse.msgpack"
+        if partial.exists():
+            shutil.copy2(partial, work / partial.name)
+        run_dbt(["parse", "--quiet", "--target-path", str(work)], env=env, capture=True)
+        if not (work / MANIFEST_PATH.name).exists():
+            raise RuntimeError(f"dbt parse succeeded but wrote no manifest in {work}")
+        written = sorted((p for p in work.iterdir() if p.is_file()), key=lambda p: p.name == MANIFEST_PATH.name)
+        for path in written:
+            os.replace(path, TARGET_DIR / path.name)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return MANIFEST_PATH
 
 
