@@ -103,16 +103,78 @@ def pg() -> LocalPostgres:
     PG.stop("fast")
 
 
+# What ddl.bootstrap reads besides the database: the registry and the pseudonym key it installs.
+BOOTSTRAP_INPUTS = ("ANBAR_REGISTRY", "ANBAR_PSEUDONYM_KEY", "ANBAR_PSEUDONYM_KEY_FILE")
+WAREHOUSE_TEMPLATE = "wh_template"
+
+
+def _bootstrap_inputs() -> tuple[str | None, ...]:
+    return tuple(os.environ.get(k) for k in BOOTSTRAP_INPUTS)
+
+
+def _admin(pg):
+    import psycopg2
+
+    conn = psycopg2.connect(pg.dsn())
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture(scope="session")
+def warehouse_template(pg) -> tuple[str | None, ...]:
+    """A database bootstrapped from the registry once per session (per worker), which ``fresh_warehouse``
+    copies; returns the bootstrap inputs it was built with.
+
+    ``CREATE DATABASE ... TEMPLATE`` copies a database only while nobody is connected to it: the bootstrap's
+    connection is closed, and the template refuses connections from then on (``ALLOW_CONNECTIONS false``;
+    PostgreSQL itself stops an autovacuum worker that is in it when a copy starts). A template left by an
+    earlier run in a kept state is built again: the registry or the DDL may have changed since."""
+    import psycopg2
+
+    from anbar import ddl
+    from anbar.registry import load_registry
+
+    admin = _admin(pg)
+    try:
+        with admin.cursor() as cur:
+            cur.execute("select 1 from pg_database where datname = %s", (WAREHOUSE_TEMPLATE,))
+            if cur.fetchone():
+                cur.execute(f"alter database {WAREHOUSE_TEMPLATE} is_template false")
+                cur.execute(f"drop database {WAREHOUSE_TEMPLATE} with (force)")
+            cur.execute(f"create database {WAREHOUSE_TEMPLATE}")
+        inputs = _bootstrap_inputs()
+        conn = psycopg2.connect(pg.dsn(WAREHOUSE_TEMPLATE))
+        try:
+            ddl.bootstrap(conn, load_registry())
+        finally:
+            conn.close()
+        with admin.cursor() as cur:
+            cur.execute(f"alter database {WAREHOUSE_TEMPLATE} with is_template true allow_connections false")
+    finally:
+        admin.close()
+    return inputs
+
+
 @pytest.fixture
-def fresh_warehouse(pg, monkeypatch):
-    """A new, empty database for one test, bootstrapped from the registry; ANBAR_WAREHOUSE_URL points at it."""
+def fresh_warehouse(pg, warehouse_template, monkeypatch):
+    """A new database for one test, bootstrapped from the registry; ANBAR_WAREHOUSE_URL points at it.
+
+    A copy of the session's template (a fraction of a second, where a bootstrap takes one to two), unless
+    the test changed what the bootstrap reads (another registry, another pseudonym key) before asking for
+    it: then a new database bootstrapped as the test's environment says."""
     import psycopg2
 
     from anbar import ddl
     from anbar.registry import load_registry
 
     name = f"wh_{uuid.uuid4().hex[:10]}"
-    pg.create_database(name)
+    copy = _bootstrap_inputs() == warehouse_template
+    admin = _admin(pg)
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f"create database {name} template {WAREHOUSE_TEMPLATE}" if copy else f"create database {name}")
+    finally:
+        admin.close()
     monkeypatch.setenv("ANBAR_WAREHOUSE_URL", pg.url(name))
     monkeypatch.setenv(
         "AIRFLOW_CONN_ANBAR_WAREHOUSE",
@@ -128,7 +190,8 @@ def fresh_warehouse(pg, monkeypatch):
         ),
     )
     conn = psycopg2.connect(pg.dsn(name))
-    ddl.bootstrap(conn, load_registry())
+    if not copy:
+        ddl.bootstrap(conn, load_registry())
     yield conn
     conn.close()
 
