@@ -13,6 +13,7 @@ server is initialised by the ``pg`` fixture, not here.
 
 from __future__ import annotations
 
+import email
 import json
 import os
 import secrets
@@ -21,6 +22,8 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from email import policy
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -252,3 +255,32 @@ def simulators(pg):
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+class Mailbox:
+    """The mails the simulators' SMTP sink received since a test began, oldest first.
+
+    The sink is shared by the session, and its directory by every run in a kept state (``ANBAR_TEST_STATE``):
+    a test counts only what arrived after it started, never a mail of an earlier test or run."""
+
+    def __init__(self, maildir: Path) -> None:
+        self.maildir = Path(maildir)
+        self.before = set(self.maildir.glob("*.eml"))
+
+    def received(self, subject_part: str = "") -> list[EmailMessage]:
+        """The new mails whose subject holds ``subject_part`` (every new mail when it is empty)."""
+        found = []
+        for path in sorted(set(self.maildir.glob("*.eml")) - self.before):  # named by UTC time and sequence
+            msg = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+            if subject_part in str(msg["subject"]):
+                found.append(msg)
+        return found
+
+    def subjects(self) -> list[str]:
+        return [str(m["subject"]) for m in self.received()]
+
+
+@pytest.fixture
+def mailbox(simulators) -> Mailbox:
+    """The mails this test made the simulators' SMTP server receive (see :class:`Mailbox`)."""
+    return Mailbox(simulators.maildir)

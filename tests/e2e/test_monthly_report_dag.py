@@ -7,10 +7,8 @@ The report's PDFs are read back as a person would see them: each page rendered t
 from __future__ import annotations
 
 import datetime as dt
-import email
 import os
-from email import policy
-from pathlib import Path
+from email.message import EmailMessage
 from zoneinfo import ZoneInfo
 
 import psycopg2
@@ -76,9 +74,9 @@ def _ledger_figures() -> dict[str, dict]:
     return out
 
 
-def _mails(maildir: str) -> list[email.message.EmailMessage]:
-    mails = [email.message_from_bytes(p.read_bytes(), policy=policy.default) for p in Path(maildir).glob("*.eml")]
-    return [m for m in mails if "Monthly performance" in str(m["subject"]) and MONTH in str(m["subject"])]
+def _mails(mailbox) -> list[EmailMessage]:
+    """The monthly reports of MONTH this test sent (not an earlier test's or run's)."""
+    return [m for m in mailbox.received("Monthly performance") if MONTH in str(m["subject"])]
 
 
 def _pdf_text_and_pages(pdf: bytes, coloured: bool = False) -> tuple[str, int]:
@@ -103,7 +101,7 @@ def _pct(part: int, whole: int) -> str:
     return f"{part / whole * 100:.1f}%"
 
 
-def test_report_of_a_month_ingested_for_real(dags, simulators, fresh_warehouse, tmp_path, monkeypatch):
+def test_report_of_a_month_ingested_for_real(dags, simulators, fresh_warehouse, mailbox, tmp_path, monkeypatch):
     from airflow.models import TaskInstance
     from airflow.utils.session import create_session
 
@@ -145,7 +143,7 @@ def test_report_of_a_month_ingested_for_real(dags, simulators, fresh_warehouse, 
     assert all(p.stat().st_mode & 0o222 == 0 for p in archive.iterdir())
 
     # Mailed: one per organisation and the summary, to the minister's office, with the archived PDF attached.
-    mails = _mails(simulators.maildir)
+    mails = _mails(mailbox)
     assert len(mails) == len(stems)
     by_attachment = {}
     for m in mails:
@@ -186,5 +184,5 @@ def test_report_of_a_month_ingested_for_real(dags, simulators, fresh_warehouse, 
     # A second run of the same month (a cleared run) finds every report archived and every mail sent.
     files = {p.name: p.read_bytes() for p in archive.iterdir()}
     assert dag.test(logical_date=AZAR.end, run_after=REPORT_DAY).state == "success"
-    assert len(_mails(simulators.maildir)) == len(stems)
+    assert len(_mails(mailbox)) == len(stems)
     assert {p.name: p.read_bytes() for p in archive.iterdir()} == files

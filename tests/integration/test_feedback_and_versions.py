@@ -11,7 +11,6 @@ import email
 import io
 import json
 import shutil
-from email import policy
 from pathlib import Path
 
 import pytest
@@ -29,16 +28,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def sent_now(simulators):
+def sent_now(mailbox):
     """The one mail this test made whose subject holds a text (the SMTP sink is shared by the session)."""
-    before = set(Path(simulators.maildir).glob("*.eml"))
 
     def find(needle: str) -> email.message.EmailMessage:
-        found = []
-        for path in sorted(set(Path(simulators.maildir).glob("*.eml")) - before):
-            msg = email.message_from_bytes(path.read_bytes(), policy=policy.default)
-            if needle in str(msg["subject"]):
-                found.append(msg)
+        found = mailbox.received(needle)
         assert len(found) == 1, [needle, len(found)]
         return found[0]
 
