@@ -211,6 +211,15 @@ def airflow_db(pg):
     return PG.url("airflow")
 
 
+@pytest.fixture(scope="session")
+def dagbag():
+    """The repository's DAG folder, parsed once per session (per worker): the DAG objects are read, and run by
+    ``dag.test()``, never changed."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(str(REPO / "dags"))
+
+
 # Deliveries the simulators serve to the integration and end-to-end tests: each defective one
 # is pinned to its own period so a test can name it.
 SIM_PERIODS = {

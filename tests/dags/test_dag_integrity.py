@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-from airflow.dag_processing.dagbag import DagBag
-
 from anbar.registry import load_registry
-from anbar.settings import REPO_ROOT
 
-
-@pytest.fixture(scope="module")
-def dagbag() -> DagBag:
-    return DagBag(str(REPO_ROOT / "dags"))
+# dagbag: tests/conftest.py (the DAG folder, parsed once per session)
 
 
 def test_no_import_errors(dagbag):

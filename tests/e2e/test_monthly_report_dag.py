@@ -31,14 +31,9 @@ AZAR = data_interval_for(Period.parse(MONTH, "jalali"))
 
 
 @pytest.fixture(scope="module")
-def dags(airflow_db, simulators):
-    from airflow.dag_processing.dagbag import DagBag
-
-    from anbar.settings import REPO_ROOT
-
-    bag = DagBag(str(REPO_ROOT / "dags"))
-    assert bag.import_errors == {}
-    return bag.dags
+def dags(airflow_db, simulators, dagbag):
+    assert dagbag.import_errors == {}
+    return dagbag.dags
 
 
 def _query(sql, *args):

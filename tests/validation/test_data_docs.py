@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from pathlib import Path
@@ -22,7 +23,7 @@ from anbar.data_docs import (
 from anbar.suites import suite_path
 from anbar.validation import SuiteRun, mask, run_suite
 
-from .conftest import EXPECTATIONS
+from .conftest import EXPECTATIONS, good_value
 from .test_validation import wrong_check_digit
 
 pytestmark = pytest.mark.integration
@@ -35,8 +36,7 @@ def tvto(registry):
     return registry.dataset("tvto", "trainees")
 
 
-@pytest.fixture
-def suite_with_row_check(tvto, write_suite_file):
+def _suite_with_row_check(tvto) -> dict:
     """The committed suite, plus a SQL check returning offending rows with their national ID."""
     data = json.loads(suite_path(EXPECTATIONS, tvto).read_text(encoding="utf-8"))
     data["expectations"].append(
@@ -55,21 +55,32 @@ def suite_with_row_check(tvto, write_suite_file):
             },
         }
     )
-    return write_suite_file(data, "tvto__trainees")
+    return data
 
 
-@pytest.fixture
-def failed_run(warehouse, tvto, good_rows, suite_with_row_check):
-    """A validation that fails: a wrong check digit, a non-digit ID, a duplicated key, an unknown code."""
-    rows = good_rows(tvto)
+@pytest.fixture(scope="module")
+def failed_run_of_the_module(warehouse, registry, tmp_path_factory):
+    """A validation that fails: a wrong check digit, a non-digit ID, a duplicated key, an unknown code. Run once
+    for the module: the tests only read it (each through a copy of its own, see ``failed_run``)."""
+    tvto = registry.dataset("tvto", "trainees")
+    rows = [{c.name: good_value(tvto, c, i, registry) for c in tvto.columns} for i in range(40)]  # as good_rows
     rows[2]["national_id"] = wrong_check_digit(rows[2]["national_id"])
     rows[9]["national_id"] = rows[9]["national_id"][:2] + "A" + rows[9]["national_id"][3:]
     rows[5]["province"] = "99"
     rows.append(dict(rows[20]))
+    suite = tmp_path_factory.mktemp("suite") / "tvto__trainees.json"
+    suite.write_text(json.dumps(_suite_with_row_check(tvto), ensure_ascii=False, indent=2), encoding="utf-8")
     sid = warehouse.partition(tvto, rows)
-    run = run_suite(warehouse.url, tvto, sid, suite_with_row_check)
+    run = run_suite(warehouse.url, tvto, sid, suite)
     assert not run.summary["success"]
     return run, rows
+
+
+@pytest.fixture
+def failed_run(failed_run_of_the_module):
+    """The module's failed validation, a copy for each test: building Data Docs masks the results it is given,
+    and a test must never see results another test already masked."""
+    return copy.deepcopy(failed_run_of_the_module)
 
 
 def _files(site: Path) -> list[Path]:
