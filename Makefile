@@ -39,9 +39,11 @@ dbt-parse: $(STAMP)
 	@$(BIN)/python -m anbar.dbt ensure-manifest
 
 # make test runs on TEST_WORKERS pytest-xdist workers, each with a PostgreSQL, Airflow home and simulators of its
-# own (tests/conftest.py); a test module runs whole on one worker, the modules in collection order. 0: serial.
+# own (tests/conftest.py); a test module runs whole on one worker (its module fixtures set up once), the modules
+# in collection order, slow dbt and end-to-end ones first. TEST_WORKERS=0: serial. (Not --dist loadgroup:
+# xdist 3.8 marks a group by renaming the test's node id, which pytest 9.2 no longer lets it do.)
 TEST_WORKERS ?= 2
-test: export PYTEST_ADDOPTS := $(PYTEST_ADDOPTS) -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+test: export PYTEST_ADDOPTS := $(PYTEST_ADDOPTS) -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The benchmarks of issue 7 (bench/run_all.py): a 10,000,000-row ingest against a bare COPY and the naive
 # path, the DAG parse of a 20 x 5 registry, dbt month 24 against month 2; each ratio against its target.

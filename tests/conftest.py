@@ -76,17 +76,6 @@ os.environ.update(
 )
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (``make test``: ``--dist loadgroup``) a test module is one unit of work, run whole by one
-    worker, unless it joins a group of modules (``pytest.mark.xdist_group``): its module fixtures are set up once.
-    The units are handed out in collection order (``--no-loadscope-reorder``), which starts the slow dbt and
-    end-to-end modules first."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
-
-
 def pytest_unconfigure(config):
     """A state directory of our own (not ``ANBAR_TEST_STATE``) goes when the session ends, the server stopped."""
     if not KEPT:
