@@ -471,16 +471,35 @@ def _skipped(config: dict, reason: str) -> ExpectationOutcome:
     )
 
 
+# The metric of an unexpected_rows_expectation that runs the rule's query as written (its count runs it inside
+# GX's SELECT COUNT(*) FROM (...)): where the two fail differently, the error of the query as written comes first.
+_RULE_AS_WRITTEN = "metric_name='unexpected_rows_query.table'"
+
+
 def _error(res: dict) -> str | None:
+    """The first line of what made an expectation fail to evaluate (identifiers masked), or None.
+
+    GX gives either one exception for the expectation, or one per metric that failed, keyed by the metric, in
+    the order its graph gave up on them: the order in which it iterates a set of metrics, which Python's string
+    hashing makes differ from one process to the next. Taking the first of them reported, for a rule whose
+    metrics fail differently, one error or the other at random (a data-modifying WITH in an unexpected_rows
+    query is refused as a write when run as written, and by the parser once GX nests it in its COUNT: the
+    flaky test_a_rule_written_in_sql_cannot_change_the_warehouse). Every distinct error is reported, in an
+    order of their own: the rule's query as written first, then by metric."""
     info = res.get("exception_info") or {}
-    # Either one exception for the expectation, or several keyed by the metric that failed.
-    infos = [info] if "raised_exception" in info else [v for v in info.values() if isinstance(v, dict)]
+    if "raised_exception" in info:
+        infos = [info]
+    else:
+        keys = sorted((k for k, v in info.items() if isinstance(v, dict)), key=lambda k: (_RULE_AS_WRITTEN not in k, k))
+        infos = [info[k] for k in keys]
+    messages: list[str] = []
     for i in infos:
         if i.get("raised_exception") or i.get("exception_message"):
-            message = i.get("exception_message") or "exception"
             # psycopg2 messages carry the SQL after a newline: keep the first line.
-            return _scrub(_first_line(message))
-    return None
+            message = _scrub(_first_line(i.get("exception_message") or "exception"))
+            if message not in messages:
+                messages.append(message)
+    return "; ".join(messages) or None
 
 
 def _jsonable(value: Any) -> Any:

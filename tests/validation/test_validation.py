@@ -348,6 +348,25 @@ def test_connection_options_in_the_url_are_kept():
     assert args["application_name"] == "anbar-validate-tvto__trainees_s1"
 
 
+def _with_vandal(ds, registry, query: str) -> dict:
+    """The suite the registry implies, plus the rule "vandal" running ``query``."""
+    data = generate_suite(ds, registry)
+    data["expectations"].append(
+        {
+            "type": "unexpected_rows_expectation",
+            "kwargs": {"unexpected_rows_query": query},
+            "meta": {
+                "rule": "vandal",
+                "principle": "system",
+                "severity": "warning",
+                "columns": ["province"],
+                "description": {"fa": "آزمون", "en": "test"},
+            },
+        }
+    )
+    return data
+
+
 def test_a_rule_written_in_sql_cannot_change_the_warehouse(warehouse, tvto, registry, good_rows, write_suite_file):
     """Suite SQL runs in read-only transactions: a rule that writes fails and changes nothing.
 
@@ -362,26 +381,14 @@ def test_a_rule_written_in_sql_cannot_change_the_warehouse(warehouse, tvto, regi
                 "$$ begin delete from ref.code_list_values; return true; end $$"
             )
         conn.commit()
-        data = generate_suite(tvto, registry)
-        data["expectations"].append(
-            {
-                "type": "unexpected_rows_expectation",
-                "kwargs": {
-                    "unexpected_rows_query": (
-                        "select _file, _row_no, province from {batch} where public.anbar_test_vandal()"
-                    )
-                },
-                "meta": {
-                    "rule": "vandal",
-                    "principle": "system",
-                    "severity": "warning",
-                    "columns": ["province"],
-                    "description": {"fa": "آزمون", "en": "test"},
-                },
-            }
+        data = _with_vandal(
+            tvto, registry, "select _file, _row_no, province from {batch} where public.anbar_test_vandal()"
         )
         result = run(warehouse, tvto, good_rows(tvto), write_suite_file(data))
-        assert "read-only transaction" in by_rule(result, "vandal")["error"]
+        # Refused as a write both where GX runs the query as written and inside its COUNT: one error.
+        assert by_rule(result, "vandal")["error"] == (
+            "(psycopg2.errors.ReadOnlySqlTransaction) cannot execute DELETE in a read-only transaction"
+        )
         with conn.cursor() as cur:
             cur.execute("select count(*) from ref.code_list_values")
             assert cur.fetchone()[0] > 0
@@ -390,6 +397,63 @@ def test_a_rule_written_in_sql_cannot_change_the_warehouse(warehouse, tvto, regi
             cur.execute("drop function if exists public.anbar_test_vandal()")
         conn.commit()
         conn.close()
+
+
+def test_a_data_modifying_with_is_reported_as_a_write_whatever_order_gx_gives_its_errors(
+    warehouse, tvto, registry, good_rows, write_suite_file
+):
+    """The write as a data-modifying WITH: refused as a write where GX runs the query as written, by the parser
+    once GX nests it in its COUNT. GX hands the two errors over in an order that changes from one process to
+    the next (hash order); the rule's error is the same in every process, the write's refusal first."""
+    data = _with_vandal(
+        tvto,
+        registry,
+        "with gone as (delete from ref.code_list_values returning code) "
+        "select _file, _row_no, province from {batch} where province in (select code from gone)",
+    )
+    result = run(warehouse, tvto, good_rows(tvto), write_suite_file(data))
+    assert by_rule(result, "vandal")["error"] == (
+        "(psycopg2.errors.ReadOnlySqlTransaction) cannot execute SELECT in a read-only transaction; "
+        "(psycopg2.errors.FeatureNotSupported) WITH clause containing a data-modifying statement must be at the "
+        "top level"
+    )
+    conn = warehouse.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select count(*) from ref.code_list_values")
+            assert cur.fetchone()[0] > 0
+    finally:
+        conn.close()
+
+
+def test_a_rules_error_does_not_depend_on_the_order_gx_gave_up_on_its_metrics():
+    """GX keys a failed expectation's exceptions by metric, in the order it gave up on them (set iteration
+    order, which changes with the process's hash seed): the error anbar reports is the same in every order."""
+    from anbar.validation import _error
+
+    def metric(name: str) -> str:
+        return f"MetricConfigurationID(metric_name='{name}', metric_domain_kwargs_id='d', metric_value_kwargs_id='v')"
+
+    failures = {
+        metric("unexpected_rows_query.row_count"): {
+            "raised_exception": True,
+            "exception_message": "(psycopg2.errors.FeatureNotSupported) nested\n[SQL: select count(*) ...]",
+            "exception_traceback": "...",
+        },
+        metric("unexpected_rows_query.table"): {
+            "raised_exception": True,
+            "exception_message": "(psycopg2.errors.ReadOnlySqlTransaction) as written\n[SQL: select ...]",
+            "exception_traceback": "...",
+        },
+    }
+    orders = [dict(failures), dict(reversed(failures.items()))]
+    errors = {_error({"success": False, "exception_info": info}) for info in orders}
+    assert errors == {
+        "(psycopg2.errors.ReadOnlySqlTransaction) as written; (psycopg2.errors.FeatureNotSupported) nested"
+    }
+    same = {key: {"raised_exception": True, "exception_message": "refused\n[SQL: ...]"} for key in failures}
+    assert _error({"exception_info": same}) == "refused"
+    assert _error({"exception_info": {"raised_exception": False, "exception_message": None}}) is None
 
 
 def test_partition_name(tvto):
