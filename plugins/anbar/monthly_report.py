@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import io
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -447,7 +448,15 @@ def render_pdf(html: str) -> bytes:
     """The page as an A4 PDF, numbered in the footer, set in DejaVu Sans (shaped Persian via Pango/HarfBuzz)."""
     from weasyprint import CSS, HTML
 
-    return HTML(string=html).write_pdf(stylesheets=[CSS(string=_print_css())])
+    # The same report renders to the same bytes (a re-run finds it archived, no revision): fontTools stamps the
+    # font subsets it embeds with the time, unless SOURCE_DATE_EPOCH (reproducible builds) says which.
+    saved = os.environ.get("SOURCE_DATE_EPOCH")
+    os.environ["SOURCE_DATE_EPOCH"] = saved or "0"
+    try:
+        return HTML(string=html).write_pdf(stylesheets=[CSS(string=_print_css())])
+    finally:
+        if saved is None:
+            del os.environ["SOURCE_DATE_EPOCH"]
 
 
 def _files(html: str) -> dict[str, bytes]:

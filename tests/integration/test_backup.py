@@ -85,7 +85,7 @@ def test_a_backup_of_a_loaded_warehouse_restores_identical_and_is_recorded(wareh
     partition = f"clean.sso__insured_persons_s{warehouse['sid']}"
     assert {k: tables[k]["rows"] for k in ("anbar.submissions", "anbar.submission_events", partition)} == {
         "anbar.submissions": 1,
-        "anbar.submission_events": 5,  # received, landed, loaded, validated, accepted
+        "anbar.submission_events": 6,  # received, landed, loaded, validated, the pass's seconds, accepted
         partition: 3,
     }
     assert manifest["sha256"] == backup._sha256(warehouse["manifest"].with_name(manifest["file"]))

@@ -103,15 +103,18 @@ def test_defect_trips_a_rule_of_its_principle(defect, fresh_warehouse, simulator
 
     [sub] = fetch(
         conn,
-        "select submission_id, status, reason, rows_manifest, rows_loaded, rows_rejected, validation_summary "
+        "select submission_id, status, reason, rows_manifest, rows_counted, rows_loaded, rows_rejected, "
+        "validation_summary "
         "from anbar.submissions where org = %s and dataset = %s and period = %s",
         org,
         dataset,
         period,
     )
     assert sub["status"] == outcome
-    if sub["rows_manifest"] is not None and outcome != "missing":
-        assert sub["rows_manifest"] == sub["rows_loaded"] + sub["rows_rejected"]
+    if sub["rows_counted"] is not None:  # rows counted = loaded + rejected, wherever they were counted
+        assert sub["rows_counted"] == sub["rows_loaded"] + sub["rows_rejected"]
+    elif outcome != "missing":  # refused before its records were counted: nothing loaded, nothing claimed
+        assert (sub["rows_loaded"], sub["rows_rejected"]) == (0, None)
 
     scores = {
         r["principle"]: r

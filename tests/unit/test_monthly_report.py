@@ -286,3 +286,15 @@ def test_a_quarterly_dataset_counts_in_the_month_its_quarter_closes_and_in_the_m
     assert periods["1405-06"].timeliness.expected == 2 and periods["1405-06"].timeliness.received == 1
     # 1405-Q2 is due 2026-10-12, in Mehr 1405 with beneficiaries 1405-06 (due 2026-10-01)
     assert sorted(s.period for s in mr.month_submissions(report.submissions, "1405-07")) == ["1405-06", "1405-Q2"]
+
+
+def test_the_same_report_renders_to_the_same_pdf_bytes(org_html, monkeypatch):
+    """A re-run finds the report it archived (no revision): nothing in the PDF depends on when it was made."""
+    import os
+    import time
+
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    first = mr.render_pdf(org_html)
+    time.sleep(1.1)  # the fonts' timestamps are in seconds
+    assert mr.render_pdf(org_html) == first
+    assert "SOURCE_DATE_EPOCH" not in os.environ
