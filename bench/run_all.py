@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     rows_out: list[tuple[str, str, str, str]] = []
+    if args.workdir:
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)
     keep = contextlib.nullcontext(tempfile.mkdtemp(prefix="anbar-bench-", dir=args.workdir)) if args.keep else None
     with keep or tempfile.TemporaryDirectory(prefix="anbar-bench-", dir=args.workdir) as tmp:
         workdir = Path(tmp)

@@ -10,6 +10,7 @@ import json
 from decimal import Decimal
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from anbar.engine import duck
@@ -355,3 +356,42 @@ def test_relations_may_be_views(con, tables):
     view = ev.Relations(clean="cur_view", raw="cur_view")
     (out,) = ev.evaluate(con, [{"type": ev.NOT_NULL, "kwargs": {"column": "v"}}], view)
     assert (out.result["element_count"], out.result["unexpected_count"]) == (10, 2)
+
+
+def test_medians_of_extreme_values_are_exact(con):
+    con.execute(
+        "create or replace table extremes as select 'f' as _file, i::integer as _row_no, "
+        "case i when 1 then -9223372036854775807 - 1 else 9223372036854775807 end::bigint as n from range(1, 3) r(i)"
+    )
+    (median,) = ev.evaluate(
+        con, [{"type": ev.MEDIAN, "kwargs": {"column": "n"}}], ev.Relations(clean="extremes", raw="extremes")
+    )
+    # GX on PostgreSQL: the mean of the two middle values, as a float.
+    assert median.result["observed_value"] == float(-(2**63) + 2**63 - 1) / 2.0
+
+
+def test_holistic_aggregates_of_a_large_delivery_fit_the_memory_limit(tmp_path):
+    """Two medians and a distinct count over 3,000,000 rows in 160 MB: each state (every value kept, not
+    spillable) is held alone; in one query together they need more than the limit."""
+    con = duck.connect(tmp_path / "spill", threads=2, memory_limit="160MB")
+    con.execute(
+        "create table big as select 'f' as _file, i as _row_no, (i * 7919 % 3000017)::bigint as n, "
+        "(i % 1000003)::bigint as m from range(3000000) r(i)"
+    )
+    con.execute("create table before as select * from big")
+    configs = [
+        {"type": ev.MEDIAN, "kwargs": {"column": "n"}},
+        {"type": ev.MEDIAN, "kwargs": {"column": "m"}},
+        {"type": ev.TOTAL_VS_PREVIOUS, "kwargs": {"column": "n", "aggregate": "count_distinct", "tolerance": 0.1}},
+    ]
+    relations = ev.Relations(clean="big", raw="big", context={"previous": "before"})
+    with pytest.raises(duckdb.OutOfMemoryException):
+        con.execute(
+            "select quantile_disc(n, 0.5), ~quantile_disc(~n, 0.5), quantile_disc(m, 0.5), ~quantile_disc(~m, 0.5), "
+            "count(distinct n) from big"
+        ).fetchall()
+    n_median, m_median, distinct = ev.evaluate(con, configs, relations)
+    exact = con.execute("select median(n)::double, median(m)::double from big").fetchone()
+    assert (n_median.result["observed_value"], m_median.result["observed_value"]) == exact
+    assert distinct.success
+    con.close()

@@ -1441,12 +1441,20 @@ def _with_derived(relation: str, plans: Sequence[_Plan]) -> str:
     return relation
 
 
+# Aggregates whose state holds every value (or every distinct one) and is not spilled to disk.
+_HOLISTIC = re.compile(r"^~?(quantile_disc|count\(DISTINCT)", re.IGNORECASE)
+
+
 def _run_scans(con, plans: list[_Plan], relations: Relations, sample_size: int) -> dict[str, dict[str, Any]]:
     """One aggregate query per relation read (clean, raw, previous): every count and statistic.
 
     Each row-level verdict is a boolean column of a projection below the aggregate, computed once a row and
     counted by a ``count(*) FILTER``; the samples are fetched afterwards, for the expectations that found
     something (:func:`_sample_rows`).
+
+    Holistic aggregates (a median, a distinct count) keep every value in a state DuckDB cannot spill: each
+    runs in a query of its own (:data:`_HOLISTIC`), so a large delivery needs one such state at a time
+    within the engine's memory limit, not all of them at once.
     """
     wanted: dict[str, dict[str, str]] = {}
     flags: dict[str, dict[str, str]] = {}
@@ -1468,8 +1476,9 @@ def _run_scans(con, plans: list[_Plan], relations: Relations, sample_size: int) 
             stat = plan.statistic
             if stat == "median":
                 # The two middle values: quantile_disc gives the lower one, of -x the upper one.
+                # ~x (bitwise not, -x-1) reverses the order without overflow, in the column's own type.
                 aggs[f"lo{p}"] = f"quantile_disc({c}, 0.5)"
-                aggs[f"hi{p}"] = f"-quantile_disc(-CAST({c} AS HUGEINT), 0.5)"
+                aggs[f"hi{p}"] = f"~quantile_disc(~{c}, 0.5)"
             elif stat in ("mean", "sum"):
                 aggs[f"sum:{plan.columns[0]}"] = f"sum({c})"
             else:
@@ -1489,9 +1498,13 @@ def _run_scans(con, plans: list[_Plan], relations: Relations, sample_size: int) 
         if flags.get(role):
             verdicts = ", ".join(f"{sql} AS {name}" for name, sql in flags[role].items())
             source = f"(SELECT *, {verdicts} FROM {source})"
-        sql = "SELECT " + ", ".join(f"{expr} AS {_ident(name)}" for name, expr in aggs.items())
+        together = {name: expr for name, expr in aggs.items() if not _HOLISTIC.match(expr)}
+        sql = "SELECT " + ", ".join(f"{expr} AS {_ident(name)}" for name, expr in together.items())
         row = con.execute(f"{sql} FROM {source}").fetchall()[0]
-        out[role] = dict(zip(list(aggs), row, strict=True))
+        out[role] = dict(zip(list(together), row, strict=True))
+        for name, expr in aggs.items():
+            if name not in together:
+                out[role][name] = con.execute(f"SELECT {expr} FROM {source}").fetchall()[0][0]
     _sample_rows(con, plans, sources, out, sample_size)
     return out
 
