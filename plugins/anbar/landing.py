@@ -20,7 +20,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import tempfile
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,9 +73,12 @@ class LandingArchive:
         try:
             with os.fdopen(fd, "wb") as raw:
                 hashing = _HashingWriter(raw)
-                write(hashing)
+                try:
+                    write(hashing)
+                finally:
+                    hashing.close()
                 raw.flush()
-                os.fsync(raw.fileno())
+                os.fsync(raw.fileno())  # what is left of the writeback hashing started (_HashingWriter)
             return LandedFile(name, hashing.hexdigest(), hashing.size, self._commit(tmp_path, hashing.hexdigest()))
         except BaseException:
             tmp_path.unlink(missing_ok=True)
@@ -181,16 +186,81 @@ def _write_once(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+# Writeback of a landed file is started every this many bytes while it arrives (see _HashingWriter).
+WRITEBACK_BYTES = 16 << 20
+QUEUED_CHUNKS = 4  # chunks received and not yet written (SFTP reads 16 MB at a time: 64 MB at most)
+_SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start writeback of the range's dirty pages, do not wait
+
+
+def _start_writeback() -> Callable[[int, int, int], None] | None:
+    """Linux's ``sync_file_range(fd, offset, nbytes, SYNC_FILE_RANGE_WRITE)`` (Python's os has no binding),
+    or None where the C library has none."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        call = libc.sync_file_range
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    return lambda fd, offset, nbytes: call(fd, offset, nbytes, _SYNC_FILE_RANGE_WRITE)
+
+
+_WRITEBACK = _start_writeback() if hasattr(os, "fsync") and os.uname().sysname == "Linux" else None
+
+
 class _HashingWriter:
+    """Hashes the bytes and writes them to the file in a thread of its own, so the transport that writes
+    them (an SFTP session's event loop, an HTTP client) goes on receiving meanwhile: written in line, a
+    645 MB file held the SFTP reads for the seconds its hashing and page-cache writes take. The kernel is
+    asked to start writing them to disk every :data:`WRITEBACK_BYTES`, so the fsync that makes a landed
+    file durable waits for the last few megabytes, not for the whole file.
+
+    At most :data:`QUEUED_CHUNKS` chunks wait for the thread; :meth:`close` waits for it and raises what it
+    met (a full disk); so does the next :meth:`write`."""
+
     def __init__(self, raw: BinaryIO):
         self._raw = raw
         self._hash = hashlib.sha256()
         self.size = 0
+        self._written = 0
+        self._written_back = 0
+        self._error: BaseException | None = None
+        self._chunks: queue.Queue = queue.Queue(maxsize=QUEUED_CHUNKS)
+        self._thread = threading.Thread(target=self._drain, name="landing-writer", daemon=True)
+        self._thread.start()
 
     def write(self, data: bytes) -> int:
-        self._hash.update(data)
-        self.size += len(data)
-        return self._raw.write(data)
+        if self._error is not None:
+            self.close()
+        chunk = bytes(data)  # the caller may reuse its buffer
+        self.size += len(chunk)
+        self._chunks.put(chunk)
+        return len(chunk)
+
+    def _drain(self) -> None:
+        while (chunk := self._chunks.get()) is not None:
+            if self._error is not None:
+                continue  # drained, not written: close() raises the error
+            try:
+                self._hash.update(chunk)
+                self._raw.write(chunk)
+                self._written += len(chunk)
+                if _WRITEBACK is not None and self._written - self._written_back >= WRITEBACK_BYTES:
+                    self._raw.flush()
+                    _WRITEBACK(self._raw.fileno(), self._written_back, self._written - self._written_back)
+                    self._written_back = self._written
+            except BaseException as exc:
+                self._error = exc
+
+    def close(self) -> None:
+        """Wait for every chunk to be hashed and written; raise what the writing thread met."""
+        if self._thread.is_alive():
+            self._chunks.put(None)
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()

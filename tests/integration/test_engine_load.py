@@ -38,6 +38,29 @@ def _pass(dataset, paths, *, period="1404-08", **land) -> ingest.Step:
     return ingest.process(step)
 
 
+def _with_sql_rules(tmp_path, monkeypatch, *rules: tuple[str, str, str]) -> None:
+    """The committed suites, with SQL rules (rule, query, severity) added to the SSO persons' and up to half
+    of its rows rejected one by one, as the suites anbar reads for the rest of the test."""
+    import json
+    import shutil
+
+    from anbar.settings import REPO_ROOT
+
+    suites = tmp_path / "expectations"
+    shutil.copytree(REPO_ROOT / "expectations", suites)
+    path = suites / "sso__insured_persons.json"
+    suite = json.loads(path.read_text(encoding="utf-8"))
+    suite["meta"]["max_rejected_percent"] = 50
+    for rule, query, severity in rules:
+        meta = {"rule": rule, "principle": "quality", "severity": severity, "columns": ["workshop_code"]}
+        meta["description"] = {"fa": "آزمون", "en": "a test rule"}
+        suite["expectations"].append(
+            {"type": "unexpected_rows_expectation", "kwargs": {"unexpected_rows_query": query}, "meta": meta}
+        )
+    path.write_text(json.dumps(suite, ensure_ascii=False), encoding="utf-8")
+    monkeypatch.setenv("ANBAR_EXPECTATIONS_DIR", str(suites))
+
+
 def _ledger(conn, step) -> dict:
     [sub] = fetch(
         conn,
@@ -227,43 +250,17 @@ def test_rules_the_pass_cannot_read_run_in_postgresql_and_the_outcome_is_the_sam
     """SQL rules outside the shapes the pass evaluates (here PostgreSQL's regex operator, and the values as
     delivered through {raw}) run in PostgreSQL on the delivery's own table, loaded first; their findings
     reject rows and flag rows as the pass's own do."""
-    import json
-    import shutil
-
-    from anbar.settings import REPO_ROOT
-
-    suites = tmp_path / "expectations"
-    shutil.copytree(REPO_ROOT / "expectations", suites)
-    path = suites / "sso__insured_persons.json"
-    suite = json.loads(path.read_text(encoding="utf-8"))
-    suite["meta"]["max_rejected_percent"] = 50
-
-    def sql_rule(rule, query, severity):
-        return {
-            "type": "unexpected_rows_expectation",
-            "kwargs": {"unexpected_rows_query": query},
-            "meta": {
-                "rule": rule,
-                "principle": "quality",
-                "severity": severity,
-                "columns": ["workshop_code"],
-                "description": {"fa": "آزمون", "en": "a test rule"},
-            },
-        }
-
-    suite["expectations"] += [
-        sql_rule(
-            "w2_noted", "select _file, _row_no, workshop_code from {batch} where workshop_code ~ '^W2'", "warning"
-        ),
-        sql_rule(
+    _with_sql_rules(
+        tmp_path,
+        monkeypatch,
+        ("w2_noted", "select _file, _row_no, workshop_code from {batch} where workshop_code ~ '^W2'", "warning"),
+        (
             "days_31_delivered",
             "select b._file, b._row_no from {batch} b join {raw} r on r._file = b._file and r._row_no = b._row_no "
             "where r.days_worked like '%31%'",
             "blocking",
         ),
-    ]
-    path.write_text(json.dumps(suite, ensure_ascii=False), encoding="utf-8")
-    monkeypatch.setenv("ANBAR_EXPECTATIONS_DIR", str(suites))
+    )
 
     conn = fresh_warehouse
     pid = make_person_id(77)
@@ -282,3 +279,62 @@ def test_rules_the_pass_cannot_read_run_in_postgresql_and_the_outcome_is_the_sam
     assert rejected == {"row_no": 3, "reasons": ["quality: days_31_delivered"]}
     # The values as delivered went to PostgreSQL only for the rule that read them, and are gone again.
     assert fetch(conn, "select to_regclass(%s) as t", f"raw.sso__insured_persons_s{sid}")[0]["t"] is None
+
+
+def test_rows_copied_beside_the_rules_are_flagged_rejected_and_attached_as_if_copied_after(
+    fresh_warehouse, archive, tmp_path, monkeypatch
+):
+    """When every rule runs in DuckDB, the typed rows are COPYed while the rules run, in the decision's
+    transaction and without flags: the decision then removes the rows a blocking rule rejects (to the
+    rejects, with their values) and writes the warning flags, and only then attaches the table."""
+    _with_sql_rules(
+        tmp_path,
+        monkeypatch,
+        ("w2_noted", "select _file, _row_no from {batch} where workshop_code = 'W2'", "warning"),
+        ("w4_noted", "select _file, _row_no from {batch} where workshop_code in ('W2', 'W4')", "warning"),
+        ("days_31", "select _file, _row_no from {batch} where days_worked = 31", "blocking"),
+    )
+
+    conn = fresh_warehouse
+    pid = make_person_id(78)
+    rows = (("W1", 30), ("W2", 15), ("W3", 31), ("W4", 20))
+    text = HEADER + "\n" + "".join(f"{pid},{w},1,1362/05/07,1,{days},100,1399/01/01\n" for w, days in rows)
+    step = _pass("insured_persons", [_write(tmp_path, "p.csv", text)])
+    assert step.state == "accepted", step.message
+    sid = step.submission_id
+    [timed] = fetch(
+        conn, "select detail from anbar.submission_events where submission_id = %s and status = 'timed'", sid
+    )
+    assert "the COPY beside the rules, after them" in timed["detail"]["seconds"]  # the rows went in early
+    sub = _ledger(conn, step)
+    assert (sub["rows_counted"], sub["rows_loaded"], sub["rows_rejected"]) == (4, 3, 1)
+    clean = fetch(
+        conn, "select workshop_code, _flags from clean.sso__insured_persons where _submission_id = %s order by 1", sid
+    )
+    assert [(r["workshop_code"], r["_flags"]) for r in clean] == [
+        ("W1", None),
+        ("W2", ["quality: w2_noted", "quality: w4_noted"]),
+        ("W4", ["quality: w4_noted"]),
+    ]
+    [rejected] = fetch(conn, "select row_no, reasons, record from raw.rejected_rows where submission_id = %s", sid)
+    assert (rejected["row_no"], rejected["reasons"]) == (3, ["quality: days_31"])
+    assert rejected["record"]["workshop_code"] == "W3"
+
+
+def test_a_delivery_rejected_after_its_rows_were_copied_beside_the_rules_leaves_no_table(
+    fresh_warehouse, archive, tmp_path
+):
+    conn = fresh_warehouse
+    pid = make_person_id(79)
+    text = HEADER + "\n" + "".join(f"{pid},W{i},1,1362/05/07,1,40,100,1399/01/01\n" for i in range(3))
+    step = _pass("insured_persons", [_write(tmp_path, "p.csv", text)])
+    assert step.state == "rejected"
+    sid = step.submission_id
+    [timed] = fetch(
+        conn, "select detail from anbar.submission_events where submission_id = %s and status = 'timed'", sid
+    )
+    assert "the COPY beside the rules, after them" in timed["detail"]["seconds"]
+    assert fetch(conn, "select count(*) as n from pg_tables where tablename like %s", f"%_s{sid}")[0]["n"] == 0
+    assert (
+        fetch(conn, "select count(*) as n from clean.sso__insured_persons where _submission_id = %s", sid)[0]["n"] == 0
+    )

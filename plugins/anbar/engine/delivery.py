@@ -4,13 +4,15 @@
    columnar rendering of the delivered values is written beside the landed files (:func:`render`).
 2. **Evaluate** the suite (:mod:`anbar.engine.validate`): in DuckDB what the pass knows, the rest in
    PostgreSQL; the offending rows of every failed row-level rule go to a findings table in DuckDB.
-3. **Load**: one COPY of the converted rows, each with the warning rules it failed (``_flags``), into the
-   submission's own table, unattached; the rows that could not be converted, with their delivered
-   values, to ``raw.rejected_rows``; the ledger says ``loaded``.
+3. **Load**: one COPY of the converted rows into the submission's own table, unattached. When every rule
+   runs in DuckDB it runs *while the rules run* (:class:`EarlyLoad`, on another core, in the decision's
+   transaction); otherwise before the rules in PostgreSQL, which read it. The rows that could not be
+   converted go, with their delivered values, to ``raw.rejected_rows``; the ledger says ``loaded``.
 4. **Decide** (one transaction): the findings to ``anbar.row_findings``; by the suite's policy, accept
-   (rows a blocking rule rejects one by one leave the table for ``raw.rejected_rows``, the table is
-   attached to the clean table staging reads) or reject (the table is dropped: nothing of the delivery
-   was ever visible); the ledger, with rows in = rows loaded + rows rejected, and the scorecard.
+   (rows a blocking rule rejects one by one leave the table for ``raw.rejected_rows``, the warning rules'
+   flags are written to ``_flags``, the table is attached to the clean table staging reads) or reject
+   (the table is dropped: nothing of the delivery was ever visible); the ledger, with rows in = rows
+   loaded + rows rejected, and the scorecard.
 5. After the decision: the typed snapshot of an accepted delivery, for the checks of later ones, and
    GX's validation results beside the delivery, for Data Docs.
 
@@ -25,7 +27,9 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,11 +168,13 @@ def _record_findings(con, conn, results: dict[int, validate.RuleResult], tmp: Pa
             continue
         meta = res.config.get("meta") or {}
         rule = _rule_name(res.config, n)
+        in_duckdb = res.rows[0] == "duckdb"
         try:
-            query = res.rows[1] if res.rows[0] == "duckdb" else _postgres_rows(conn, con, res.rows[1], tmp)
+            query = res.rows[1] if in_duckdb else _postgres_rows(conn, con, res.rows[1], tmp)
             rows[n] = _add_findings(con, query, rule, meta["principle"], meta["severity"], late)
         except Exception as exc:  # a query that names no rows: a finding about the table as a whole
-            conn.rollback()
+            if not in_duckdb:  # (conn may be busy with the early load otherwise: see EarlyLoad)
+                conn.rollback()
             log.warning("rule %s: its rows cannot be named (%s); a finding about the table", rule, exc)
             res.rows = None
     return rows
@@ -228,6 +234,40 @@ def _load(conn, con, ds: Dataset, sub: ledger.Submission, delivered: read.Delive
         raise
 
 
+class EarlyLoad:
+    """The converted rows COPYed into the submission's table (unattached, without their flags) while the
+    rules run in DuckDB: PostgreSQL parses the rows on one core while DuckDB evaluates on the others.
+
+    The COPY is part of the decision's transaction on ``conn`` (nothing is committed before the decision),
+    so the caller must not use ``conn`` until :meth:`join`. It reads the delivery through a DuckDB
+    connection of its own (a cursor of ``con``: DuckDB runs the two side by side). The decision then only
+    removes the rows a blocking rule rejects and writes the warning flags (:func:`_decide`), or drops the
+    table with the rest of a rejected delivery."""
+
+    def __init__(self, conn, con: duckdb.DuckDBPyConnection, ds: Dataset, sub: ledger.Submission):
+        self._error: BaseException | None = None
+        self._duck = con.cursor()
+        self._thread = threading.Thread(
+            target=self._run, args=(conn, ds, sub), name=f"early-load-{int(sub.submission_id)}", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, conn, ds: Dataset, sub: ledger.Submission) -> None:
+        try:
+            with conn.cursor() as cur:
+                cur.execute("delete from raw.rejected_rows where submission_id = %s", (sub.submission_id,))
+                load.create_partition(cur, ds, sub.submission_id)
+                load.copy_typed_rows(cur, self._duck, ds, sub.submission_id, sub.period)
+        except BaseException as exc:  # raised by join(), in the pass's thread
+            self._error = exc
+
+    def join(self, *, raise_error: bool = True) -> None:
+        self._thread.join()
+        self._duck.close()
+        if self._error is not None and raise_error:
+            raise self._error
+
+
 # -- 4. decide ----------------------------------------------------------------------------------------------
 
 
@@ -282,9 +322,13 @@ def _move_rejected(cur, con, ds: Dataset, submission_id: int) -> None:
     load.copy_rejected_rows(cur, con, ds, submission_id, rows)
 
 
-def _flag_late(cur, con, ds: Dataset, submission_id: int) -> None:
-    """Rows a warning rule run in PostgreSQL (after the load) found: their flags, written again whole."""
-    late = f"select distinct file, row_no from {FINDINGS} where late and severity = 'warning'"
+def _write_flags(cur, con, ds: Dataset, submission_id: int, *, late_only: bool) -> None:
+    """The flags of rows a warning rule found, written again whole, in a table loaded before the decision:
+    every flagged row (``late_only`` False: loaded without flags, :class:`EarlyLoad`), or only the rows a
+    rule run in PostgreSQL after the load found."""
+    late = (
+        f"select distinct file, row_no from {FINDINGS} where {'late' if late_only else 'true'} and severity = 'warning'"
+    )
     if not scalar(con, f"select count(*) from ({late})"):
         return
     flags = load.pg_text_array("list(f.principle || ': ' || f.rule order by f.rule)")
@@ -292,11 +336,12 @@ def _flag_late(cur, con, ds: Dataset, submission_id: int) -> None:
         f"select f.file, f.row_no, {flags} from {FINDINGS} f join ({late}) l using (file, row_no) "
         "where f.severity = 'warning' group by f.file, f.row_no"
     )
-    cur.execute("create temporary table late_flags (file text, row_no bigint, flags text[]) on commit drop")
-    load.copy_query(cur, con, query, sql.Identifier("late_flags"), ["file", "row_no", "flags"])
+    cur.execute("create temporary table new_flags (file text, row_no bigint, flags text[]) on commit drop")
+    load.copy_query(cur, con, query, sql.Identifier("new_flags"), ["file", "row_no", "flags"])
+    cur.execute("analyze new_flags")
     cur.execute(
         sql.SQL(
-            "update {} c set _flags = f.flags from late_flags f where c._file = f.file and c._row_no = f.row_no"
+            "update {} c set _flags = f.flags from new_flags f where c._file = f.file and c._row_no = f.row_no"
         ).format(load.partition(ds, submission_id))
     )
 
@@ -340,11 +385,16 @@ def _decide(
     rows_failing: dict[int, int],
     delivered: read.DeliveryRead,
     *,
-    preloaded: bool,
+    loaded: str,
 ) -> verdict.Verdict:
-    """Accept or reject, and record everything, in one transaction. Unless the rows were loaded before
-    (``preloaded``: some rule ran in PostgreSQL), this is the only time the delivery is written to
-    PostgreSQL: an accepted one's rows in one COPY, a rejected one's nowhere but its rejects."""
+    """Accept or reject, and record everything, in one transaction.
+
+    ``loaded`` says where the converted rows are: ``committed`` in the submission's table before the
+    rules in PostgreSQL ran (flagged by the rules that ran before them); ``early`` in the table by the
+    COPY of this transaction (:class:`EarlyLoad`, no flags); ``no``: not yet, and an accepted delivery's
+    rows go in one COPY here. Either way a rejected delivery's rows are never visible in the clean table
+    and leave nothing but their rejects."""
+    preloaded = loaded == "committed"
     rows_in = delivered.rows_in
     outcomes = outcomes_of(con, conn, registry, ds, sub, run, rows_failing, rows_in)
     policy = run.suite.policy
@@ -380,10 +430,10 @@ def _decide(
             cur.execute("delete from anbar.row_findings where submission_id = %s", (sub.submission_id,))
             _copy_findings(cur, con, sub.submission_id)
             if reason is None:
-                if preloaded:
+                if loaded != "no":
                     if moved:
                         _move_rejected(cur, con, ds, sub.submission_id)
-                    _flag_late(cur, con, ds, sub.submission_id)
+                    _write_flags(cur, con, ds, sub.submission_id, late_only=preloaded)
                 else:
                     load.create_partition(cur, ds, sub.submission_id)
                     part = load.partition(ds, sub.submission_id)
@@ -461,13 +511,19 @@ def evaluate(
     sub: ledger.Submission,
     suite: validate.Suite,
     tmp: Path,
+    on_planned: Callable[[validate.Plan], None] | None = None,
 ) -> tuple[validate.Plan, dict[int, validate.RuleResult], dict[int, int]]:
     """The suite's expectations the pass evaluates, on the delivery in ``con``, their offending rows in the
-    findings table; returns the plan (where the others run), the results and the rows each found, by index."""
+    findings table; returns the plan (where the others run), the results and the rows each found, by index.
+
+    ``on_planned`` is called with the plan before the rules run (from then on ``conn`` is not used unless a
+    rule's rows are named by a query in PostgreSQL)."""
     compared = verdict.compared_deliveries(conn, registry, ds, sub.period)
     start, end = verdict.period_bounds(registry, ds, sub.period)
     context = snapshot.context_views(con, conn, compared, validate.context_keys(suite), tmp / "snapshots")
     where = validate.plan(con, ds, suite, context, start, end)
+    if on_planned is not None:
+        on_planned(where)
     _create_findings(con)
     index = {c["id"]: n for n, c in enumerate(suite.expectations)}
     results = {index[r.config["id"]]: r for r in validate.run_in_duckdb(con, where)}
@@ -551,9 +607,25 @@ def process(
         delivered = read.read_landed(con, org, ds, landed, tmp / "read")
         timings.lap("read and convert")
         suite = _suite(conn, registry, ds)
-        where, results, rows_failing = evaluate(con, conn, registry, ds, sub, suite, tmp)
+        early: list[EarlyLoad] = []
+
+        def load_beside_the_rules(where: validate.Plan) -> None:
+            if not (where.in_postgres or where.by_gx) and delivered.rows_converted:
+                early.append(EarlyLoad(conn, con, ds, sub))
+
+        try:
+            where, results, rows_failing = evaluate(con, conn, registry, ds, sub, suite, tmp, load_beside_the_rules)
+        except BaseException:
+            for started in early:  # the rules failed: the load waited for, its transaction rolled back
+                started.join(raise_error=False)
+                conn.rollback()
+            raise
         timings.lap("validate")
+        for started in early:
+            started.join()
+            timings.lap("the COPY beside the rules, after them")
         preloaded = bool(where.in_postgres or where.by_gx)
+        loaded = "committed" if preloaded else "early" if early else "no"
         if preloaded:  # some rules read the rows in PostgreSQL: load them first (unattached)
             sub = _load(conn, con, ds, sub, delivered)
             timings.lap("load for the rules in PostgreSQL")
@@ -563,7 +635,7 @@ def process(
             timings.lap("validate in PostgreSQL")
         run = validate.SuiteRun(suite, [results[n] for n in range(len(suite.expectations))], validate.row_count(con))
         run.seconds = round(sum(v for k, v in timings.steps.items() if k.startswith("validate")), 3)
-        outcome = _decide(conn, con, registry, ds, sub, run, rows_failing, delivered, preloaded=preloaded)
+        outcome = _decide(conn, con, registry, ds, sub, run, rows_failing, delivered, loaded=loaded)
         timings.lap("load, decide and record")
         delivery_dir = Path(sub.landing_path)
         if outcome.status == "accepted":

@@ -204,7 +204,9 @@ def read_delivery(
         reads.append(_read_file(con, org, ds, p, delimiter, lookups, f"{DELIVERY}_{n}"))
     # One relation over the files' tables (no copy of them), in manifest order.
     files = " union all ".join(f"select * from {DELIVERY}_{n}" for n in range(len(prepared)))
-    con.execute(f"create or replace temporary view {DELIVERY} as {files}")
+    # Not temporary (the pass's database is its own, in memory): the COPY of the typed rows reads it from a
+    # connection of its own while the rules run (anbar.engine.delivery).
+    con.execute(f"create or replace view {DELIVERY} as {files}")
     rows_in = sum(r.rows for r in reads)
     for p, read in zip(prepared, reads, strict=True):  # every file counted first: the ledger records the count
         if p.file.rows_declared is not None and read.rows != p.file.rows_declared:
@@ -289,17 +291,17 @@ def _read_file(
 def _create(con: duckdb.DuckDBPyConnection, table: str, query: str) -> None:
     if table == DELIVERY:
         _drop_delivery(con)
-    con.execute(f"create or replace temporary table {table} as {query}")
+    con.execute(f"create or replace table {table} as {query}")
 
 
 def _drop_delivery(con: duckdb.DuckDBPyConnection) -> None:
     """The connection's :data:`DELIVERY`, a view over the files' tables or a table, gone."""
-    for (kind,) in con.execute(
-        "select 'view' from duckdb_views() where view_name = $name and temporary "
-        "union all select 'table' from duckdb_tables() where table_name = $name and temporary",
+    for kind, temporary in con.execute(
+        "select 'view', temporary from duckdb_views() where view_name = $name "
+        "union all select 'table', temporary from duckdb_tables() where table_name = $name",
         {"name": DELIVERY},
     ).fetchall():
-        con.execute(f"drop {kind} {DELIVERY}")
+        con.execute(f"drop {kind} {'temp.' if temporary else ''}{DELIVERY}")
 
 
 # -- API deliveries: the landed JSON Lines -----------------------------------------------------------------
