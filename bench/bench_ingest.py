@@ -110,6 +110,7 @@ def _worker_anbar(args: dict) -> dict:
     step = timed("receive", lambda: ingest.receive(step, run_id="bench", registry=registry))
     step = timed("process", lambda: ingest.process(step, registry=registry))
     passed = step.detail.get("seconds") or {}
+    passed_rss = step.detail.get("peak_rss_mib") or {}
     step = timed("conclude", lambda: ingest.conclude(step, registry=registry))
     conn = warehouse.connect()
     sub = ledger.get(conn, step.submission_id)
@@ -120,6 +121,7 @@ def _worker_anbar(args: dict) -> dict:
     return {
         "seconds": seconds,
         "pass": passed,
+        "pass_peak_rss_mib": passed_rss,
         "state": step.state,
         "message": step.message,
         "rows_manifest": sub.rows_manifest,
@@ -403,9 +405,11 @@ def summarise(r: dict, out: Callable[[str], None] = print) -> dict[str, float]:
             note += f", {secs / client:4.2f}x OpenSSH sftp (from the sshd)"
         line(f"anbar {name}", secs, rows, None, note)
         if name == "process":
+            rss_after = r["anbar"].get("pass_peak_rss_mib") or {}
             for sub, sub_secs in passed.items():
                 note = "after the decision" if sub in AFTER_DECISION else f"{sub_secs / bare:5.2f}x bare COPY"
-                line(f"    {sub}", sub_secs, rows, None, note)
+                # The process's peak so far at the end of the sub-step: where it grows, that sub-step needed it.
+                line(f"    {sub}", sub_secs, rows, rss_after.get(sub), note)
     line("anbar, all steps", anbar, rows, r["anbar"]["peak_rss_mib"], f"{anbar / bare:5.2f}x bare COPY")
     line("anbar, landed file to recorded decision", to_decision, rows, None, f"{to_decision / bare:5.2f}x bare COPY")
     a = r["anbar"]

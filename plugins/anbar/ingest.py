@@ -439,7 +439,7 @@ def process(step: Step, registry: Registry | None = None, archive: LandingArchiv
         v = outcome.verdict
         # The pass's sub-steps, kept with the delivery's other steps (what a slow month spent its time on).
         ledger.log_event(conn, sub.org, sub.dataset, sub.period, "process", "timed", sub.submission_id,
-                         seconds=outcome.timings.steps)  # fmt: skip
+                         seconds=outcome.timings.steps, peak_rss_mib=outcome.timings.peak_rss_mib)  # fmt: skip
         conn.commit()
         step.state = v.status
         if v.status == "rejected":
@@ -452,6 +452,7 @@ def process(step: Step, registry: Registry | None = None, archive: LandingArchiv
             "warnings": outcome.read.warnings,
             "validation": {k: v.summary.get(k) for k in ("success", "by_principle", "decision")},
             "seconds": outcome.timings.steps,
+            "peak_rss_mib": outcome.timings.peak_rss_mib,
         }
         return step
     finally:

@@ -59,15 +59,30 @@ SAMPLE_SIZE = 5
 
 @dataclass
 class Timings:
-    """Seconds per sub-step of the pass (printed by the bench, logged by the task)."""
+    """Seconds per sub-step of the pass (printed by the bench, logged by the task), and the process's peak
+    resident memory at the end of each (MiB, Linux's high-water mark: the step where it grows is the step
+    that needed it; it is never reset, so the process's own peak stays what getrusage reports)."""
 
     steps: dict[str, float] = field(default_factory=dict)
+    peak_rss_mib: dict[str, int] = field(default_factory=dict)
     _last: float = field(default_factory=time.monotonic)
 
     def lap(self, name: str) -> None:
         now = time.monotonic()
         self.steps[name] = round(self.steps.get(name, 0.0) + now - self._last, 3)
         self._last = now
+        peak = _peak_rss_mib()
+        if peak is not None:
+            self.peak_rss_mib[name] = peak
+
+
+def _peak_rss_mib() -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            line = next((x for x in fh if x.startswith("VmHWM:")), None)
+    except OSError:
+        return None
+    return int(line.split()[1]) // 1024 if line else None
 
 
 @dataclass
@@ -222,16 +237,22 @@ def _load(conn, con, ds: Dataset, sub: ledger.Submission, delivered: read.Delive
             message="; ".join(delivered.warnings) or None,
         )
     except BaseException as exc:
-        if not conn.closed:
-            conn.rollback()
-            raise
-        if isinstance(exc, psycopg2.Error):  # the server went away and rolled the transaction back itself
-            raise load.WarehouseConnectionLost(
-                f"the connection to the warehouse was lost during the load of submission {sub.submission_id} "
-                f"({type(exc).__name__}: {str(exc).strip()}); the load is one transaction, so nothing of it was "
-                "kept: the task's retry runs the pass again"
-            ) from exc
+        _failed_write(conn, sub, exc, "the load is one transaction")
         raise
+
+
+def _failed_write(conn, sub: ledger.Submission, exc: BaseException, transaction: str) -> None:
+    """A write of the pass failed: its transaction rolled back (the caller raises ``exc``), or, when the
+    server went away and rolled it back itself, :class:`~anbar.engine.load.WarehouseConnectionLost` raised."""
+    if not conn.closed:
+        conn.rollback()
+        return
+    if isinstance(exc, psycopg2.Error):
+        raise load.WarehouseConnectionLost(
+            f"the connection to the warehouse was lost during the load of submission {sub.submission_id} "
+            f"({type(exc).__name__}: {str(exc).strip()}); {transaction}, so nothing of it was kept: the task's "
+            "retry runs the pass again"
+        ) from exc
 
 
 class EarlyLoad:
@@ -247,6 +268,7 @@ class EarlyLoad:
     def __init__(self, conn, con: duckdb.DuckDBPyConnection, ds: Dataset, sub: ledger.Submission):
         self._error: BaseException | None = None
         self._duck = con.cursor()
+        self._conn, self._sub = conn, sub
         self._thread = threading.Thread(
             target=self._run, args=(conn, ds, sub), name=f"early-load-{int(sub.submission_id)}", daemon=True
         )
@@ -262,10 +284,14 @@ class EarlyLoad:
             self._error = exc
 
     def join(self, *, raise_error: bool = True) -> None:
+        """Wait for the COPY; if it failed, its transaction is rolled back and its error raised (unless
+        ``raise_error`` is False: the pass is failing for another reason)."""
         self._thread.join()
         self._duck.close()
-        if self._error is not None and raise_error:
-            raise self._error
+        if self._error is not None:
+            _failed_write(self._conn, self._sub, self._error, "the load and the decision are one transaction")
+            if raise_error:
+                raise self._error
 
 
 # -- 4. decide ----------------------------------------------------------------------------------------------
@@ -476,15 +502,7 @@ def _decide(
         verdict.record(conn, sub, outcome, outcomes)
         conn.commit()
     except BaseException as exc:
-        if not conn.closed:
-            conn.rollback()
-            raise
-        if isinstance(exc, psycopg2.Error):
-            raise load.WarehouseConnectionLost(
-                f"the connection to the warehouse was lost during the load of submission {sub.submission_id} "
-                f"({type(exc).__name__}: {str(exc).strip()}); the load and the decision are one transaction, so "
-                "nothing of it was kept: the task's retry runs the pass again"
-            ) from exc
+        _failed_write(conn, sub, exc, "the load and the decision are one transaction")
         raise
     return outcome
 
@@ -618,7 +636,8 @@ def process(
         except BaseException:
             for started in early:  # the rules failed: the load waited for, its transaction rolled back
                 started.join(raise_error=False)
-                conn.rollback()
+                if not conn.closed:
+                    conn.rollback()
             raise
         timings.lap("validate")
         for started in early:
