@@ -412,6 +412,7 @@ def _decide(
     delivered: read.DeliveryRead,
     *,
     loaded: str,
+    timings: Timings | None = None,
 ) -> verdict.Verdict:
     """Accept or reject, and record everything, in one transaction.
 
@@ -420,6 +421,7 @@ def _decide(
     COPY of this transaction (:class:`EarlyLoad`, no flags); ``no``: not yet, and an accepted delivery's
     rows go in one COPY here. Either way a rejected delivery's rows are never visible in the clean table
     and leave nothing but their rejects."""
+    lap = timings.lap if timings is not None else lambda name: None
     preloaded = loaded == "committed"
     rows_in = delivered.rows_in
     outcomes = outcomes_of(con, conn, registry, ds, sub, run, rows_failing, rows_in)
@@ -435,6 +437,7 @@ def _decide(
             "and not exists (select 1 from rule_rejects x where x._file = f.file and x._row_no = f.row_no))",
         )
     rejected_at_load = delivered.rows_not_converted
+    lap("decide: outcomes and counts")
     try:
         with conn.cursor() as cur:
             if not preloaded:
@@ -455,11 +458,14 @@ def _decide(
                 )
             cur.execute("delete from anbar.row_findings where submission_id = %s", (sub.submission_id,))
             _copy_findings(cur, con, sub.submission_id)
+            lap("decide: findings")
             if reason is None:
                 if loaded != "no":
                     if moved:
                         _move_rejected(cur, con, ds, sub.submission_id)
+                        lap("decide: rows rejected by rules out of the table")
                     _write_flags(cur, con, ds, sub.submission_id, late_only=preloaded)
+                    lap("decide: warning flags written")
                 else:
                     load.create_partition(cur, ds, sub.submission_id)
                     part = load.partition(ds, sub.submission_id)
@@ -654,7 +660,7 @@ def process(
             timings.lap("validate in PostgreSQL")
         run = validate.SuiteRun(suite, [results[n] for n in range(len(suite.expectations))], validate.row_count(con))
         run.seconds = round(sum(v for k, v in timings.steps.items() if k.startswith("validate")), 3)
-        outcome = _decide(conn, con, registry, ds, sub, run, rows_failing, delivered, loaded=loaded)
+        outcome = _decide(conn, con, registry, ds, sub, run, rows_failing, delivered, loaded=loaded, timings=timings)
         timings.lap("load, decide and record")
         delivery_dir = Path(sub.landing_path)
         if outcome.status == "accepted":

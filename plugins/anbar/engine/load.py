@@ -28,8 +28,8 @@ from anbar.engine.duck import literal
 from anbar.engine.read import DELIVERY
 from anbar.registry import Dataset
 
-BATCH_ROWS = 256 * 1024
-AHEAD = 2  # CSV batches made ahead of COPY (about 25 MB each)
+BATCH_ROWS = 64 * 1024
+AHEAD = 4  # CSV batches made ahead of COPY (about 6 MB each: the memory stays small, COPY never waits)
 _END = object()
 
 
@@ -47,7 +47,7 @@ def partition(ds: Dataset, submission_id: int) -> sql.Identifier:
 class _Chunks(io.RawIOBase):
     """A readable stream over an iterator of byte strings (what psycopg2's COPY reads from)."""
 
-    def __init__(self, chunks: Iterator[bytes]):
+    def __init__(self, chunks: Iterator[bytes | memoryview]):
         super().__init__()
         self._chunks = chunks
         self._pending = memoryview(b"")
@@ -67,7 +67,7 @@ class _Chunks(io.RawIOBase):
         return n
 
 
-def csv_chunks(con: duckdb.DuckDBPyConnection, query: str) -> Iterator[bytes]:
+def csv_chunks(con: duckdb.DuckDBPyConnection, query: str) -> Iterator[memoryview]:
     """The query's rows as CSV (PostgreSQL's CSV: NULL unquoted and empty, text quoted when it must be).
 
     Made by a thread of their own, up to ``AHEAD`` batches ahead of the reader: DuckDB and pyarrow release
@@ -81,7 +81,8 @@ def csv_chunks(con: duckdb.DuckDBPyConnection, query: str) -> Iterator[bytes]:
                 if batch.num_rows:
                     sink = pa.BufferOutputStream()
                     pacsv.write_csv(batch, sink, _CSV)
-                    if not _put(batches, sink.getvalue().to_pybytes(), stop):
+                    # pyarrow's buffer itself, not a copy of it as bytes (COPY reads it through a memoryview)
+                    if not _put(batches, memoryview(sink.getvalue()).cast("B"), stop):
                         return
             _put(batches, _END, stop)
         except BaseException as exc:  # handed to the reader, raised there
