@@ -13,11 +13,11 @@ from __future__ import annotations
 import datetime as dt
 
 from airflow.sdk import DAG, Asset, AssetAlias, Param, get_current_context, task, task_group
-from airflow.sdk.bases.sensor import PokeReturnValue
 
 from anbar import alerts, expected
 from anbar.dag_defaults import START_DATE, default_args
 from anbar.data_docs_dag import DOCS_PENDING
+from anbar.delivery_wait import WaitForDelivery
 from anbar.registry import Organisation, Registry
 from anbar.timetables import resolve_run_period, timetable_for
 
@@ -96,7 +96,8 @@ Focal points: {", ".join(org.focal_points)}.
 ## Steps
 0. `datasets_due` — the datasets whose period ends with the run's month (all the monthly ones; a quarter or a
    year in its last month), each with its period label (`1405-07`, `1405-Q2`, `1405`).
-1. `wait_for_delivery` — reschedule-mode sensor; ends `missing` after the due date + grace.
+1. `wait_for_delivery` — looks for the manifest at once; if it is not there yet, waits deferred in the
+   triggerer (no worker slot), looking every 10 minutes; ends `missing` after the due date + grace.
 2. `receive` — lands manifest and files in the landing archive (sha256-addressed); checks names, sizes, hashes.
 3. `process` — one vectorised pass (DuckDB, in the task): decodes, checks the CSV structure, converts,
    runs `expectations/{org.code}__<dataset>.json` with Great Expectations' semantics (SQL rules in
@@ -183,19 +184,6 @@ def build_ingest_dag(org: Organisation, registry: Registry) -> DAG:
             month = period_for_run(org, get_current_context())
             return [{"dataset": ds.name, "period": p.label} for ds, p in expected.due_in_run(org, month)]
 
-        @task.sensor(
-            mode="reschedule",
-            poke_interval=dt.timedelta(minutes=10),
-            timeout=dt.timedelta(days=longest_wait),
-            map_index_template=MAP_LABEL,
-        )
-        def wait_for_delivery(due: dict) -> PokeReturnValue:
-            context = get_current_context()
-            _label(context, due)
-            ingest = _ingest()
-            step = ingest.probe(org.code, due["dataset"], due["period"], now=dt.datetime.now(dt.UTC), registry=registry)
-            return PokeReturnValue(is_done=step.state != "waiting", xcom_value=step.to_xcom())
-
         @task(map_index_template=MAP_LABEL)
         def receive(step: dict) -> dict:
             context = get_current_context()
@@ -245,7 +233,15 @@ def build_ingest_dag(org: Organisation, registry: Registry) -> DAG:
 
         @task_group(group_id="dataset")
         def ingest_dataset(due: dict):
-            concluded = conclude(process(receive(wait_for_delivery(due))))
+            waited = WaitForDelivery(
+                task_id="wait_for_delivery",
+                org_code=org.code,
+                due=due,
+                poke_interval=dt.timedelta(minutes=10),
+                wait_timeout=dt.timedelta(days=longest_wait),
+                map_index_template=MAP_LABEL,
+            )
+            concluded = conclude(process(receive(waited.output)))
             alerts.EscalationWindow(
                 task_id="escalation_window", until=escalation_due(concluded), map_index_template=MAP_LABEL
             )
