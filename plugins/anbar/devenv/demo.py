@@ -46,6 +46,10 @@ DEMO_DECISION = {
 PSQL = bin_path("psql")
 
 
+READ_ATTEMPTS = 3
+RETRY_SECONDS = 2.0
+
+
 class AirflowApi:
     def __init__(self, base_url: str, user: str, password: str):
         self.base = base_url.rstrip("/")
@@ -59,8 +63,18 @@ class AirflowApi:
         )
         if auth:
             req.add_header("Authorization", f"Bearer {self.token()}")
-        with urllib.request.urlopen(req, timeout=30) as r:
-            raw = r.read()
+        # A read is safe to repeat: an api-server busy for a moment (its database slow under load) answers 5xx
+        # to one poll of a run's state, and the demo (or a test) should not end on it.
+        attempts = READ_ATTEMPTS if method == "GET" else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                with urllib.request.urlopen(req, timeout=30) as r:
+                    raw = r.read()
+                break
+            except urllib.error.HTTPError as exc:
+                if exc.code < 500 or attempt == attempts:
+                    raise
+                time.sleep(RETRY_SECONDS * attempt)
         return json.loads(raw) if raw else None
 
     def token(self) -> str:
