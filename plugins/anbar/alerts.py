@@ -47,6 +47,7 @@ from airflow.sdk import BaseDeadlineReference, BaseNotifier, BaseOperator, deadl
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from anbar import expected, notify, warehouse
+from anbar.dag_defaults import label_map_index
 from anbar.registry import Calendar, Organisation, Registry, default_root, load_registry
 from anbar.timetables import resolve_run_period
 
@@ -460,7 +461,7 @@ class EscalationWindow(BaseOperator):
     def execute(self, context) -> None:
         until = (self.until or "").strip()
         moment = dt.datetime.fromisoformat(until) if until and until != "None" else None
-        context["anbar_map_label"] = f"open until {moment:%Y-%m-%d %H:%M} UTC" if moment else "not held"
+        label_map_index(context, f"open until {moment:%Y-%m-%d %H:%M} UTC" if moment else "not held")
         if moment is None or moment <= _utcnow():
             return
         from airflow.providers.standard.triggers.temporal import DateTimeTrigger

@@ -12,6 +12,18 @@ log = logging.getLogger(__name__)
 # A fixed date, not now(): DAG files do no work at parse time.
 START_DATE = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 
+# A mapped task's map index names what it works on: a task sets this key of its context, the template reads it.
+MAP_LABEL_KEY = "anbar_map_label"
+MAP_LABEL = "{{ " + MAP_LABEL_KEY + " }}"
+
+
+def label_map_index(context, step_or_label) -> None:
+    """The map index of the running task: ``<dataset> <period>`` of a step or due dataset, or a label as is."""
+    if isinstance(step_or_label, dict):
+        context[MAP_LABEL_KEY] = f"{step_or_label['dataset']} {step_or_label['period']}"
+    else:
+        context[MAP_LABEL_KEY] = str(step_or_label)
+
 
 def on_task_failure(context) -> None:
     """Tell the warehouse team once per failed task instance (after its last retry)."""

@@ -21,7 +21,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-MAP_LABEL_KEY = "anbar_map_label"
+from anbar.dag_defaults import label_map_index
 
 
 def look(org_code: str, dataset: str, period: str) -> dict[str, Any]:
@@ -100,11 +100,8 @@ class WaitForDelivery(BaseOperator):
         self.poke_interval = poke_interval
         self.wait_timeout = wait_timeout  # a bound beside the deadline the looks themselves keep
 
-    def _label(self, context) -> None:
-        context[MAP_LABEL_KEY] = f"{self.due['dataset']} {self.due['period']}"
-
     def execute(self, context) -> dict[str, Any] | None:
-        self._label(context)
+        label_map_index(context, self.due)
         step = look(self.org_code, self.due["dataset"], self.due["period"])
         if step["state"] != "waiting":
             return step
@@ -119,7 +116,7 @@ class WaitForDelivery(BaseOperator):
         return None
 
     def execute_complete(self, context, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        self._label(context)
+        label_map_index(context, self.due)
         if not event or "error" in event:
             raise DeliveryWaitFailed(
                 f"looking for {self.org_code}/{self.due['dataset']}/{self.due['period']} failed: "

@@ -15,13 +15,11 @@ import datetime as dt
 from airflow.sdk import DAG, Asset, AssetAlias, Param, get_current_context, task, task_group
 
 from anbar import alerts, expected
-from anbar.dag_defaults import START_DATE, default_args
+from anbar.dag_defaults import MAP_LABEL, MAP_LABEL_KEY, START_DATE, default_args, label_map_index
 from anbar.data_docs_dag import DOCS_PENDING
 from anbar.delivery_wait import WaitForDelivery
 from anbar.registry import Organisation, Registry
 from anbar.timetables import resolve_run_period, timetable_for
-
-MAP_LABEL = "{{ anbar_map_label }}"
 
 
 def _ingest():
@@ -52,13 +50,6 @@ def period_for_run(org: Organisation, context) -> str:
         conf={"period": (context.get("params") or {}).get("period")},
         timezone=org.timezone,
     ).label
-
-
-def _label(context, step_or_dataset) -> None:
-    if isinstance(step_or_dataset, dict):
-        context["anbar_map_label"] = f"{step_or_dataset['dataset']} {step_or_dataset['period']}"
-    else:
-        context["anbar_map_label"] = str(step_or_dataset)
 
 
 def _when_due(frequency: str) -> str:
@@ -187,7 +178,7 @@ def build_ingest_dag(org: Organisation, registry: Registry) -> DAG:
         @task(map_index_template=MAP_LABEL)
         def receive(step: dict) -> dict:
             context = get_current_context()
-            _label(context, step)
+            label_map_index(context, step)
             ingest = _ingest()
             s = ingest.Step.from_xcom(step)
             if s.state == "missing":
@@ -196,7 +187,7 @@ def build_ingest_dag(org: Organisation, registry: Registry) -> DAG:
 
         @task(map_index_template=MAP_LABEL)
         def process(step: dict) -> dict:
-            _label(get_current_context(), step)
+            label_map_index(get_current_context(), step)
             ingest = _ingest()
             return ingest.process(ingest.Step.from_xcom(step), registry=registry).to_xcom()
 
@@ -204,12 +195,12 @@ def build_ingest_dag(org: Organisation, registry: Registry) -> DAG:
         @task(map_index_template=MAP_LABEL, outlets=[accepted_alias(org), DOCS_PENDING])
         def conclude(step: dict) -> dict:
             context = get_current_context()
-            _label(context, step)
+            label_map_index(context, step)
             ingest = _ingest()
             s = ingest.conclude(ingest.Step.from_xcom(step), registry=registry)
             # The outcome goes into the map index label, so the grid shows a quarantined delivery.
             outcome = f"{s.state} ({s.reason})" if s.reason else s.state
-            context["anbar_map_label"] = f"{s.dataset} {s.period}: {outcome}"
+            context[MAP_LABEL_KEY] = f"{s.dataset} {s.period}: {outcome}"
             if s.state == "accepted":
                 context["outlet_events"][accepted_alias(org)].add(
                     dataset_asset(org, s.dataset),
@@ -227,7 +218,7 @@ def build_ingest_dag(org: Organisation, registry: Registry) -> DAG:
         def escalation_due(step: dict) -> str:
             """Until when the run stays open for this dataset's escalation ("" = not at all)."""
             context = get_current_context()
-            _label(context, step)
+            label_map_index(context, step)
             run_type = getattr(context.get("dag_run"), "run_type", None)
             return alerts.escalation_hold(registry, step["org"], step["dataset"], step["period"], run_type=run_type)
 

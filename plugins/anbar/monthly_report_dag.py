@@ -34,7 +34,7 @@ from pathlib import Path
 from airflow.sdk import DAG, Param, get_current_context, task, task_group
 
 from anbar import settings
-from anbar.dag_defaults import START_DATE, default_args
+from anbar.dag_defaults import MAP_LABEL, START_DATE, default_args, label_map_index
 from anbar.registry import Calendar, Registry
 from anbar.timetables import TEHRAN, JalaliMonthlyTimetable, resolve_run_period
 
@@ -42,7 +42,6 @@ log = logging.getLogger(__name__)
 
 DAG_ID = "anbar_monthly_report"
 SUMMARY = "ministry"  # the map index of the ministry summary; no organisation may be coded so (registry.MINISTRY_FILE)
-MAP_LABEL = "{{ anbar_map_label }}"
 
 
 # --- what a run reports on -----------------------------------------------------------------------
@@ -216,7 +215,7 @@ def build_monthly_report_dag(registry: Registry) -> DAG:
 
             context = get_current_context()
             month, generated_on, reports = compliance.from_xcom(figures)
-            context["anbar_map_label"] = f"{target} {month}"
+            label_map_index(context, f"{target} {month}")
             if target == SUMMARY:
                 subject = mr.summary_subject(month)
                 files = mr.summary_files(reports, month, generated_on)
@@ -237,7 +236,7 @@ def build_monthly_report_dag(registry: Registry) -> DAG:
             from anbar import notify, warehouse
 
             context = get_current_context()
-            context["anbar_map_label"] = f"{archived['target']} {archived['month']}"
+            label_map_index(context, f"{archived['target']} {archived['month']}")
             if not ministry.minister_office:
                 log.warning("no minister_office recipients in registry/ministry.yml: %s not mailed", archived["pdf"])
                 return False
