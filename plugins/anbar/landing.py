@@ -207,7 +207,7 @@ def _start_writeback() -> Callable[[int, int, int], None] | None:
     return lambda fd, offset, nbytes: call(fd, offset, nbytes, _SYNC_FILE_RANGE_WRITE)
 
 
-_WRITEBACK = _start_writeback() if hasattr(os, "fsync") and os.uname().sysname == "Linux" else None
+_WRITEBACK = _start_writeback()
 
 
 class _HashingWriter:

@@ -60,8 +60,8 @@ SAMPLE_SIZE = 5
 @dataclass
 class Timings:
     """Seconds per sub-step of the pass (printed by the bench, logged by the task), and the process's peak
-    resident memory at the end of each (MiB, Linux's high-water mark: the step where it grows is the step
-    that needed it; it is never reset, so the process's own peak stays what getrusage reports)."""
+    resident memory so far at the end of each (MiB, its high-water mark: the step where it grows is the step
+    that needed it)."""
 
     steps: dict[str, float] = field(default_factory=dict)
     peak_rss_mib: dict[str, int] = field(default_factory=dict)
@@ -77,6 +77,8 @@ class Timings:
 
 
 def _peak_rss_mib() -> int | None:
+    """This process's resident high-water mark (Linux's VmHWM). Not getrusage's ru_maxrss: across fork and
+    exec that keeps the parent's peak, and a task process starts from a large supervisor."""
     try:
         with open("/proc/self/status", encoding="ascii") as fh:
             line = next((x for x in fh if x.startswith("VmHWM:")), None)
@@ -299,14 +301,13 @@ class EarlyLoad:
         self._copy = _InThread(copy, f"early-load-{int(sub.submission_id)}")
 
     def join(self, *, raise_error: bool = True) -> None:
-        """Wait for the COPY; if it failed, its transaction is rolled back and its error raised (unless
-        ``raise_error`` is False: the pass is failing for another reason)."""
+        """Wait for the COPY; if it failed, its transaction is rolled back and its error raised. With
+        ``raise_error`` False (the pass is failing for another reason) the caller rolls back."""
         self._copy.join(raise_error=False)
         self._duck.close()
-        if self._copy.error is not None:
+        if self._copy.error is not None and raise_error:
             _failed_write(self._conn, self._sub, self._copy.error, "the load and the decision are one transaction")
-            if raise_error:
-                raise self._copy.error
+            raise self._copy.error
 
 
 # -- 4. decide ----------------------------------------------------------------------------------------------
