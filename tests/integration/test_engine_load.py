@@ -61,6 +61,21 @@ def _with_sql_rules(tmp_path, monkeypatch, *rules: tuple[str, str, str]) -> None
     monkeypatch.setenv("ANBAR_EXPECTATIONS_DIR", str(suites))
 
 
+def _tables_of(conn, submission_id: int) -> int:
+    """How many tables of the submission exist (its unattached typed table, while it has one)."""
+    return fetch(conn, "select count(*) as n from pg_tables where tablename like %s", f"%_s{submission_id}")[0]["n"]
+
+
+def _copied_beside_the_rules(conn, submission_id: int) -> bool:
+    """The pass COPYed the typed rows while the rules ran (its timed event has that sub-step)."""
+    [timed] = fetch(
+        conn,
+        "select detail from anbar.submission_events where submission_id = %s and status = 'timed'",
+        submission_id,
+    )
+    return "the COPY beside the rules, after them" in timed["detail"]["seconds"]
+
+
 def _ledger(conn, step) -> dict:
     [sub] = fetch(
         conn,
@@ -184,7 +199,7 @@ def test_bad_files_are_rejected_and_leave_nothing_loaded(
     assert (
         fetch(conn, "select count(*) as n from clean.sso__insured_persons where _submission_id = %s", sid)[0]["n"] == 0
     )
-    assert fetch(conn, "select count(*) as n from pg_tables where tablename like %s", f"%_s{sid}")[0]["n"] == 0
+    assert _tables_of(conn, sid) == 0
     assert fetch(conn, "select count(*) as n from raw.rejected_rows where submission_id = %s", sid)[0]["n"] == 0
 
 
@@ -206,7 +221,7 @@ def test_a_pass_that_fails_at_its_last_write_leaves_nothing_and_the_rerun_decide
             ingest.process(step)
     sid = step.submission_id
     assert _ledger(conn, step)["status"] == "landed"
-    assert fetch(conn, "select count(*) as n from pg_tables where tablename like %s", f"%_s{sid}")[0]["n"] == 0
+    assert _tables_of(conn, sid) == 0
     assert fetch(conn, "select count(*) as n from anbar.row_findings where submission_id = %s", sid)[0]["n"] == 0
     assert ingest.process(step).state == "accepted"
     assert ingest.process(step).state == "accepted"  # again: nothing to do
@@ -302,10 +317,7 @@ def test_rows_copied_beside_the_rules_are_flagged_rejected_and_attached_as_if_co
     step = _pass("insured_persons", [_write(tmp_path, "p.csv", text)])
     assert step.state == "accepted", step.message
     sid = step.submission_id
-    [timed] = fetch(
-        conn, "select detail from anbar.submission_events where submission_id = %s and status = 'timed'", sid
-    )
-    assert "the COPY beside the rules, after them" in timed["detail"]["seconds"]  # the rows went in early
+    assert _copied_beside_the_rules(conn, sid)
     sub = _ledger(conn, step)
     assert (sub["rows_counted"], sub["rows_loaded"], sub["rows_rejected"]) == (4, 3, 1)
     clean = fetch(
@@ -330,11 +342,8 @@ def test_a_delivery_rejected_after_its_rows_were_copied_beside_the_rules_leaves_
     step = _pass("insured_persons", [_write(tmp_path, "p.csv", text)])
     assert step.state == "rejected"
     sid = step.submission_id
-    [timed] = fetch(
-        conn, "select detail from anbar.submission_events where submission_id = %s and status = 'timed'", sid
-    )
-    assert "the COPY beside the rules, after them" in timed["detail"]["seconds"]
-    assert fetch(conn, "select count(*) as n from pg_tables where tablename like %s", f"%_s{sid}")[0]["n"] == 0
+    assert _copied_beside_the_rules(conn, sid)
+    assert _tables_of(conn, sid) == 0
     assert (
         fetch(conn, "select count(*) as n from clean.sso__insured_persons where _submission_id = %s", sid)[0]["n"] == 0
     )
